@@ -1,0 +1,1 @@
+"""Typed configuration: one dataclass per concern, named presets as data."""

@@ -1,0 +1,1 @@
+"""Datasets read from their standard on-disk formats, held as uint8 tensors."""

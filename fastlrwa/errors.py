@@ -1,0 +1,36 @@
+"""Errors that reach the user as one line and an exit code, never as a traceback.
+
+Raise a subclass of ``UserFacingError`` for anything the user can fix (a path, a flag, a file);
+the CLI prints ``error: <message>`` and exits with ``exit_code``. The message names the problem
+and the fix.
+"""
+
+from __future__ import annotations
+
+
+class UserFacingError(Exception):
+    exit_code = 1
+
+
+class ConfigError(UserFacingError):
+    """A flag, preset or config value that cannot be used."""
+
+    exit_code = 2
+
+
+class DataNotFoundError(UserFacingError):
+    """A dataset is not on disk where we looked."""
+
+    exit_code = 2
+
+
+class CheckpointError(UserFacingError):
+    """A checkpoint is missing, corrupt, untrusted or does not fit the task."""
+
+    exit_code = 2
+
+
+class NonFiniteLossError(UserFacingError):
+    """Training produced a NaN or Inf loss; the last good checkpoint is kept."""
+
+    exit_code = 3

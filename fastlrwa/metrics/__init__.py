@@ -1,0 +1,1 @@
+"""Per-epoch metrics, the Table-1 percentile statistics and reports."""

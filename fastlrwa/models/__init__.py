@@ -1,0 +1,1 @@
+"""Classifier, generator and VAE architectures, built by name; safe checkpoint loading."""

@@ -1,0 +1,1 @@
+"""Replay memories: the device-resident ring and generative (VAE) replay."""

@@ -1,0 +1,1 @@
+"""The training loop: orchestrates updates, logs, evaluates and checkpoints."""

@@ -1,0 +1,1 @@
+"""Student and generator update strategies: pure functions of (params, buffers, batches)."""

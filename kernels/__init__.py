@@ -1,0 +1,1 @@
+"""Fused loss kernels (Triton) with torch reference versions; installed as ``fastlrwa.kernels``."""
