@@ -1,0 +1,1 @@
+"""One module per CLI command: each takes a resolved config and does the work."""

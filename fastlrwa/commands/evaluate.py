@@ -1,0 +1,45 @@
+"""``fastlrwa evaluate``: test accuracy and per-class accuracy of a model file."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from fastlrwa.data import DeviceImageSet, dataset_info, evaluate, load_split
+from fastlrwa.errors import CheckpointError
+from fastlrwa.models import check_num_classes, load_checkpoint_with_meta
+from fastlrwa.runtime import resolve_device
+
+
+def run_evaluate(checkpoint: str, dataset: str, *, arch: str | None = None, data_root: str | None = None,
+                 device: str = "auto", batch_size: int = 1024, as_json: bool = False,
+                 trust_pickle: bool = False) -> dict:
+    info = dataset_info(dataset)
+    model, meta = load_checkpoint_with_meta(checkpoint, arch=arch, trust_pickle=trust_pickle)
+    check_num_classes(meta, info.num_classes, dataset, checkpoint)
+    if meta.in_channels != info.channels:
+        raise CheckpointError(
+            f"{checkpoint}: the model takes {meta.in_channels}-channel images but {dataset} has {info.channels}; "
+            "evaluate it on the dataset it was trained for"
+        )
+    target = resolve_device(device)
+    test_set = DeviceImageSet(load_split(dataset, "test", root=data_root), target)
+    result = evaluate(model.to(target), test_set, batch_size=batch_size)
+    summary = {
+        "checkpoint": str(checkpoint),
+        "arch": meta.arch,
+        "dataset": info.name,
+        "test_accuracy": result.accuracy,
+        "correct": result.correct,
+        "total": result.total,
+        "per_class_accuracy": dict(zip(info.class_names, result.per_class)),
+    }
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"{meta.arch} on {info.name} test: {result.accuracy:.2f}% ({result.correct}/{result.total})")
+        width = max(len(name) for name in info.class_names)
+        for name, accuracy in zip(info.class_names, result.per_class):
+            click.echo(f"  {name:<{width}}  {accuracy:6.2f}%")
+    return summary

@@ -1,0 +1,43 @@
+"""Each method of the paper's Table 1 as a composition: generator objective x student update x replay.
+
+The trainer has one loop; a method only picks its three parts. DFKD* and the replay methods share
+the JS + priors generator objective of the paper (eq. 9-15); they differ in how the student is
+updated and what it replays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastlrwa.errors import ConfigError
+
+GENERATOR_OBJECTIVES = ("dafl", "dfad", "dfq", "js_priors")
+STUDENT_UPDATES = ("plain", "joint", "lrwa")
+REPLAY_SCHEMES = ("none", "memory", "generative")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    generator_objective: str
+    student_update: str
+    replay: str
+    description: str
+
+
+METHODS: dict[str, MethodSpec] = {
+    "dafl": MethodSpec("dafl", "plain", "none", "DAFL: generator trained on the teacher priors only, no adversary"),
+    "dfad": MethodSpec("dfad", "plain", "none", "DFAD: adversarial MAE, no priors"),
+    "dfq": MethodSpec("dfq", "plain", "none", "DFQ: adversarial + BatchNorm-statistics matching + batch entropy"),
+    "dfkd": MethodSpec("js_priors", "plain", "none", "DFKD*: JS adversary + priors, no replay"),
+    "mb-dfkd": MethodSpec("js_priors", "joint", "memory", "MB-DFKD: memory bank, L_Acq + L_Ret"),
+    "pre-dfkd": MethodSpec("js_priors", "joint", "generative", "PRE-DFKD: generative (VAE) replay, L_Acq + L_Ret"),
+    "lrwa-mb": MethodSpec("js_priors", "lrwa", "memory", "Ours-1: LRWA meta update + memory bank"),
+    "lrwa-gr": MethodSpec("js_priors", "lrwa", "generative", "Ours-2: LRWA meta update + generative replay"),
+}
+
+
+def method_spec(name: str) -> MethodSpec:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ConfigError(f"unknown method '{name}'; choose one of: {', '.join(METHODS)}") from None

@@ -1,0 +1,93 @@
+"""Named configurations as data: the paper's Table 1 settings and the CPU presets.
+
+A preset is a nested dict of overrides on the ``TrainConfig`` defaults (which are the authors'
+settings: batch 512, I = 72, g = 1, s = 10, student SGD 0.1 / 0.9 / 5e-4 cosine, generator Adam
+0.02, latent 1000, inner step 0.9, memory of 10 slots x 64 pushed every 5 epochs). CLI flags
+override preset values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastlrwa.config.schema import PretrainConfig, TrainConfig, apply_overrides
+from fastlrwa.errors import ConfigError
+
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's Table 1 (ResNet-34 teacher -> ResNet-18 student).
+    "svhn": {
+        "data": {"dataset": "svhn"},
+        "student": {"arch": "resnet18"},
+        "schedule": {"epochs": 200},
+        "runtime": {"out": "runs/svhn"},
+    },
+    "cifar10": {
+        "data": {"dataset": "cifar10"},
+        "student": {"arch": "resnet18"},
+        "schedule": {"epochs": 200},
+        "runtime": {"out": "runs/cifar10"},
+    },
+    "cifar100": {
+        "data": {"dataset": "cifar100"},
+        "student": {"arch": "resnet18"},
+        "schedule": {"epochs": 400},
+        "runtime": {"out": "runs/cifar100"},
+    },
+    "tiny-imagenet": {
+        "data": {"dataset": "tiny-imagenet"},
+        "student": {"arch": "resnet18"},
+        "schedule": {"epochs": 500},
+        "runtime": {"out": "runs/tiny-imagenet"},
+    },
+    # CPU presets: LeNet-5 -> LeNet-5-half, sized for 2 CPU cores.
+    "digits": {
+        "data": {"dataset": "digits"},
+        "teacher": {"arch": "lenet5"},
+        "student": {"arch": "lenet5_half"},
+        "generator": {"latent_dim": 100},
+        "schedule": {"epochs": 30, "iters_per_epoch": 10, "gen_steps": 1, "student_steps": 5, "batch_size": 128},
+        "replay": {"slot_size": 32, "push_every": 2, "vae_latent": 32, "vae_warmup_steps": 10, "replay_batch": 32},
+        "runtime": {"out": "runs/digits"},
+    },
+    "fashion-mnist": {
+        "data": {"dataset": "fashion-mnist"},
+        "teacher": {"arch": "lenet5"},
+        "student": {"arch": "lenet5_half"},
+        "generator": {"latent_dim": 100},
+        "schedule": {"epochs": 60, "iters_per_epoch": 36, "gen_steps": 1, "student_steps": 5, "batch_size": 256},
+        "replay": {"slot_size": 32, "push_every": 3, "vae_latent": 64, "vae_warmup_steps": 36, "replay_batch": 32},
+        "runtime": {"out": "runs/fashion-mnist"},
+    },
+}
+
+# Teacher recipes: SGD + momentum, cosine schedule; crop + flip where the dataset calls for it.
+PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "digits": {"arch": "lenet5", "epochs": 30, "batch_size": 64, "lr": 0.05},
+    "mnist": {"arch": "lenet5", "epochs": 15, "batch_size": 128, "lr": 0.05},
+    "fashion-mnist": {"arch": "lenet5", "epochs": 20, "batch_size": 128, "lr": 0.05},
+    "cifar10": {"arch": "resnet34", "epochs": 200, "batch_size": 128, "lr": 0.1},
+    "cifar100": {"arch": "resnet34", "epochs": 200, "batch_size": 128, "lr": 0.1},
+    "svhn": {"arch": "resnet34", "epochs": 40, "batch_size": 128, "lr": 0.01},
+    "tiny-imagenet": {"arch": "resnet34", "epochs": 200, "batch_size": 128, "lr": 0.1},
+}
+
+DEFAULT_TRAIN_PRESET = "digits"
+
+
+def train_config(preset: str | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The preset's config (default: ``digits``) with dotted-path ``overrides`` applied on top."""
+    name = preset or DEFAULT_TRAIN_PRESET
+    if name not in TRAIN_PRESETS:
+        raise ConfigError(f"unknown preset '{name}'; choose one of: {', '.join(TRAIN_PRESETS)}")
+    config = apply_overrides(TrainConfig(), TRAIN_PRESETS[name], origin=f"preset {name}")
+    return apply_overrides(config, overrides or {}, origin="flag")
+
+
+def pretrain_config(dataset: str, overrides: dict[str, Any] | None = None) -> PretrainConfig:
+    """The dataset's teacher recipe with ``overrides`` (flags) on top."""
+    if dataset not in PRETRAIN_PRESETS:
+        raise ConfigError(f"no teacher recipe for dataset '{dataset}'; known: {', '.join(PRETRAIN_PRESETS)}")
+    base = dict(PRETRAIN_PRESETS[dataset], dataset=dataset)
+    base.setdefault("out", f"teachers/{dataset}-{base['arch']}")
+    config = apply_overrides(PretrainConfig(), base, origin=f"recipe {dataset}")
+    return apply_overrides(config, overrides or {}, origin="flag")

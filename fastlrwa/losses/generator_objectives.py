@@ -1,0 +1,47 @@
+"""The generator objectives of the compared methods, as one function of the teacher's and student's outputs.
+
+- ``dafl``: priors only, no adversary: ``oh*L_OH + a*L_A + ie*L_EM``.
+- ``dfad``: adversarial MAE: ``-adv * MAE(S(x), T(x))``.
+- ``dfq``: adversarial KL + BatchNorm-statistics matching + batch entropy: ``-adv*KL(p_T||p_S) + bn*L_BN + ie*L_EM``.
+- ``js_priors`` (DFKD*, MB-DFKD, PRE-DFKD, LRWA; paper eq. 15): JS disagreement + priors. With the
+  authors' JS form the disagreement term is ``adv * (1 - clamp(JS, 0, 1))``; with the paper's it is ``-adv * JS``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fastlrwa.config.schema import LossConfig
+from fastlrwa.kernels import fused_js, fused_mae
+from fastlrwa.losses.priors import activation_loss, adversarial_kl, batch_entropy_loss, one_hot_loss
+
+
+def generator_loss(
+    objective: str,
+    teacher_logits: torch.Tensor,
+    teacher_features: torch.Tensor,
+    student_logits: torch.Tensor | None,
+    weights: LossConfig,
+    bn_loss: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss the generator minimises, and its parts (0-dim tensors, for logging)."""
+    parts: dict[str, torch.Tensor] = {}
+    if objective in ("dafl", "js_priors"):
+        parts["oh"] = one_hot_loss(teacher_logits)
+        parts["act"] = activation_loss(teacher_features)
+    if objective in ("dafl", "dfq", "js_priors"):
+        parts["ie"] = batch_entropy_loss(teacher_logits, weights.entropy_log_base)
+    if objective == "dfad":
+        parts["adv"] = -fused_mae(student_logits, teacher_logits)
+    elif objective == "dfq":
+        parts["adv"] = -adversarial_kl(teacher_logits, student_logits)
+        parts["bn"] = bn_loss
+    elif objective == "js_priors":
+        js = fused_js(teacher_logits, student_logits, temperature=weights.js_temperature, variant=weights.js_variant)
+        parts["js"] = js
+        parts["adv"] = 1.0 - js.clamp(0.0, 1.0) if weights.js_variant == "official" else -js
+    elif objective != "dafl":
+        raise ValueError(f"unknown generator objective {objective!r}")
+    scale = {"oh": weights.oh, "act": weights.a, "ie": weights.ie, "adv": weights.adv, "bn": weights.bn}
+    total = sum(scale[name] * value for name, value in parts.items() if name in scale)
+    return total, parts

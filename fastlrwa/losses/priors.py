@@ -1,0 +1,82 @@
+"""The teacher priors that keep generated samples "teacher-like" (paper eq. 11-14, DAFL, DFQ).
+
+Each takes the teacher's outputs on a generated batch and returns a 0-dim loss to minimise.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def one_hot_loss(teacher_logits: torch.Tensor) -> torch.Tensor:
+    """L_OH (eq. 12): cross-entropy of the teacher's prediction against its own argmax."""
+    return F.cross_entropy(teacher_logits, teacher_logits.argmax(dim=1))
+
+
+def activation_loss(teacher_features: torch.Tensor) -> torch.Tensor:
+    """L_A (eq. 13): minus the mean absolute activation of the teacher's last feature map."""
+    return -teacher_features.abs().mean()
+
+
+def batch_entropy_loss(teacher_logits: torch.Tensor, log_base: float = math.e) -> torch.Tensor:
+    """L_EM (eq. 14): p_bar . log(p_bar) of the batch-mean teacher softmax (minimising it balances classes).
+
+    The authors' code takes log10; ``log_base`` picks the logarithm (the paper's is natural).
+    """
+    p_bar = F.softmax(teacher_logits.float(), dim=1).mean(dim=0)
+    return (p_bar * torch.log(p_bar)).sum() / math.log(log_base)
+
+
+def adversarial_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+    """DFQ's disagreement: KL(p_T || p_S), batch mean (the generator maximises it)."""
+    return F.kl_div(F.log_softmax(student_logits.float(), dim=1), F.log_softmax(teacher_logits.float(), dim=1),
+                    reduction="batchmean", log_target=True)
+
+
+class BatchNormStatistics:
+    """DFQ's BatchNorm-statistics loss: the batch statistics of the inputs of every teacher BatchNorm layer
+    matched to that layer's running statistics.
+
+    Per layer: ``||mu_batch - running_mean||^2 + ||sigma_batch - sqrt(running_var + eps)||^2`` (the form of
+    ZeroQ and DeepInversion), averaged over layers. The statistics are taken by forward pre-hooks while
+    the teacher runs on the generated batch, so no second teacher forward is needed.
+    """
+
+    def __init__(self, teacher: nn.Module) -> None:
+        self.layers = [m for m in teacher.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self._terms: list[torch.Tensor] = []
+        self._recording = False
+
+    def _hook(self, module: nn.modules.batchnorm._BatchNorm, inputs: tuple[torch.Tensor, ...]) -> None:
+        if not self._recording:
+            return
+        x = inputs[0].float()
+        dims = [d for d in range(x.dim()) if d != 1]
+        mean = x.mean(dim=dims)
+        std = torch.sqrt(x.var(dim=dims, unbiased=False) + module.eps)
+        target_std = torch.sqrt(module.running_var.float() + module.eps)
+        self._terms.append(((mean - module.running_mean.float()) ** 2).sum() + ((std - target_std) ** 2).sum())
+
+    @contextmanager
+    def recording(self) -> Iterator["BatchNormStatistics"]:
+        """Within the block, every teacher forward records its BatchNorm input statistics."""
+        handles = [layer.register_forward_pre_hook(self._hook) for layer in self.layers]
+        self._terms = []
+        self._recording = True
+        try:
+            yield self
+        finally:
+            self._recording = False
+            for handle in handles:
+                handle.remove()
+
+    def loss(self) -> torch.Tensor:
+        if not self._terms:
+            raise RuntimeError("BatchNormStatistics.loss() called without a recorded teacher forward")
+        return torch.stack(self._terms).mean()

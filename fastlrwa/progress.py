@@ -1,0 +1,56 @@
+"""Live progress for long loops: a rich progress bar, or one plain line per epoch when disabled."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class EpochProgress:
+    """A bar over the steps of the current epoch with the latest numbers beside it."""
+
+    def __init__(self, progress: Progress | None, console: Console) -> None:
+        self._progress = progress
+        self._console = console
+        self._task = None
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        if self._progress is None:
+            return
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+        self._task = self._progress.add_task(f"epoch {epoch}/{epochs}", total=steps, info="")
+
+    def advance(self, steps: int = 1, info: str | None = None) -> None:
+        if self._progress is None or self._task is None:
+            return
+        if info is None:
+            self._progress.advance(self._task, steps)
+        else:
+            self._progress.update(self._task, advance=steps, info=info)
+
+    def log(self, line: str) -> None:
+        """A line that stays above the bar (or is printed plainly without a bar)."""
+        self._console.print(line, highlight=False, markup=False)
+
+
+@contextmanager
+def epoch_progress(enabled: bool) -> Iterator[EpochProgress]:
+    console = Console(stderr=True)
+    if not enabled:
+        yield EpochProgress(None, console)
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        yield EpochProgress(progress, console)
