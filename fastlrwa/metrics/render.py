@@ -1,0 +1,176 @@
+"""Table 1 as markdown (the paper's layout), CSV and a JSON document (pure, no I/O)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from fastlrwa.metrics.summary import AggregateSummary, RunSummary, TableGroup
+from fastlrwa.metrics.table import PERCENTILES, MeanStd
+
+MARKDOWN_LEGEND = (
+    "μ and σ² past the n-th percentile: mean and population variance (%²) of the student's test accuracy (%) "
+    "over the epochs k > n·E/100 of an E-epoch run. Acc_max: the best test accuracy of the run. "
+    "Rows \"method (n seeds)\": mean ± sample standard deviation (ddof = 1) over the seeds."
+)
+
+
+def _escape(text: str) -> str:
+    # "_" needs no escape: CommonMark ignores it inside a word, and names are words.
+    for special in ("\\", "|", "*", "`"):
+        text = text.replace(special, "\\" + special)
+    return text
+
+
+def _run_label(run: RunSummary) -> str:
+    record = run.record
+    note = "" if record.complete else f", {len(record.accuracies)}/{record.epochs_configured} epochs"
+    return f"{_escape(record.method)} (seed {record.seed}{note})"
+
+
+def _aggregate_label(aggregate: AggregateSummary) -> str:
+    note = "" if aggregate.complete else f", {aggregate.n_epochs} epochs"
+    return f"{_escape(aggregate.method)} ({aggregate.stats.n_runs} seeds{note})"
+
+
+def _mean_std(cell: MeanStd) -> str:
+    return f"{cell.mean:.2f} ± {cell.std:.2f}"
+
+
+def _run_cells(run: RunSummary) -> list[str]:
+    cells = []
+    for p in PERCENTILES:
+        stat = run.stats.percentiles[p]
+        cells += [f"{stat.mean:.2f}", f"{stat.var:.2f}"]
+    return [_run_label(run), *cells, f"{run.stats.acc_max:.2f}"]
+
+
+def _aggregate_cells(aggregate: AggregateSummary) -> list[str]:
+    cells = []
+    for p in PERCENTILES:
+        stat = aggregate.stats.percentiles[p]
+        cells += [_mean_std(stat.mean), _mean_std(stat.var)]
+    return [_aggregate_label(aggregate), *cells, _mean_std(aggregate.stats.acc_max)]
+
+
+def _group_heading(group: TableGroup) -> list[str]:
+    title = _escape(group.dataset) + ("" if group.student is None else f" · student {_escape(group.student)}")
+    teacher = sorted({run.record.teacher_accuracy for run in group.runs} - {None})
+    epochs = sorted({run.record.epochs_configured for run in group.runs})
+    facts = []
+    if teacher:
+        facts.append("T_Acc = " + " / ".join(f"{accuracy:.2f}%" for accuracy in teacher))
+    facts.append("Epochs (E) = " + " / ".join(map(str, epochs)))
+    return [f"## {title}", "", " · ".join(facts), ""]
+
+
+def _table_line(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def render_markdown(groups: Sequence[TableGroup]) -> str:
+    """Table 1: per (dataset, student) block, one row per run and per multi-seed setting."""
+    header = ["Method"]
+    for p in PERCENTILES:
+        header += [f">{p}th μ ↑", f">{p}th σ² ↓"]
+    header.append("Acc_max (%)")
+    lines = ["# Table 1: student test accuracy over epoch percentiles", "", MARKDOWN_LEGEND, ""]
+    for group in groups:
+        lines += _group_heading(group)
+        lines += [_table_line(header), _table_line([":---"] + ["---:"] * (len(header) - 1))]
+        for row in group.rows:
+            lines.append(_table_line(_run_cells(row) if isinstance(row, RunSummary) else _aggregate_cells(row)))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def csv_columns() -> list[str]:
+    """Column names of the CSV; ``*_std`` columns are filled only on aggregate rows."""
+    columns = ["row_type", "run", "method", "dataset", "student", "seed", "n_runs", "epochs",
+               "epochs_configured", "complete", "acc_max", "acc_max_std"]
+    for p in PERCENTILES:
+        columns += [f"p{p}_mean", f"p{p}_mean_std", f"p{p}_var", f"p{p}_var_std"]
+    return columns
+
+
+def _run_csv_row(run: RunSummary) -> dict[str, Any]:
+    record = run.record
+    row: dict[str, Any] = {
+        "row_type": "run", "run": str(record.path), "method": record.method, "dataset": record.dataset,
+        "student": record.student or "", "seed": record.seed, "n_runs": 1, "epochs": run.stats.n_epochs,
+        "epochs_configured": record.epochs_configured, "complete": int(record.complete),
+        "acc_max": run.stats.acc_max,
+    }
+    for p in PERCENTILES:
+        row[f"p{p}_mean"] = run.stats.percentiles[p].mean
+        row[f"p{p}_var"] = run.stats.percentiles[p].var
+    return row
+
+
+def _aggregate_csv_row(aggregate: AggregateSummary) -> dict[str, Any]:
+    stats = aggregate.stats
+    configured = {run.record.epochs_configured for run in aggregate.runs}
+    row: dict[str, Any] = {
+        "row_type": "aggregate", "run": ";".join(str(run.record.path) for run in aggregate.runs),
+        "method": aggregate.method, "dataset": aggregate.dataset, "student": aggregate.student or "",
+        "n_runs": stats.n_runs, "epochs": aggregate.n_epochs,
+        "epochs_configured": configured.pop() if len(configured) == 1 else "",
+        "complete": int(aggregate.complete),
+        "acc_max": stats.acc_max.mean, "acc_max_std": stats.acc_max.std,
+    }
+    for p in PERCENTILES:
+        cell = stats.percentiles[p]
+        row[f"p{p}_mean"], row[f"p{p}_mean_std"] = cell.mean.mean, cell.mean.std
+        row[f"p{p}_var"], row[f"p{p}_var_std"] = cell.var.mean, cell.var.std
+    return row
+
+
+def render_csv(groups: Sequence[TableGroup]) -> str:
+    """One row per run and per aggregate (``row_type``), numbers at full precision."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=csv_columns(), restval="", lineterminator="\n")
+    writer.writeheader()
+    for group in groups:
+        for row in group.rows:
+            writer.writerow(_run_csv_row(row) if isinstance(row, RunSummary) else _aggregate_csv_row(row))
+    return buffer.getvalue()
+
+
+def _mean_std_dict(cell: MeanStd) -> dict[str, float]:
+    return {"mean": cell.mean, "std": cell.std}
+
+
+def report_document(runs: Sequence[RunSummary], aggregates: Sequence[AggregateSummary]) -> dict[str, Any]:
+    """The ``--json`` document: ``{"runs": [...], "aggregates": [...]}``."""
+    return {
+        "runs": [
+            {
+                "run": str(run.record.path),
+                "method": run.record.method,
+                "dataset": run.record.dataset,
+                "seed": run.record.seed,
+                "epochs": run.stats.n_epochs,
+                "acc_max": run.stats.acc_max,
+                "percentiles": {
+                    str(p): {"mean": stat.mean, "var": stat.var} for p, stat in run.stats.percentiles.items()
+                },
+            }
+            for run in runs
+        ],
+        "aggregates": [
+            {
+                "method": aggregate.method,
+                "dataset": aggregate.dataset,
+                "n_runs": aggregate.stats.n_runs,
+                "runs": [str(run.record.path) for run in aggregate.runs],
+                "acc_max": _mean_std_dict(aggregate.stats.acc_max),
+                "percentiles": {
+                    str(p): {"mean": _mean_std_dict(cell.mean), "var": _mean_std_dict(cell.var)}
+                    for p, cell in aggregate.stats.percentiles.items()
+                },
+            }
+            for aggregate in aggregates
+        ],
+    }
