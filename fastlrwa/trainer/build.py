@@ -1,0 +1,141 @@
+"""Building every part of a run from its config: models, optimisers, replay, the compiled updates."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from fastlrwa.config.methods import MethodSpec, method_spec
+from fastlrwa.config.schema import TrainConfig
+from fastlrwa.data import DatasetInfo, DeviceImageSet, dataset_info, load_split
+from fastlrwa.errors import ConfigError
+from fastlrwa.models import ModelMeta, build_generator, build_model
+from fastlrwa.replay import VAE, GenerativeReplay, MemoryBankReplay, ReplayRing, ReplayScheme
+from fastlrwa.runtime import amp_dtype, configure_compile_cache, resolve_device
+from fastlrwa.trainer.teacher import load_frozen_teacher, resolve_teacher_path
+from fastlrwa.updates.generator_step import GeneratorUpdate
+from fastlrwa.updates.student_update import StudentUpdate
+
+
+@dataclass
+class RunParts:
+    config: TrainConfig
+    spec: MethodSpec
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    info: DatasetInfo
+    teacher: nn.Module
+    teacher_meta: ModelMeta
+    teacher_path: Path
+    student: nn.Module
+    generator: nn.Module
+    student_optimizer: torch.optim.Optimizer
+    student_scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator_optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    replay: ReplayScheme | None
+    test_set: DeviceImageSet
+    rng: torch.Generator
+    generator_update: GeneratorUpdate
+    student_update: StudentUpdate
+
+    def modules_with_state(self) -> dict[str, object]:
+        """Everything whose ``state_dict`` goes into a checkpoint, by key."""
+        parts: dict[str, object] = {
+            "student": self.student,
+            "generator": self.generator,
+            "student_optimizer": self.student_optimizer,
+            "student_scheduler": self.student_scheduler,
+            "generator_optimizer": self.generator_optimizer,
+            "scaler": self.scaler,
+        }
+        if self.replay is not None:
+            parts["replay"] = self.replay
+        return parts
+
+
+def _student_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    epochs = config.schedule.epochs
+    if config.student.schedule == "cosine":
+        # The authors' CosineAnnealingLR over the epochs, stepped once per epoch.
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 0.5 * (1.0 + math.cos(math.pi * min(e, epochs) / epochs)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)
+
+
+def _replay(config: TrainConfig, spec: MethodSpec, info: DatasetInfo, teacher: nn.Module, device: torch.device,
+            rng: torch.Generator) -> ReplayScheme | None:
+    r = config.replay
+    if spec.replay == "memory":
+        ring = ReplayRing(
+            r.slots, r.slot_size, (info.channels, info.image_size, info.image_size), info.num_classes, device,
+            device_budget_bytes=int(r.device_budget_mb * 2**20), generator=rng,
+        )
+        return MemoryBankReplay(ring, push_every=r.push_every)
+    if spec.replay == "generative":
+        vae = VAE(channels=info.channels, image_size=info.image_size, latent_dim=r.vae_latent).to(device)
+        return GenerativeReplay(
+            vae, teacher, lr=r.vae_lr, kl_weight=r.vae_kl_weight, logit_weight=r.vae_logit_weight,
+            replay_batch=r.replay_batch, warmup_steps=r.vae_warmup_steps, device=device, generator=rng,
+        )
+    return None
+
+
+def build_run(config: TrainConfig, *, log: Callable[[str], None]) -> RunParts:
+    spec = method_spec(config.method)
+    device = resolve_device(config.runtime.device)
+    autocast = amp_dtype(config.runtime.amp, device)
+    if config.runtime.compile:
+        configure_compile_cache()
+    info = dataset_info(config.data.dataset)
+    teacher_path = resolve_teacher_path(config.teacher, info, data_root=config.data.data_root,
+                                        seed=config.runtime.seed, log=log)
+    teacher, teacher_meta = load_frozen_teacher(teacher_path, config.teacher, info, device)
+    if spec.generator_objective == "dfq" and not any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in teacher.modules()
+    ):
+        raise ConfigError(f"dfq matches the teacher's BatchNorm statistics, but the {teacher_meta.arch} teacher has no "
+                          "BatchNorm layer; use a teacher with BatchNorm (e.g. resnet34, wrn40_2) or another method")
+    test_set = DeviceImageSet(load_split(info.name, "test", root=config.data.data_root, download=config.data.download),
+                              device)
+
+    student = build_model(config.student.arch, info.num_classes, in_channels=info.channels,
+                          image_size=info.image_size).to(device)
+    generator = build_generator(latent_dim=config.generator.latent_dim, channels=info.channels,
+                                image_size=info.image_size).to(device)
+    if device.type == "cuda":
+        student = student.to(memory_format=torch.channels_last)
+    student.train()
+    generator.train()
+
+    student_optimizer = torch.optim.SGD(
+        student.parameters(), lr=config.student.lr, momentum=config.student.momentum,
+        weight_decay=config.student.weight_decay, fused=True,
+    )
+    generator_optimizer = torch.optim.Adam(
+        generator.parameters(), lr=config.generator.lr, betas=(config.generator.beta1, config.generator.beta2),
+        fused=device.type == "cuda", foreach=None if device.type == "cuda" else True,
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast is torch.float16)
+    rng = torch.Generator(device=device).manual_seed(config.runtime.seed)
+    replay = _replay(config, spec, info, teacher, device, rng)
+
+    generator_update = GeneratorUpdate(
+        generator, teacher, student, objective=spec.generator_objective, weights=config.loss,
+        optimizer=generator_optimizer, autocast_dtype=autocast, scaler=scaler, compile=config.runtime.compile,
+    )
+    student_update = StudentUpdate(
+        student, spec.student_update, student_optimizer, lrwa=config.lrwa,
+        joint_objective=config.replay.joint_objective, autocast_dtype=autocast, compile=config.runtime.compile,
+    )
+    return RunParts(
+        config=config, spec=spec, device=device, autocast_dtype=autocast, info=info, teacher=teacher,
+        teacher_meta=teacher_meta, teacher_path=teacher_path, student=student, generator=generator,
+        student_optimizer=student_optimizer, student_scheduler=_student_scheduler(config, student_optimizer),
+        generator_optimizer=generator_optimizer, scaler=scaler, replay=replay, test_set=test_set, rng=rng,
+        generator_update=generator_update, student_update=student_update,
+    )
