@@ -1,0 +1,63 @@
+"""The paper's generator G(z): latent vector to an image in the teacher's normalised input space."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from fastlrwa.errors import ConfigError
+
+BASE_CHANNELS = 128
+# eps=0.8 in the two inner BatchNorms is the authors' setting (inherited from DAFL), not a typo for 1e-5.
+INNER_BN_EPS = 0.8
+LEAKY_SLOPE = 0.2
+
+
+class Generator(nn.Module):
+    """Linear(latent -> 128*(s/4)^2) -> (128, s/4, s/4) -> BN -> up x2 -> spectral-normed conv3x3 128
+    -> BN(eps 0.8) -> LeakyReLU(0.2) -> up x2 -> conv3x3 64 -> BN(eps 0.8) -> LeakyReLU(0.2)
+    -> conv3x3 to ``channels`` -> tanh -> BN without affine.
+
+    The last BatchNorm standardises every channel, which puts the images in the (normalised) range the
+    teacher was trained on. Spectral norm is the parametrization version, so it works with
+    ``torch.func.functional_call`` and appears in the state_dict as ``...parametrizations.weight.original``
+    plus the power-iteration buffers ``_u`` and ``_v`` (updated in train mode, like BatchNorm statistics).
+    """
+
+    def __init__(self, latent_dim: int, channels: int, image_size: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.channels = channels
+        self.image_size = image_size
+        self.base_size = image_size // 4
+        self.project = nn.Linear(latent_dim, BASE_CHANNELS * self.base_size**2)
+        self.project_norm = nn.BatchNorm2d(BASE_CHANNELS)
+        self.decode = nn.Sequential(
+            nn.Upsample(scale_factor=2),
+            spectral_norm(nn.Conv2d(BASE_CHANNELS, BASE_CHANNELS, kernel_size=3, stride=1, padding=1)),
+            nn.BatchNorm2d(BASE_CHANNELS, eps=INNER_BN_EPS),
+            nn.LeakyReLU(LEAKY_SLOPE),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(BASE_CHANNELS, 64, kernel_size=3, stride=1, padding=1),
+            nn.BatchNorm2d(64, eps=INNER_BN_EPS),
+            nn.LeakyReLU(LEAKY_SLOPE),
+            nn.Conv2d(64, channels, kernel_size=3, stride=1, padding=1),
+            nn.Tanh(),
+            nn.BatchNorm2d(channels, affine=False),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent ``[N, latent_dim]`` to images ``[N, channels, image_size, image_size]``."""
+        x = self.project(z).unflatten(1, (BASE_CHANNELS, self.base_size, self.base_size))
+        return self.decode(self.project_norm(x))
+
+
+def build_generator(*, latent_dim: int, channels: int, image_size: int) -> Generator:
+    """The paper's generator; ``image_size`` must be a multiple of 4 (two x2 upsamplings)."""
+    for label, value in (("latent_dim", latent_dim), ("channels", channels), ("image_size", image_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"generator {label} must be a positive integer, got {value!r}")
+    if image_size % 4 != 0:
+        raise ConfigError(f"generator image_size must be a multiple of 4, got {image_size}; use 32 or 64")
+    return Generator(latent_dim, channels, image_size)
