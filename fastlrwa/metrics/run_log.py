@@ -4,7 +4,7 @@ A run directory holds ``config.json`` (what was run) and ``metrics.jsonl`` (one 
 finished epoch, at least ``{"epoch": k, "test_accuracy": percent}``, k counted from 1).
 
 Two kinds of damage are expected and handled: a crash while a line is being written leaves a cut
-final line (ignored with a warning), and a run resumed from a checkpoint older than its log writes
+line (ignored with a warning), and a run resumed from a checkpoint older than its log writes
 an epoch again (the last line for an epoch wins). ``MetricsLog.truncate_after`` lets a resumed run
 drop the epochs its checkpoint does not have, so the log never runs ahead of the model.
 """
@@ -58,22 +58,22 @@ def _is_real(value: Any) -> bool:
 
 
 def _read_epoch_records(path: Path) -> dict[int, tuple[int, dict[str, Any]]]:
-    """Epoch -> (line number, record) of a metrics log; the last line of an epoch wins."""
-    lines = [(number, line.strip()) for number, line in enumerate(path.read_bytes().split(b"\n"), start=1)]
-    lines = [(number, line) for number, line in lines if line]
+    """Epoch -> (line number, record) of a metrics log; the last line of an epoch wins.
+
+    A line that is not JSON is the remains of a write cut by a crash (``MetricsLog.append`` starts
+    the next line after it on a fresh line): it is skipped with a warning. A JSON line without a
+    valid epoch is not something the writer produces, so it is an error.
+    """
     records: dict[int, tuple[int, dict[str, Any]]] = {}
-    for index, (number, line) in enumerate(lines):
+    for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if not line.strip():
+            continue
         try:
             record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            if index == len(lines) - 1:
-                logger.warning("%s: ignored line %d, cut off mid-write (the run crashed while "
-                               "logging that epoch)", path, number)
-                continue
-            raise UserFacingError(
-                f"{path} line {number} is not valid JSON ({error}); the log is damaged: "
-                f"delete that line or restore the file"
-            ) from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            logger.warning("%s: ignored line %d, cut off mid-write (the run crashed while logging that epoch)",
+                           path, number)
+            continue
         if not isinstance(record, dict) or not _is_int(record.get("epoch")) or record["epoch"] < 1:
             raise UserFacingError(
                 f"{path} line {number} has no integer \"epoch\" >= 1; this is not a fastlrwa metrics log "
@@ -142,11 +142,12 @@ def read_run(run_dir: str | os.PathLike) -> RunRecord:
     """Read a run directory written by ``fastlrwa train``.
 
     Raises ``ConfigError`` when the directory is not a run (no ``config.json`` or no
-    ``metrics.jsonl``) and ``UserFacingError`` when its log is damaged beyond a cut last line.
+    ``metrics.jsonl``) and ``UserFacingError`` when its log is damaged beyond lines cut by a crash.
     """
     path = Path(run_dir)
     if not path.is_dir():
-        raise ConfigError(f"{path} is not a directory; pass the --out directory of `fastlrwa train`")
+        problem = "is not a directory" if path.exists() else "does not exist"
+        raise ConfigError(f"{path} {problem}; pass the --out directory of `fastlrwa train`")
     config = _read_config(path)
     config_path = path / CONFIG_FILE
     method = _require(config, "method", lambda v: isinstance(v, str) and v, "a method name", config_path)
@@ -217,8 +218,8 @@ class MetricsLog:
     def truncate_after(self, epoch: int) -> list[dict[str, Any]]:
         """Keep only epochs <= ``epoch`` (one line each, the last logged), rewritten atomically.
 
-        Used on resume so the log matches the checkpoint; a cut last line is dropped. Returns the
-        kept records in epoch order.
+        Used on resume so the log matches the checkpoint; lines cut by a crash are dropped. Returns
+        the kept records in epoch order.
         """
         if not _is_int(epoch) or epoch < 0:
             raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
