@@ -181,7 +181,7 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
     raise ConfigError(f"{where}={value!r} is not a valid {annotation}")
 
 
-def apply_overrides(config: Any, overrides: Mapping[str, Any], *, origin: str = "override") -> Any:
+def apply_overrides(config: Any, overrides: Mapping[str, Any], *, origin: str = "override", _prefix: str = "") -> Any:
     """Return a copy of ``config`` with nested-dict or dotted-path overrides applied and type-checked.
 
     ``overrides`` may be nested (``{"schedule": {"epochs": 4}}``, the preset form) or flat with dotted
@@ -191,20 +191,21 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any], *, origin: str = 
     fields = {f.name: f for f in dataclasses.fields(config)}
     for key, value in overrides.items():
         head, _, rest = key.partition(".")
+        path = f"{_prefix}{head}"
         if head not in fields:
             raise ConfigError(
-                f"unknown {origin} key '{key}' for {type(config).__name__}; valid keys: {', '.join(sorted(fields))}"
+                f"unknown {origin} key '{_prefix}{key}'; valid keys here: {', '.join(sorted(fields))}"
             )
         current = getattr(config, head)
         if dataclasses.is_dataclass(current):
             nested = {rest: value} if rest else value
             if not isinstance(nested, Mapping):
-                raise ConfigError(f"{origin} '{key}' must be a mapping of {type(current).__name__} fields")
-            setattr(config, head, apply_overrides(current, nested, origin=origin))
+                raise ConfigError(f"{origin} '{path}' must be a mapping of {type(current).__name__} fields")
+            setattr(config, head, apply_overrides(current, nested, origin=origin, _prefix=f"{path}."))
         elif rest:
-            raise ConfigError(f"unknown {origin} key '{key}': '{head}' has no sub-keys")
+            raise ConfigError(f"unknown {origin} key '{_prefix}{key}': '{path}' has no sub-keys")
         else:
-            setattr(config, head, _coerce(value, str(fields[head].type), f"{origin} {key}"))
+            setattr(config, head, _coerce(value, str(fields[head].type), f"{origin} {path}"))
     return config
 
 

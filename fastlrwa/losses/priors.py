@@ -56,12 +56,13 @@ class BatchNormStatistics:
     def _hook(self, module: nn.modules.batchnorm._BatchNorm, inputs: tuple[torch.Tensor, ...]) -> None:
         if not self._recording:
             return
-        x = inputs[0].float()
+        # Statistics in at least float32: under autocast the input may be bf16.
+        x = inputs[0].to(torch.promote_types(inputs[0].dtype, torch.float32))
         dims = [d for d in range(x.dim()) if d != 1]
         mean = x.mean(dim=dims)
         std = torch.sqrt(x.var(dim=dims, unbiased=False) + module.eps)
-        target_std = torch.sqrt(module.running_var.float() + module.eps)
-        self._terms.append(((mean - module.running_mean.float()) ** 2).sum() + ((std - target_std) ** 2).sum())
+        target_std = torch.sqrt(module.running_var.to(x.dtype) + module.eps)
+        self._terms.append(((mean - module.running_mean.to(x.dtype)) ** 2).sum() + ((std - target_std) ** 2).sum())
 
     @contextmanager
     def recording(self) -> Iterator["BatchNormStatistics"]:

@@ -43,21 +43,23 @@ class RunDir:
         except (OSError, ValueError, KeyError):
             return None
 
-    def claim(self, config: dict, *, resume: bool, force: bool) -> None:
-        """Refuse to start a fresh run over an existing one unless --force; --force clears the run's own files."""
-        if resume:
-            if not self.checkpoint.exists():
-                raise ConfigError(f"--resume: {self.checkpoint} does not exist; start the run without --resume")
+    def check_resumable(self) -> None:
+        if not self.checkpoint.exists():
+            raise ConfigError(f"--resume: {self.checkpoint} does not exist; start the run without --resume")
+
+    def check_fresh(self, config: dict, *, force: bool) -> None:
+        """Refuse to start a fresh run over an existing one unless --force."""
+        if not self.holds_run() or force:
             return
-        if not self.holds_run():
-            return
-        if not force:
-            same = self.saved_config() == config
-            what = "this same run (identical config)" if same else "a different run"
-            raise ConfigError(
-                f"{self.root} already holds {what}; pass --resume to continue it or --force to replace it, "
-                "or choose another --out"
-            )
+        same = self.saved_config() == config
+        what = "this same run (identical config)" if same else "a different run"
+        raise ConfigError(
+            f"{self.root} already holds {what}; pass --resume to continue it or --force to replace it, "
+            "or choose another --out"
+        )
+
+    def clear(self) -> None:
+        """Remove the files of a previous run (only the run's own files; anything else in the folder stays)."""
         for path in (self.config, self.metrics, self.checkpoint, self.student):
             path.unlink(missing_ok=True)
         shutil.rmtree(self.tensorboard, ignore_errors=True)

@@ -1,0 +1,113 @@
+"""``fastlrwa train``: one distillation run, fresh or resumed, from a resolved config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fastlrwa import __version__
+from fastlrwa.atomic_io import atomic_write_json
+from fastlrwa.config.schema import TrainConfig, apply_overrides, from_dict, to_dict
+from fastlrwa.config.validate import validate_train_config
+from fastlrwa.data import evaluate
+from fastlrwa.errors import CheckpointError, ConfigError, UserFacingError
+from fastlrwa.metrics import run_stats
+from fastlrwa.progress import epoch_progress
+from fastlrwa.runtime import environment_versions, seed_everything
+from fastlrwa.trainer.build import build_run
+from fastlrwa.trainer.loop import StopRequested, Trainer
+from fastlrwa.trainer.run_dir import RunDir
+
+# Settings a resumed run may change: they do not alter what has been computed so far.
+RESUMABLE_OVERRIDES = frozenset({
+    "schedule.epochs", "runtime.out", "runtime.device", "runtime.progress", "runtime.eval_batch_size",
+    "runtime.compile", "runtime.checkpoint_every", "teacher.trust_pickle",
+})
+
+
+class Interrupted(UserFacingError):
+    exit_code = 130
+
+
+def _saved_config(run: RunDir) -> dict[str, Any]:
+    try:
+        state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
+        return state["config"]
+    except Exception:  # torch raises many types for a damaged file
+        raise CheckpointError(f"{run.checkpoint} cannot be read: it is damaged; start afresh with --force") from None
+
+
+def _resumed_config(run: RunDir, requested: TrainConfig, explicit: set[str]) -> TrainConfig:
+    """The run's own config, with only the overrides that are safe on resume taken from the command line."""
+    saved = from_dict(TrainConfig, _saved_config(run))
+    requested_values = to_dict(requested)
+    changes: dict[str, Any] = {}
+    for key in sorted(explicit):
+        head, _, leaf = key.partition(".")
+        value = requested_values[head][leaf] if leaf else requested_values[head]
+        current = to_dict(saved)[head][leaf] if leaf else to_dict(saved)[head]
+        if value == current:
+            continue
+        if key not in RESUMABLE_OVERRIDES:
+            raise ConfigError(
+                f"--resume continues the run as it was configured; '{key}' was {current!r} and cannot change to "
+                f"{value!r} (changeable on resume: {', '.join(sorted(RESUMABLE_OVERRIDES))})"
+            )
+        changes[key] = value
+    return apply_overrides(saved, changes)
+
+
+def run_train(config: TrainConfig, *, resume: bool = False, force: bool = False,
+              explicit: set[str] | frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """Run (or resume) a distillation; returns the per-epoch metric records."""
+    run = RunDir(Path(config.runtime.out))
+    if resume:
+        run.check_resumable()
+        config = _resumed_config(run, config, set(explicit))
+    validate_train_config(config)
+    if not resume:
+        run.check_fresh(to_dict(config), force=force)
+    seed_everything(config.runtime.seed)
+
+    with epoch_progress(config.runtime.progress) as progress:
+        parts = build_run(config, log=progress.log)
+        trainer = Trainer(parts, run, progress)
+        if resume:
+            trainer.load_checkpoint()
+            progress.log(f"resuming {run.root} at epoch {trainer.epoch + 1} (iteration {trainer.iteration})")
+        else:
+            run.clear()
+            teacher = evaluate(parts.teacher, parts.test_set, batch_size=config.runtime.eval_batch_size)
+            progress.log(f"{config.method}: {parts.teacher_meta.arch} teacher ({teacher.accuracy:.2f}% on "
+                         f"{parts.info.name}) -> {config.student.arch} student, {config.schedule.epochs} epochs")
+            atomic_write_json(run.config, {
+                "fastlrwa_version": __version__,
+                "method": config.method,
+                "dataset": parts.info.name,
+                "student": config.student.arch,
+                "teacher_arch": parts.teacher_meta.arch,
+                "teacher_path": str(parts.teacher_path),
+                "teacher_sha256": trainer.teacher_sha256,
+                "teacher_accuracy": teacher.accuracy,
+                "seed": config.runtime.seed,
+                "epochs": config.schedule.epochs,
+                "config": to_dict(config),
+                "versions": environment_versions(parts.device),
+                "device": str(parts.device),
+            })
+        try:
+            history = trainer.fit()
+        except StopRequested:
+            raise Interrupted(
+                f"stopped at epoch {trainer.epoch + 1}, iteration {trainer.iteration}; checkpoint saved in "
+                f"{run.checkpoint}; continue with: fastlrwa train --out {run.root} --resume"
+            ) from None
+
+    accuracies = [record["test_accuracy"] for record in history]
+    if accuracies:
+        stats = run_stats(accuracies)
+        cells = "  ".join(f">{n}%: {s.mean:.2f} (var {s.var:.2f})" for n, s in stats.percentiles.items())
+        progress.log(f"done: {run.root}  final {accuracies[-1]:.2f}%  best {stats.acc_max:.2f}%  {cells}")
+    return history
