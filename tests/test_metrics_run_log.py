@@ -50,7 +50,7 @@ def test_read_run_round_trip(tmp_path: Path, rng: random.Random) -> None:
     assert run.accuracies == [record["test_accuracy"] for record in records]
     assert run.metrics == records
     assert run.complete
-    assert run.teacher_accuracy is None
+    assert (run.teacher_accuracy, run.teacher, run.teacher_sha256) == (None, None, None)
 
 
 def test_unfinished_run_is_not_complete(tmp_path: Path, rng: random.Random) -> None:
@@ -61,13 +61,13 @@ def test_unfinished_run_is_not_complete(tmp_path: Path, rng: random.Random) -> N
     assert not run.complete
 
 
-@pytest.mark.parametrize("where", ["top", "nested"])
-def test_teacher_accuracy_from_config(tmp_path: Path, rng: random.Random, where: str) -> None:
+def test_teacher_fields_from_config(tmp_path: Path, rng: random.Random) -> None:
     accuracy = rng.uniform(80, 99)
-    fields = {"teacher_accuracy": accuracy} if where == "top" else {"config": {"teacher_accuracy": accuracy}}
-    _write_config(tmp_path, **fields)
+    sha = f"{rng.getrandbits(256):064x}"
+    _write_config(tmp_path, teacher_accuracy=accuracy, teacher_arch="resnet34", teacher_sha256=sha)
     _log(tmp_path, [_epoch_record(rng, 1)])
-    assert read_run(tmp_path).teacher_accuracy == accuracy
+    run = read_run(tmp_path)
+    assert (run.teacher_accuracy, run.teacher, run.teacher_sha256) == (accuracy, "resnet34", sha)
 
 
 def test_last_line_of_an_epoch_wins(tmp_path: Path, rng: random.Random) -> None:

@@ -32,12 +32,13 @@ def rng() -> random.Random:
     return random.Random(seed)
 
 
-def write_run(root: Path, method: str, seed: int, accuracies: list[float], epochs: int = EPOCHS) -> Path:
-    run_dir = root / f"{method}-seed{seed}"
+def write_run(root: Path, method: str, seed: int, accuracies: list[float], epochs: int = EPOCHS,
+              teacher_sha256: str = "ab" * 32) -> Path:
+    run_dir = root / f"{method}-seed{seed}-{teacher_sha256[:4]}"
     run_dir.mkdir(parents=True)
     config = {"fastlrwa_version": "0.1.0", "method": method, "dataset": "digits", "student": "lenet5_half",
-              "seed": seed, "epochs": epochs, "teacher_accuracy": TEACHER_ACCURACY, "config": {},
-              "versions": {}, "device": "cpu"}
+              "teacher_arch": "lenet5", "teacher_sha256": teacher_sha256, "teacher_accuracy": TEACHER_ACCURACY,
+              "seed": seed, "epochs": epochs, "config": {}, "versions": {}, "device": "cpu"}
     (run_dir / "config.json").write_text(json.dumps(config))
     log = MetricsLog(run_dir)
     for epoch, accuracy in enumerate(accuracies, start=1):
@@ -125,6 +126,7 @@ def test_markdown_table(runs, tmp_path: Path, capsys) -> None:
     assert captured.out == ""
     assert f"wrote {out}" in captured.err
     markdown = out.read_text()
+    assert "## digits · teacher lenet5 · student lenet5_half" in markdown
     assert f"T_Acc = {TEACHER_ACCURACY:.2f}%" in markdown
     assert f"Epochs (E) = {EPOCHS}" in markdown
     rows = _markdown_rows(markdown)
@@ -185,6 +187,15 @@ def test_plot_option_writes_a_png(runs, tmp_path: Path, capsys) -> None:
     run_report(_all_dirs(runs), plot=out, as_json=True)
     assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert f"wrote {out}" in capsys.readouterr().err
+
+
+def test_runs_from_different_teachers_are_not_averaged(tmp_path: Path, rng: random.Random, capsys) -> None:
+    dirs = [write_run(tmp_path, "lrwa-mb", seed, [rng.uniform(5, 99) for _ in range(EPOCHS)], teacher_sha256=sha)
+            for seed, sha in ((0, "ab" * 32), (1, "cd" * 32), (2, "cd" * 32))]
+    report = run_report(dirs)
+    assert [len(aggregate.runs) for aggregate in report.aggregates] == [2]
+    assert report.markdown.count("## digits · teacher lenet5") == 2
+    assert capsys.readouterr().out == report.markdown
 
 
 def test_a_run_given_twice_counts_once(runs, capsys) -> None:

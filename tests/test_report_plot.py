@@ -27,7 +27,7 @@ def rng() -> random.Random:
 
 def _record(method: str, seed: int, accuracies: list[float], dataset: str = "digits") -> RunRecord:
     return RunRecord(path=Path(f"{method}-{seed}"), method=method, dataset=dataset, student="lenet5_half",
-                     seed=seed, epochs_configured=len(accuracies), teacher_accuracy=None,
+                     teacher="lenet5", teacher_sha256="ab" * 32, seed=seed, epochs_configured=len(accuracies), teacher_accuracy=None,
                      accuracies=accuracies, metrics=[{"epoch": k} for k in range(1, len(accuracies) + 1)],
                      complete=True)
 
@@ -41,7 +41,7 @@ def test_two_methods_two_colours_and_seed_band(rng: random.Random) -> None:
     single = _random_run(rng, "mb-dfkd", 0, 11)
     figure = plot_learning_curves(seeds + [single])
     top, bottom = figure.axes
-    assert top.get_title() == "digits (student lenet5_half)"
+    assert top.get_title() == "digits · teacher lenet5 · student lenet5_half"
     assert bottom.get_xlabel() == "Epoch" and "Accuracy" in top.get_ylabel()
     assert "Cumulative mean" in bottom.get_ylabel()
     for axes in (top, bottom):
@@ -69,7 +69,8 @@ def test_one_column_per_dataset_same_colour_per_method(rng: random.Random) -> No
     figure = plot_learning_curves(records)
     assert len(figure.axes) == 4
     titles = [axes.get_title() for axes in figure.axes if axes.get_title()]
-    assert titles == ["digits (student lenet5_half)", "fashion_mnist (student lenet5_half)"]
+    assert titles == ["digits · teacher lenet5 · student lenet5_half",
+                      "fashion_mnist · teacher lenet5 · student lenet5_half"]
     digits_top, fashion_top = figure.axes[0], figure.axes[1]
     dfad_colours = {to_rgb(line.get_color()) for axes in (digits_top, fashion_top) for line in axes.get_lines()
                     if line.get_label() == "dfad"}

@@ -1,9 +1,9 @@
 """The paper's Figure 4: test accuracy (top) and cumulative mean accuracy (bottom) per epoch.
 
-One column per (dataset, student), methods overlaid, one colour per method across the figure.
-Several seeds of a method are drawn as their mean with a min-max band. The figure is built on the
-Agg canvas directly (no pyplot), so nothing needs a display and nothing lingers in a global figure
-registry.
+One column per table block (dataset, teacher, student), methods overlaid, one colour per method
+across the figure. Several seeds of a method are drawn as their mean with a min-max band. The
+figure is built on the Agg canvas directly (no pyplot), so nothing needs a display and nothing
+lingers in a global figure registry.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from fastlrwa.atomic_io import _atomic_write
 from fastlrwa.errors import ConfigError
 from fastlrwa.metrics.run_log import RunRecord
+from fastlrwa.metrics.summary import Block
 from fastlrwa.metrics.table import cumulative_mean
 
 
@@ -48,20 +49,20 @@ def _draw_method(axes, curves: Sequence[Sequence[float]], colour, label: str) ->
 
 def plot_learning_curves(records: Sequence[RunRecord]) -> Figure:
     """Figure 4 for the given runs; the caller saves it (``save_figure``)."""
-    columns: dict[tuple[str, str | None], dict[str, list[RunRecord]]] = {}
+    columns: dict[Block, dict[str, list[RunRecord]]] = {}
     for record in records:
-        columns.setdefault((record.dataset, record.student), {}).setdefault(record.method, []).append(record)
+        columns.setdefault(Block.of(record), {}).setdefault(record.method, []).append(record)
     colours = _method_colours(list(dict.fromkeys(record.method for record in records)))
     figure = Figure(figsize=(5.0 * len(columns), 7.0), layout="constrained")
     FigureCanvasAgg(figure)
     grid = figure.subplots(2, len(columns), squeeze=False, sharex="col")
-    for column, ((dataset, student), methods) in enumerate(columns.items()):
+    for column, (block, methods) in enumerate(columns.items()):
         top, bottom = grid[0, column], grid[1, column]
         for method, runs in methods.items():
             label = method if len(runs) == 1 else f"{method} ({len(runs)} seeds, mean and min-max)"
             _draw_method(top, [run.accuracies for run in runs], colours[method], label)
             _draw_method(bottom, [cumulative_mean(run.accuracies) for run in runs], colours[method], label)
-        top.set_title(dataset if student is None else f"{dataset} (student {student})")
+        top.set_title(block.title)
         top.set_ylabel("Accuracy (%)")
         bottom.set_ylabel("Cumulative mean accuracy (%)")
         bottom.set_xlabel("Epoch")

@@ -7,7 +7,7 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from fastlrwa.metrics.summary import AggregateSummary, RunSummary, TableGroup
+from fastlrwa.metrics.summary import AggregateSummary, Block, RunSummary, TableGroup
 from fastlrwa.metrics.table import PERCENTILES, MeanStd
 
 MARKDOWN_LEGEND = (
@@ -56,14 +56,13 @@ def _aggregate_cells(aggregate: AggregateSummary) -> list[str]:
 
 
 def _group_heading(group: TableGroup) -> list[str]:
-    title = _escape(group.dataset) + ("" if group.student is None else f" · student {_escape(group.student)}")
     teacher = sorted({run.record.teacher_accuracy for run in group.runs} - {None})
     epochs = sorted({run.record.epochs_configured for run in group.runs})
     facts = []
     if teacher:
         facts.append("T_Acc = " + " / ".join(f"{accuracy:.2f}%" for accuracy in teacher))
     facts.append("Epochs (E) = " + " / ".join(map(str, epochs)))
-    return [f"## {title}", "", " · ".join(facts), ""]
+    return [f"## {_escape(group.block.title)}", "", " · ".join(facts), ""]
 
 
 def _table_line(cells: Sequence[str]) -> str:
@@ -71,7 +70,7 @@ def _table_line(cells: Sequence[str]) -> str:
 
 
 def render_markdown(groups: Sequence[TableGroup]) -> str:
-    """Table 1: per (dataset, student) block, one row per run and per multi-seed setting."""
+    """Table 1: per (dataset, teacher, student) block, one row per run and per multi-seed setting."""
     header = ["Method"]
     for p in PERCENTILES:
         header += [f">{p}th μ ↑", f">{p}th σ² ↓"]
@@ -88,18 +87,22 @@ def render_markdown(groups: Sequence[TableGroup]) -> str:
 
 def csv_columns() -> list[str]:
     """Column names of the CSV; ``*_std`` columns are filled only on aggregate rows."""
-    columns = ["row_type", "run", "method", "dataset", "student", "seed", "n_runs", "epochs",
+    columns = ["row_type", "run", "method", "dataset", "teacher", "student", "seed", "n_runs", "epochs",
                "epochs_configured", "complete", "acc_max", "acc_max_std"]
     for p in PERCENTILES:
         columns += [f"p{p}_mean", f"p{p}_mean_std", f"p{p}_var", f"p{p}_var_std"]
     return columns
 
 
+def _block_columns(block: Block) -> dict[str, str]:
+    return {"dataset": block.dataset, "teacher": block.teacher or "", "student": block.student or ""}
+
+
 def _run_csv_row(run: RunSummary) -> dict[str, Any]:
     record = run.record
     row: dict[str, Any] = {
-        "row_type": "run", "run": str(record.path), "method": record.method, "dataset": record.dataset,
-        "student": record.student or "", "seed": record.seed, "n_runs": 1, "epochs": run.stats.n_epochs,
+        "row_type": "run", "run": str(record.path), "method": record.method, **_block_columns(Block.of(record)),
+        "seed": record.seed, "n_runs": 1, "epochs": run.stats.n_epochs,
         "epochs_configured": record.epochs_configured, "complete": int(record.complete),
         "acc_max": run.stats.acc_max,
     }
@@ -114,7 +117,7 @@ def _aggregate_csv_row(aggregate: AggregateSummary) -> dict[str, Any]:
     configured = {run.record.epochs_configured for run in aggregate.runs}
     row: dict[str, Any] = {
         "row_type": "aggregate", "run": ";".join(str(run.record.path) for run in aggregate.runs),
-        "method": aggregate.method, "dataset": aggregate.dataset, "student": aggregate.student or "",
+        "method": aggregate.method, **_block_columns(aggregate.block),
         "n_runs": stats.n_runs, "epochs": aggregate.n_epochs,
         "epochs_configured": configured.pop() if len(configured) == 1 else "",
         "complete": int(aggregate.complete),
@@ -162,7 +165,7 @@ def report_document(runs: Sequence[RunSummary], aggregates: Sequence[AggregateSu
         "aggregates": [
             {
                 "method": aggregate.method,
-                "dataset": aggregate.dataset,
+                "dataset": aggregate.block.dataset,
                 "n_runs": aggregate.stats.n_runs,
                 "runs": [str(run.record.path) for run in aggregate.runs],
                 "acc_max": _mean_std_dict(aggregate.stats.acc_max),

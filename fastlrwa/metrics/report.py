@@ -49,7 +49,9 @@ def _write(what: str, path: str | os.PathLike, write: Callable[[Path], object]) 
     try:
         write(Path(path))
     except OSError as error:
-        raise UserFacingError(f"cannot write the {what} to {path}: {error.strerror}; choose a writable file path") from None
+        raise UserFacingError(
+            f"cannot write the {what} to {path}: {error.strerror}; choose a writable file path"
+        ) from None
     print(f"wrote {path}", file=sys.stderr)
 
 

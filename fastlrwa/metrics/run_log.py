@@ -34,13 +34,16 @@ class RunRecord:
     """What the report needs from one run directory.
 
     ``accuracies[k - 1]`` is the test accuracy (%) after epoch k and ``metrics[k - 1]`` that epoch's
-    full log record; ``complete`` says whether every configured epoch has been logged.
+    full log record; ``complete`` says whether every configured epoch has been logged. The student
+    and teacher fields are None where config.json does not record them.
     """
 
     path: Path
     method: str
     dataset: str
     student: str | None
+    teacher: str | None
+    teacher_sha256: str | None
     seed: int
     epochs_configured: int
     teacher_accuracy: float | None
@@ -109,13 +112,9 @@ def _require(config: dict[str, Any], key: str, valid: Any, what: str, config_pat
     return value
 
 
-def _teacher_accuracy(config: dict[str, Any]) -> float | None:
-    # The trainer may record it at the top level or inside the nested run config; either is fine.
-    nested = config.get("config")
-    for source in (config, nested if isinstance(nested, dict) else {}):
-        if _is_real(source.get("teacher_accuracy")):
-            return float(source["teacher_accuracy"])
-    return None
+def _optional(config: dict[str, Any], key: str, kind: type) -> Any:
+    value = config.get(key)
+    return value if isinstance(value, kind) else None
 
 
 def _accuracies(metrics_path: Path, records: dict[int, tuple[int, dict[str, Any]]]) -> list[float]:
@@ -154,7 +153,6 @@ def read_run(run_dir: str | os.PathLike) -> RunRecord:
     dataset = _require(config, "dataset", lambda v: isinstance(v, str) and v, "a dataset name", config_path)
     seed = _require(config, "seed", _is_int, "an integer", config_path)
     epochs = _require(config, "epochs", lambda v: _is_int(v) and v >= 1, "an integer >= 1", config_path)
-    student = config.get("student")
     metrics_path = path / METRICS_FILE
     if not metrics_path.is_file():
         raise ConfigError(
@@ -167,10 +165,12 @@ def read_run(run_dir: str | os.PathLike) -> RunRecord:
         path=path,
         method=method,
         dataset=dataset,
-        student=student if isinstance(student, str) else None,
+        student=_optional(config, "student", str),
+        teacher=_optional(config, "teacher_arch", str),
+        teacher_sha256=_optional(config, "teacher_sha256", str),
         seed=seed,
         epochs_configured=epochs,
-        teacher_accuracy=_teacher_accuracy(config),
+        teacher_accuracy=float(config["teacher_accuracy"]) if _is_real(config.get("teacher_accuracy")) else None,
         accuracies=accuracies,
         metrics=[records[epoch][1] for epoch in range(1, len(accuracies) + 1)],
         complete=len(accuracies) >= epochs,

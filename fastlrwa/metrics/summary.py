@@ -1,11 +1,14 @@
 """Table-1 rows of a set of runs: one per run, one per setting run with several seeds.
 
-A *setting* is (dataset, student, method, number of logged epochs E): runs of one setting differ
-only in their seed, so their cells can be averaged. Keeping E in the key stops a run that stopped
-early from being averaged with finished ones (its percentiles cover different epochs).
+Runs are grouped into *blocks* like the paper's table: one per (dataset, teacher, student), the
+teacher identified by its file's hash where config.json records it, since runs distilled from
+different teachers are not comparable. A *setting* is a block, a method and the number of logged
+epochs E: runs of one setting differ only in their seed, so their cells can be averaged. Keeping
+E in the key stops a run that stopped early from being averaged with finished ones (its
+percentiles cover different epochs).
 
-Rows are grouped like the paper's table: one group per (dataset, student), methods in the order
-they first appear among the runs given, each method's runs followed by its aggregated row.
+Within a block, methods come in the order they first appear among the runs given, each method's
+runs followed by its aggregated row.
 """
 
 from __future__ import annotations
@@ -21,6 +24,30 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Block:
+    """What the runs of one table block (one column of Figure 4) share."""
+
+    dataset: str
+    teacher: str | None
+    teacher_sha256: str | None
+    student: str | None
+
+    @classmethod
+    def of(cls, record: RunRecord) -> Block:
+        return cls(record.dataset, record.teacher, record.teacher_sha256, record.student)
+
+    @property
+    def title(self) -> str:
+        """E.g. "cifar10 · teacher resnet34 · student resnet18"; unknown models are left out."""
+        parts = [self.dataset]
+        if self.teacher is not None:
+            parts.append(f"teacher {self.teacher}")
+        if self.student is not None:
+            parts.append(f"student {self.student}")
+        return " · ".join(parts)
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """One run and its Table-1 cells."""
 
@@ -32,9 +59,8 @@ class RunSummary:
 class AggregateSummary:
     """Several seeds of one setting and the mean and sample std of their cells."""
 
+    block: Block
     method: str
-    dataset: str
-    student: str | None
     runs: list[RunSummary]
     stats: AggregateStats
 
@@ -49,19 +75,14 @@ class AggregateSummary:
 
 @dataclass(frozen=True)
 class TableGroup:
-    """The rows of one (dataset, student) block of the table, in display order."""
+    """The rows of one block of the table, in display order."""
 
-    dataset: str
-    student: str | None
+    block: Block
     rows: list[RunSummary | AggregateSummary]
 
     @property
     def runs(self) -> list[RunSummary]:
         return [row for row in self.rows if isinstance(row, RunSummary)]
-
-
-def _setting(record: RunRecord) -> tuple[str, str | None, str, int]:
-    return record.dataset, record.student, record.method, len(record.accuracies)
 
 
 def summarise_runs(records: Sequence[RunRecord]) -> tuple[list[RunSummary], list[AggregateSummary]]:
@@ -70,31 +91,27 @@ def summarise_runs(records: Sequence[RunRecord]) -> tuple[list[RunSummary], list
     Every record needs at least one logged epoch.
     """
     runs = [RunSummary(record, run_stats(record.accuracies)) for record in records]
-    by_setting: dict[tuple[str, str | None, str, int], list[RunSummary]] = {}
+    by_setting: dict[tuple[Block, str, int], list[RunSummary]] = {}
     for run in runs:
-        by_setting.setdefault(_setting(run.record), []).append(run)
+        key = (Block.of(run.record), run.record.method, run.stats.n_epochs)
+        by_setting.setdefault(key, []).append(run)
     aggregates = []
-    for (dataset, student, method, _), members in by_setting.items():
+    for (block, method, _), members in by_setting.items():
         if len(members) < 2:
             continue
         seeds = [run.record.seed for run in members]
         if len(set(seeds)) < len(seeds):
-            logger.warning("%s on %s: several runs share a seed (%s); the spread over them is not a spread "
-                           "over seeds", method, dataset, ", ".join(map(str, seeds)))
-        aggregates.append(AggregateSummary(method, dataset, student, members,
-                                           aggregate_runs([run.stats for run in members])))
+            logger.warning("%s on %s: several runs share a seed (%s); their spread is not a spread over seeds",
+                           method, block.title, ", ".join(map(str, seeds)))
+        aggregates.append(AggregateSummary(block, method, members, aggregate_runs([run.stats for run in members])))
     return runs, aggregates
 
 
 def table_groups(runs: Sequence[RunSummary], aggregates: Sequence[AggregateSummary]) -> list[TableGroup]:
-    """Runs and aggregates arranged into the table's (dataset, student) blocks."""
-    methods: dict[tuple[str, str | None], dict[str, list[RunSummary | AggregateSummary]]] = {}
+    """Runs and aggregates arranged into the table's blocks."""
+    blocks: dict[Block, dict[str, list[RunSummary | AggregateSummary]]] = {}
     for run in runs:
-        block = methods.setdefault((run.record.dataset, run.record.student), {})
-        block.setdefault(run.record.method, []).append(run)
+        blocks.setdefault(Block.of(run.record), {}).setdefault(run.record.method, []).append(run)
     for aggregate in aggregates:
-        methods[(aggregate.dataset, aggregate.student)][aggregate.method].append(aggregate)
-    return [
-        TableGroup(dataset, student, [row for rows in block.values() for row in rows])
-        for (dataset, student), block in methods.items()
-    ]
+        blocks[aggregate.block][aggregate.method].append(aggregate)
+    return [TableGroup(block, [row for rows in methods.values() for row in rows]) for block, methods in blocks.items()]
