@@ -93,6 +93,7 @@ class GenerativeReplay:
         self.replay_batch = replay_batch
         self.warmup_steps = warmup_steps
         self.optimizer = torch.optim.Adam(self.vae.parameters(), lr=lr)
+        self._dtype = next(self.vae.parameters()).dtype
         self._generator = generator_on(self.device, generator)
         self.observed_steps = 0
 
@@ -116,8 +117,9 @@ class GenerativeReplay:
             terms = vae_loss(
                 self.vae,
                 self.teacher,
-                images.detach(),
-                teacher_logits.detach(),
+                # Under mixed precision the generator's images may arrive in bfloat16 or float16.
+                images.detach().to(self._dtype),
+                teacher_logits.detach().to(self._dtype),
                 noise,
                 kl_weight=self.kl_weight,
                 logit_weight=self.logit_weight,
@@ -148,7 +150,8 @@ class GenerativeReplay:
         try:
             self.vae.load_state_dict(state["vae"])
             self.optimizer.load_state_dict(state["optimizer"])
-            self._generator.set_state(state["generator"])
+            # map_location may have put this byte tensor on the device; set_state wants it on the CPU.
+            self._generator.set_state(state["generator"].cpu())
         except (RuntimeError, ValueError, KeyError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise CheckpointError(

@@ -157,7 +157,8 @@ class ReplayRing:
             self._prefetcher.quiesce()
         self._images[:filled].copy_(state["images"])
         self._logits[:filled].copy_(state["logits"])
-        self._generator.set_state(state["generator"])
+        # A checkpoint loaded with map_location puts this byte tensor on the device; set_state wants it on the CPU.
+        self._generator.set_state(state["generator"].cpu())
         self.filled = filled
         self.next_slot = state["next_slot"]
         if self._prefetcher is not None:
