@@ -198,6 +198,13 @@ def test_runs_from_different_teachers_are_not_averaged(tmp_path: Path, rng: rand
     assert capsys.readouterr().out == report.markdown
 
 
+def test_unknown_plot_type_is_refused_before_writing(runs, tmp_path: Path) -> None:
+    out = tmp_path / "table.md"
+    with pytest.raises(ConfigError, match=r"figure4\.pgn"):
+        run_report(_all_dirs(runs), out_md=out, plot=tmp_path / "figure4.pgn")
+    assert not out.exists()
+
+
 def test_a_run_given_twice_counts_once(runs, capsys) -> None:
     dirs = [str(run_dir) for run_dir, _ in runs["lrwa-mb"]]
     run_report(dirs + [dirs[0] + "/"], as_json=True)

@@ -73,14 +73,20 @@ def plot_learning_curves(records: Sequence[RunRecord]) -> Figure:
     return figure
 
 
-def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
-    """Write the figure atomically, in the image format named by the file's suffix."""
+def image_format(path: str | os.PathLike) -> str:
+    """The image format a figure file's suffix names; ``ConfigError`` if matplotlib cannot write it."""
     path = Path(path)
-    supported = figure.canvas.get_supported_filetypes()
-    image_format = path.suffix.lstrip(".").lower()
-    if image_format not in supported:
+    supported = FigureCanvasAgg.get_supported_filetypes()
+    suffix = path.suffix.lstrip(".").lower()
+    if suffix not in supported:
         raise ConfigError(
             f"cannot draw into {path}: unknown image type {path.suffix or '(none)'}; "
             f"end the name with .png (or one of: {', '.join(sorted(supported))})"
         )
-    return _atomic_write(path, lambda handle: figure.savefig(handle, format=image_format, dpi=150))
+    return suffix
+
+
+def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
+    """Write the figure atomically, in the image format named by the file's suffix."""
+    chosen_format = image_format(path)
+    return _atomic_write(path, lambda handle: figure.savefig(handle, format=chosen_format, dpi=150))

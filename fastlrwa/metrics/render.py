@@ -56,11 +56,11 @@ def _aggregate_cells(aggregate: AggregateSummary) -> list[str]:
 
 
 def _group_heading(group: TableGroup) -> list[str]:
-    teacher = sorted({run.record.teacher_accuracy for run in group.runs} - {None})
+    teacher_accuracies = sorted({run.record.teacher_accuracy for run in group.runs} - {None})
     epochs = sorted({run.record.epochs_configured for run in group.runs})
     facts = []
-    if teacher:
-        facts.append("T_Acc = " + " / ".join(f"{accuracy:.2f}%" for accuracy in teacher))
+    if teacher_accuracies:
+        facts.append("T_Acc = " + " / ".join(f"{accuracy:.2f}%" for accuracy in teacher_accuracies))
     facts.append("Epochs (E) = " + " / ".join(map(str, epochs)))
     return [f"## {_escape(group.block.title)}", "", " · ".join(facts), ""]
 
