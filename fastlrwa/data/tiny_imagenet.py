@@ -6,7 +6,8 @@ no labels, so our ``test`` split is the labelled ``val`` split. Classes are numb
 wnid order; a class is named by the first synonym in ``words.txt``.
 
 JPEGs are decoded with PIL in a thread pool (the decoder releases the GIL) on every load; nothing
-is cached in the user's data folder. The 110,000 images take seconds to decode, not minutes.
+is cached in the user's data folder. Measured on 2 busy CPU cores: about 1,600 images/s, so
+about a minute for the 100,000 training images; it scales with the cores available.
 """
 
 from __future__ import annotations
@@ -84,15 +85,17 @@ def _decode_into(out: np.ndarray, index: int, path: Path) -> None:
         raise CorruptDataError(
             f"{path}: image is {pixels.shape[1]}x{pixels.shape[0]}, Tiny-ImageNet images are {_SIDE}x{_SIDE}"
         )
-    out[index] = pixels
+    out[index] = pixels.transpose(2, 0, 1)
 
 
 def _decode_all(paths: list[Path]) -> torch.Tensor:
-    out = np.empty((len(paths), _SIDE, _SIDE, 3), dtype=np.uint8)
+    # Filled in [N, C, H, W] order directly: a permuted copy afterwards would double the peak
+    # memory of the 1.2 GB training split.
+    out = np.empty((len(paths), 3, _SIDE, _SIDE), dtype=np.uint8)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         # list() drains the results so a decoding error is raised here.
-        list(pool.map(partial(_decode_into, out), range(len(paths)), paths, chunksize=256))
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+        list(pool.map(partial(_decode_into, out), range(len(paths)), paths))
+    return torch.from_numpy(out)
 
 
 def _read(files: tuple[Path, ...], split: Split) -> ArraySplit:
