@@ -16,7 +16,15 @@ from typing import Any, Callable, IO
 import torch
 
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+def _default_mode() -> int:
+    # mkstemp creates files readable by the owner only; give the final file the usual umask-derived mode.
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write_with(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` through ``write(binary_handle)``, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -25,6 +33,7 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -34,11 +43,11 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    return _atomic_write(path, lambda handle: torch.save(obj, handle))
+    return atomic_write_with(path, lambda handle: torch.save(obj, handle))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return _atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+    return atomic_write_with(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from fastlrwa.atomic_io import _atomic_write
+from fastlrwa.atomic_io import atomic_write_with
 from fastlrwa.errors import ConfigError
 from fastlrwa.metrics.run_log import RunRecord
 from fastlrwa.metrics.summary import Block
@@ -89,4 +89,4 @@ def image_format(path: str | os.PathLike) -> str:
 def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
     """Write the figure atomically, in the image format named by the file's suffix."""
     chosen_format = image_format(path)
-    return _atomic_write(path, lambda handle: figure.savefig(handle, format=chosen_format, dpi=150))
+    return atomic_write_with(path, lambda handle: figure.savefig(handle, format=chosen_format, dpi=150))
