@@ -120,6 +120,8 @@ class ReplayRing:
     def sample(self) -> tuple[Tensor, Tensor]:
         """One uniformly random filled slot: (images [slot_size, C, H, W], logits [slot_size, K]).
 
+        Images come in the storage dtype, logits in float32, both on the training device.
+
         The slot index is drawn on the storage's device and gathered there: no host sync. In the
         host tier the batch comes from a device staging buffer that the next call refills, so
         consume it before sampling again.
