@@ -70,4 +70,4 @@ def load_split(
             f"{name} {split} split not found ({describe_search(folders, needed)}); "
             f"{source.how_to_get.format(root=data_root)}, or pass --download"
         )
-    return source.read(found.files, split)
+    return source.read(found, split)

@@ -32,14 +32,8 @@ class FileSpec:
         return " or ".join(self.names)
 
 
-@dataclass(frozen=True)
-class Located:
-    folder: Path
-    files: tuple[Path, ...]
-
-
-def locate(folders: Sequence[Path], needed: Sequence[FileSpec]) -> Located | None:
-    """The first folder holding every needed file, with the file paths in ``needed`` order."""
+def locate(folders: Sequence[Path], needed: Sequence[FileSpec]) -> tuple[Path, ...] | None:
+    """The needed files' paths (in ``needed`` order) in the first folder that holds them all."""
     for folder in folders:
         files = []
         for spec in needed:
@@ -48,7 +42,7 @@ def locate(folders: Sequence[Path], needed: Sequence[FileSpec]) -> Located | Non
                 break
             files.append(found)
         else:
-            return Located(folder, tuple(files))
+            return tuple(files)
     return None
 
 
