@@ -26,6 +26,7 @@ def run_evaluate(checkpoint: str, dataset: str, *, arch: str | None = None, data
     target = resolve_device(device)
     test_set = DeviceImageSet(load_split(dataset, "test", root=data_root), target)
     result = evaluate(model.to(target), test_set, batch_size=batch_size)
+    class_names = test_set.info.class_names
     summary = {
         "checkpoint": str(checkpoint),
         "arch": meta.arch,
@@ -33,13 +34,13 @@ def run_evaluate(checkpoint: str, dataset: str, *, arch: str | None = None, data
         "test_accuracy": result.accuracy,
         "correct": result.correct,
         "total": result.total,
-        "per_class_accuracy": dict(zip(info.class_names, result.per_class)),
+        "per_class_accuracy": dict(zip(class_names, result.per_class)),
     }
     if as_json:
         click.echo(json.dumps(summary))
     else:
         click.echo(f"{meta.arch} on {info.name} test: {result.accuracy:.2f}% ({result.correct}/{result.total})")
-        width = max(len(name) for name in info.class_names)
-        for name, accuracy in zip(info.class_names, result.per_class):
+        width = max(len(name) for name in class_names)
+        for name, accuracy in zip(class_names, result.per_class):
             click.echo(f"  {name:<{width}}  {accuracy:6.2f}%")
     return summary

@@ -71,7 +71,7 @@ def run_pretrain(config: PretrainConfig) -> dict:
                 index = order[step * config.batch_size:(step + 1) * config.batch_size]
                 raw = train_set.images.index_select(0, index)
                 if info.augment:
-                    raw = random_crop_flip(raw, padding=4, flip=info.name != "svhn", generator=generator)
+                    raw = random_crop_flip(raw, padding=4, flip=info.flip, generator=generator)
                 images = train_set.normalize(raw)
                 if device.type == "cuda":
                     images = images.contiguous(memory_format=torch.channels_last)
