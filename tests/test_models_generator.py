@@ -1,0 +1,93 @@
+"""The paper's generator: structure, shapes, output standardisation, gradients, torch.func."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.func import functional_call, grad
+
+from fastlrwa.errors import ConfigError
+from fastlrwa.models import Generator, build_generator
+
+
+def generator_parameter_count(latent: int, channels: int, size: int) -> int:
+    base = (size // 4) ** 2
+    return (
+        latent * 128 * base + 128 * base  # Linear(latent -> 128*(s/4)^2)
+        + 2 * 128  # BN(128)
+        + 128 * 128 * 9 + 128  # spectral-normed conv 128->128 (one weight, stored as ".original")
+        + 2 * 128  # BN(128, eps 0.8)
+        + 128 * 64 * 9 + 64  # conv 128->64
+        + 2 * 64  # BN(64, eps 0.8)
+        + 64 * channels * 9 + channels  # conv 64->C
+    )  # the final BN has no affine parameters
+
+
+@pytest.mark.parametrize("latent,channels,size,batch", [(1000, 3, 32, 5), (1000, 1, 32, 3), (256, 3, 64, 3)])
+def test_shapes_and_parameter_count(latent: int, channels: int, size: int, batch: int) -> None:
+    generator = build_generator(latent_dim=latent, channels=channels, image_size=size)
+    assert isinstance(generator, Generator) and generator.latent_dim == latent
+    images = generator(torch.randn(batch, latent))
+    assert images.shape == (batch, channels, size, size)
+    assert sum(p.numel() for p in generator.parameters()) == generator_parameter_count(latent, channels, size)
+
+
+def test_output_is_standardised_by_a_final_batchnorm_without_affine() -> None:
+    generator = build_generator(latent_dim=100, channels=3, image_size=32).train()
+    last = list(generator.modules())[-1]
+    assert isinstance(last, nn.BatchNorm2d) and not last.affine and last.weight is None
+    tanh = next(m for m in generator.modules() if isinstance(m, nn.Tanh))
+    captured = {}
+    tanh.register_forward_hook(lambda module, inputs, output: captured.update(tanh=output.detach().double()))
+    images = generator(torch.randn(7, 100)).detach().double()
+    assert captured["tanh"].abs().max() <= 1
+    # Train-mode BatchNorm: (t - mean) / sqrt(var + 1e-5) per channel, with biased batch statistics.
+    tanh_mean = captured["tanh"].mean(dim=(0, 2, 3), keepdim=True)
+    tanh_var = captured["tanh"].var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    expected = (captured["tanh"] - tanh_mean) / torch.sqrt(tanh_var + 1e-5)
+    torch.testing.assert_close(images, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_inner_batchnorms_use_the_authors_eps_and_conv_is_spectrally_normalised() -> None:
+    generator = build_generator(latent_dim=100, channels=3, image_size=32)
+    eps = [m.eps for m in generator.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert eps == [1e-5, 0.8, 0.8, 1e-5]
+    parametrized = [m for m in generator.modules() if isinstance(m, nn.Conv2d) and hasattr(m, "parametrizations")]
+    assert len(parametrized) == 1 and parametrized[0].in_channels == 128 and parametrized[0].out_channels == 128
+    for _ in range(5):  # train-mode forwards run the power iteration
+        generator(torch.randn(4, 100))
+    original = parametrized[0].parametrizations.weight.original.detach()
+    largest_singular_value = torch.linalg.matrix_norm(original.flatten(1), ord=2)
+    # One power iteration per forward converges slowly, hence the 1% tolerance.
+    torch.testing.assert_close(parametrized[0].weight.detach(), original / largest_singular_value, rtol=1e-2, atol=1e-4)
+
+
+def test_gradient_reaches_every_parameter() -> None:
+    generator = build_generator(latent_dim=64, channels=3, image_size=32).train()
+    images = generator(torch.randn(5, 64))
+    (images * torch.randn_like(images)).sum().backward()
+    for name, parameter in generator.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_torch_func_gradient_matches_autograd() -> None:
+    generator = build_generator(latent_dim=32, channels=1, image_size=32).train()
+    z = torch.randn(5, 32)
+    weights = torch.randn(5, 1, 32, 32)
+    params = {name: p.detach() for name, p in generator.named_parameters()}
+    buffers = {name: b.clone() for name, b in generator.named_buffers()}
+
+    def loss(p: dict, b: dict) -> torch.Tensor:
+        return (functional_call(generator, (p, b), (z,)) * weights).sum()
+
+    func_gradients = grad(loss)(params, {name: b.clone() for name, b in buffers.items()})
+    (generator(z) * weights).sum().backward()
+    for name, parameter in generator.named_parameters():
+        torch.testing.assert_close(func_gradients[name], parameter.grad, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [30, 0])
+def test_bad_image_size_is_a_config_error(size: int) -> None:
+    with pytest.raises(ConfigError, match="image_size"):
+        build_generator(latent_dim=10, channels=3, image_size=size)
