@@ -1,0 +1,177 @@
+"""Mean absolute error between logits (the paper's L_KD, ``F.l1_loss`` semantics), fused.
+
+The student loss of every step and the loss inside LRWA's differentiable inner step, so its
+gradient must itself be differentiable: ``_MAEGrad`` computes ``g * sign(s - t) / numel`` in one
+kernel and has its own backward (w.r.t. ``g``; zero a.e. w.r.t. the logits) and its own
+forward-mode rule, which makes reverse-over-reverse and forward-over-reverse Hessian-vector
+products through a network and this loss exact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import backend as backends
+from .batching import fold, unfold
+from .launch import as_rows
+from .validation import check_logit_pair
+
+
+def mae_reference(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
+    """The torch reference: mean |s - t| over all elements, exactly ``F.l1_loss``."""
+    return F.l1_loss(student_logits, teacher_logits)
+
+
+@torch.library.custom_op("fastlrwa::mae_row_loss", mutates_args=())
+def _mae_row_loss_op(a: Tensor, b: Tensor, inv_count: float) -> Tensor:
+    return backends.kernel_module("_mae_triton").mae_row_loss(a, b, inv_count)
+
+
+@_mae_row_loss_op.register_fake
+def _(a: Tensor, b: Tensor, inv_count: float) -> Tensor:
+    return a.new_empty(a.shape[0], dtype=torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32))
+
+
+@torch.library.custom_op("fastlrwa::mae_input_grads", mutates_args=())
+def _mae_input_grads_op(
+    grad_loss: Tensor, a: Tensor, b: Tensor, inv_count: float, need_a: bool, need_b: bool
+) -> tuple[Tensor, Tensor]:
+    return backends.kernel_module("_mae_triton").mae_input_grads(grad_loss, a, b, inv_count, need_a, need_b)
+
+
+@_mae_input_grads_op.register_fake
+def _(grad_loss: Tensor, a: Tensor, b: Tensor, inv_count: float, need_a: bool, need_b: bool) -> tuple[Tensor, Tensor]:
+    return a.new_empty(a.shape if need_a else (0,)), b.new_empty(b.shape if need_b else (0,))
+
+
+def _sign_dot(a: Tensor, b: Tensor, u: Tensor, num_groups: int, dtype: torch.dtype) -> Tensor:
+    """Per group ``sum(sign(a - b) * u) / group_numel``: the MAE's directional derivative."""
+    summed = (torch.sign(a - b) * u).reshape(num_groups, -1).sum(1)
+    return (summed * (num_groups / a.numel())).to(dtype)
+
+
+class _MAE(torch.autograd.Function):
+    """MAE of (rows, cols) logits per group of ``rows / num_groups`` consecutive rows."""
+
+    @staticmethod
+    def forward(a: Tensor, b: Tensor, num_groups: int) -> Tensor:
+        row_loss = _mae_row_loss_op(as_rows(a), as_rows(b), num_groups / a.numel())
+        return row_loss.view(num_groups, -1).sum(1).to(torch.promote_types(a.dtype, b.dtype))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+        a, b, _ = inputs
+        ctx.save_for_backward(a, b)
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor) -> tuple:
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad[:2]
+        grad_a, grad_b = _mae_grad(grad_loss, a, b, need_a, need_b)
+        return (grad_a if need_a else None), (grad_b if need_b else None), None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple, a: Tensor, b: Tensor, num_groups: int) -> tuple:
+        a, b = fold(info.batch_size, in_dims[:2], (a, b))
+        return unfold(info.batch_size, _mae(a, b, num_groups * info.batch_size))
+
+
+class _MAEWithForwardAD(_MAE):
+    """``_MAE`` plus forward-mode AD, for ``torch.func.jvp`` (Dynamo cannot trace a custom jvp)."""
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+        _MAE.setup_context(ctx, inputs, output)
+        a, b, num_groups = inputs
+        ctx.save_for_forward(a, b)
+        ctx.num_groups = num_groups
+
+    @staticmethod
+    def jvp(ctx: Any, tangent_a: Tensor | None, tangent_b: Tensor | None, _: None) -> Tensor:
+        a, b = ctx.saved_tensors
+        direction = _difference(tangent_a, tangent_b)
+        return _sign_dot(a, b, direction, ctx.num_groups, torch.promote_types(a.dtype, b.dtype))
+
+
+class _MAEGrad(torch.autograd.Function):
+    """``(g * sign(a - b), -g * sign(a - b)) / group_numel``, differentiable w.r.t. ``g``."""
+
+    @staticmethod
+    def forward(grad_loss: Tensor, a: Tensor, b: Tensor, need_a: bool, need_b: bool) -> tuple[Tensor, Tensor]:
+        inv_count = grad_loss.shape[0] / a.numel()
+        return _mae_input_grads_op(grad_loss, as_rows(a), as_rows(b), inv_count, need_a, need_b)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+        grad_loss, a, b, need_a, need_b = inputs
+        ctx.save_for_backward(a, b)
+        ctx.need = (need_a, need_b)
+        ctx.grad_loss_meta = (grad_loss.shape[0], grad_loss.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad_grad_a: Tensor | None, grad_grad_b: Tensor | None) -> tuple:
+        a, b = ctx.saved_tensors
+        num_groups, dtype = ctx.grad_loss_meta
+        need_a, need_b = ctx.need
+        direction = _difference(grad_grad_a if need_a else None, grad_grad_b if need_b else None)
+        if direction is None or not ctx.needs_input_grad[0]:
+            return None, None, None, None, None
+        return _sign_dot(a, b, direction, num_groups, dtype), None, None, None, None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple, grad_loss: Tensor, a: Tensor, b: Tensor, need_a: bool, need_b: bool) -> tuple:
+        grad_loss, a, b = fold(info.batch_size, in_dims[:3], (grad_loss, a, b))
+        grad_a, grad_b = _mae_grad(grad_loss, a, b, need_a, need_b)
+        (grad_a, dim_a), (grad_b, dim_b) = unfold(info.batch_size, grad_a), unfold(info.batch_size, grad_b)
+        return (grad_a, grad_b), (dim_a, dim_b)
+
+
+class _MAEGradWithForwardAD(_MAEGrad):
+    """``_MAEGrad`` plus forward-mode AD: linear in ``g``, constant a.e. in the logits."""
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+        _MAEGrad.setup_context(ctx, inputs, output)
+        ctx.save_for_forward(inputs[1], inputs[2])
+
+    @staticmethod
+    def jvp(ctx: Any, tangent_grad_loss: Tensor | None, *_: Any) -> tuple[Tensor, Tensor]:
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.need
+        if tangent_grad_loss is None:
+            return a.new_zeros(a.shape if need_a else (0,)), b.new_zeros(b.shape if need_b else (0,))
+        return _mae_grad(tangent_grad_loss, a, b, need_a, need_b)
+
+
+def _difference(first: Tensor | None, second: Tensor | None) -> Tensor | None:
+    if first is None or second is None:
+        return first if second is None else -second
+    return first - second
+
+
+def _mae(a: Tensor, b: Tensor, num_groups: int) -> Tensor:
+    function = _MAE if torch.compiler.is_compiling() else _MAEWithForwardAD
+    return function.apply(a, b, num_groups)
+
+
+def _mae_grad(grad_loss: Tensor, a: Tensor, b: Tensor, need_a: bool, need_b: bool) -> tuple[Tensor, Tensor]:
+    function = _MAEGrad if torch.compiler.is_compiling() else _MAEGradWithForwardAD
+    return function.apply(grad_loss, a, b, need_a, need_b)
+
+
+def fused_mae(student_logits: Tensor, teacher_logits: Tensor, *, backend: str = "auto") -> Tensor:
+    """Mean |student - teacher| over all elements (``F.l1_loss``), in one pass over the logits.
+
+    Gradients flow to both inputs and stay differentiable (second-order use in LRWA's inner step).
+    ``backend``: ``auto`` (Triton on CUDA, torch elsewhere), ``triton`` or ``torch``.
+    """
+    check_logit_pair("fused_mae", student_logits, teacher_logits, needs_class_dim=False)
+    if not backends.use_triton(backend, student_logits):
+        return mae_reference(student_logits, teacher_logits)
+    cols = student_logits.shape[-1] if student_logits.dim() else 1
+    rows_a, rows_b = student_logits.reshape(-1, cols), teacher_logits.reshape(-1, cols)
+    return _mae(rows_a, rows_b, 1).reshape(())
