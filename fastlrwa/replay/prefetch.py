@@ -68,11 +68,11 @@ class HostPrefetcher:
         """
         if self._pending is None:
             self._prefetch(self._draw(filled))
-        ready = self._pending
-        if ready.ready is not None:
-            torch.cuda.current_stream(self._device).wait_event(ready.ready)
+        handed_out = self._pending
+        if handed_out.ready is not None:
+            torch.cuda.current_stream(self._device).wait_event(handed_out.ready)
         self._prefetch(self._draw(filled))
-        return self._staging[ready.buffer]
+        return self._staging[handed_out.buffer]
 
     def write_slot(self, slot: int, images: Tensor, logits: Tensor) -> None:
         """Overwrite one host slot, ordered against in-flight prefetches (no host sync)."""
