@@ -1,0 +1,237 @@
+"""The LRWA student update (Patel et al., CVPR 2023, eq. 6) computed without ``higher``.
+
+With the inner step θ' = θ − α(∇L_Acq(θ) + λθ) and v = ∇L_Ret(θ'), the gradient of both
+objectives is
+
+    paper:    ∇L_Acq(θ) + (1 − αλ) v − α H_Acq(θ) v
+    official: ∇L_cat(θ) + (1 − αλ) v − α H_Acq(θ) v
+
+where L_cat is the MAE over one forward on cat(x_new, x_mem) at θ (the authors' code; with
+BatchNorm in train mode it is not L_Acq + L_Ret). Written this way the update needs one forward/
+backward on x_new (the inner step, whose gradient is reused for the outer L_Acq term), one on
+x_mem at θ', and one Hessian-vector product; the teacher is never run (memory samples carry
+their teacher logits). The authors' code re-runs the student on cat(x_new, x_mem) and the teacher
+on x_mem and differentiates through the whole unrolled step.
+
+Hessian-vector product (``hvp``):
+  * ``"exact"``: reverse-over-reverse (default, ``exact_method="reverse"``): one ``torch.func.grad``
+    of ⟨∇L_Acq(θ), v⟩ whose forward is the inner step's, so x_new goes through the student once;
+    ``exact_method="forward"``: ``torch.func.jvp`` of the gradient after v is known, which runs a
+    second forward on x_new. Both are exact; BENCHMARKS.md has the time and memory of each.
+  * ``"fd"``: one-sided difference (∇L_Acq(θ + εv) − ∇L_Acq(θ)) / ε reusing ∇L_Acq(θ), with
+    ε = sqrt(eps_dtype) (1 + ‖θ‖) / ‖v‖: the perturbation is sqrt(eps) relative to the weights, which
+    balances the O(ε‖v‖²) truncation error against the O(eps‖∇L‖/ε) rounding error. Measured
+    relative error of the whole update against the exact one: BENCHMARKS.md (tests require
+    <= 1e-2 in float64). Kinks of ReLU and |·| between θ and θ + εv add error the analysis ignores.
+  * ``"first_order"``: the Hessian term dropped, dθ'/dθ = (1 − αλ) I.
+
+BatchNorm in train mode: every forward normalises with its own batch statistics. Running
+statistics are updated by the forwards the authors' code runs, in this order: (official only)
+cat(x_new, x_mem) at θ, then x_new at θ (inner step), then x_mem at θ' (retention); so
+``num_batches_tracked`` grows by 2 (paper) or 3 (official) per call. The extra forwards (the
+``forward`` HVP, the finite difference, the alignment probe) update nothing.
+
+Alignment (section 3.4): ``aux["grad_cos_inner"]`` = cos(∇L_Acq(θ), ∇L_Ret(θ')) is free.
+With ``log_alignment=True`` the update also runs one forward/backward on the small x_mem batch at θ
+(no running-statistics update) and logs ``aux["grad_cos"]`` = cos(∇L_Acq(θ), ∇L_Ret(θ)), the
+quantity of section 3.4, and ``aux["loss_ret_at_theta"]`` = L_Ret(θ).
+
+Precision: the inner step and the Hessian-vector product run in float32 (no autocast); the
+retention gradient, the official cat forward and the alignment probe run under autocast in
+``amp_dtype``. See ``fastlrwa.updates.amp`` for ``loss_scale`` (fp16).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Literal, Optional
+
+import torch
+from torch import Tensor, nn
+from torch.func import grad, grad_and_value, jvp
+
+from fastlrwa.errors import ConfigError
+from fastlrwa.updates.amp import Precision, scaled_grad
+from fastlrwa.updates.functional import (
+    BufferDict,
+    StudentStep,
+    TensorDict,
+    build_step,
+    detached,
+    distill_loss,
+    frozen_running_stats,
+    sgd_step,
+    tree_axpy,
+    tree_cosine,
+    tree_dot,
+    tree_norm,
+)
+
+Objective = Literal["paper", "official"]
+HvpMode = Literal["exact", "fd", "first_order"]
+ExactMethod = Literal["reverse", "forward"]
+
+OBJECTIVES: tuple[str, ...] = ("paper", "official")
+HVP_MODES: tuple[str, ...] = ("exact", "fd", "first_order")
+EXACT_METHODS: tuple[str, ...] = ("reverse", "forward")
+
+
+def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{flag} {value!r} is not supported; use one of: {', '.join(choices)}")
+
+
+def check_objective(objective: str) -> None:
+    """Raise ConfigError unless ``objective`` is ``paper`` or ``official``."""
+    _check_choice("student update objective", objective, OBJECTIVES)
+
+
+def check_lrwa_options(objective: str, hvp: str, exact_method: str) -> None:
+    """Raise ConfigError naming the bad LRWA option and the accepted values."""
+    check_objective(objective)
+    _check_choice("LRWA hvp", hvp, HVP_MODES)
+    _check_choice("LRWA exact_method", exact_method, EXACT_METHODS)
+
+
+def _retention(model: nn.Module, params: TensorDict, buffers: BufferDict, g_acq: TensorDict, x_mem: Tensor,
+               t_mem: Tensor, alpha: float, weight_decay: float, precision: Precision) -> tuple[TensorDict, Tensor]:
+    """v = ∇L_Ret(θ') (scaled by the loss scale) and L_Ret(θ'), θ' held constant."""
+    theta_prime = sgd_step(params, g_acq, alpha, weight_decay)
+    v, loss_ret = scaled_grad(partial(distill_loss, model), precision)(theta_prime, buffers, x_mem, t_mem)
+    return v, loss_ret
+
+
+def _exact_reverse(model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision):
+    """Inner step, retention gradient and H_Acq v in one reverse-over-reverse pass over x_new."""
+
+    def acq_dot_retention(p: TensorDict, b: BufferDict):
+        with precision.full_precision():
+            g, loss_acq = grad_and_value(partial(distill_loss, model))(p, b, x_new, t_new)
+        g_acq = detached(g)
+        v, loss_ret = _retention(model, detached(p), b, g_acq, x_mem, t_mem, alpha, weight_decay, precision)
+        return tree_dot(g, v), (g_acq, loss_acq, v, loss_ret)
+
+    with precision.full_precision():
+        hv, (g_acq, loss_acq, v, loss_ret) = grad(acq_dot_retention, has_aux=True)(params, buffers)
+    return g_acq, loss_acq, v, loss_ret, hv
+
+
+def _first_order_parts(model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision):
+    with precision.full_precision():
+        g_acq, loss_acq = grad_and_value(partial(distill_loss, model))(params, buffers, x_new, t_new)
+    v, loss_ret = _retention(model, params, buffers, g_acq, x_mem, t_mem, alpha, weight_decay, precision)
+    return g_acq, loss_acq, v, loss_ret
+
+
+def _hvp_forward(model: nn.Module, params: TensorDict, frozen: BufferDict, x_new: Tensor, t_new: Tensor,
+                 v: TensorDict) -> TensorDict:
+    acq_grad = grad(lambda p: distill_loss(model, p, frozen, x_new, t_new))
+    return jvp(acq_grad, (params,), (v,))[1]
+
+
+def fd_epsilon(params: TensorDict, v: TensorDict) -> Tensor:
+    """ε = sqrt(eps) (1 + ‖θ‖) / ‖v‖ for the one-sided difference, a device tensor (no sync)."""
+    dtype = next(iter(params.values())).dtype
+    return (torch.finfo(dtype).eps ** 0.5) * (1.0 + tree_norm(params)) / tree_norm(v).clamp_min(torch.finfo(dtype).tiny)
+
+
+def _hvp_finite_difference(model: nn.Module, params: TensorDict, frozen: BufferDict, x_new: Tensor, t_new: Tensor,
+                           v: TensorDict, g_acq: TensorDict) -> TensorDict:
+    eps = fd_epsilon(params, v)
+    shifted = grad(partial(distill_loss, model))(tree_axpy(eps, v, params), frozen, x_new, t_new)
+    difference = tree_axpy(-1.0, g_acq, shifted)
+    return dict(zip(difference, torch._foreach_div(list(difference.values()), eps)))
+
+
+def lrwa_grads(
+    model: nn.Module,
+    params: TensorDict,
+    buffers: TensorDict,
+    x_new: Tensor,
+    t_new: Tensor,
+    x_mem: Tensor,
+    t_mem: Tensor,
+    *,
+    alpha: float,
+    weight_decay: float,
+    objective: Objective = "paper",
+    hvp: HvpMode = "exact",
+    exact_method: ExactMethod = "reverse",
+    log_alignment: bool = True,
+    amp_dtype: Optional[torch.dtype] = None,
+    loss_scale: Optional[Tensor] = None,
+) -> tuple[TensorDict, TensorDict]:
+    """The gradient of the LRWA objective (eq. 6) with respect to ``params``, and what it logs.
+
+    ``model`` is run through ``torch.func.functional_call`` with ``params`` and ``buffers`` (dicts as
+    from ``named_parameters()`` / ``named_buffers()``; BatchNorm running statistics in ``buffers``
+    are updated in place, see the module docstring). ``t_new`` and ``t_mem`` are teacher logits;
+    the loss is MAE with ``F.l1_loss`` semantics. ``alpha``, ``weight_decay``: the inner SGD step.
+
+    Returns ``(grads, aux)``: ``grads`` keyed like ``params`` (times ``loss_scale`` when given);
+    ``aux`` of 0-dim device tensors: ``loss`` (the objective), ``loss_acq`` = L_Acq(θ),
+    ``loss_ret`` = L_Ret(θ'), ``grad_cos_inner``, with ``objective="official"`` ``loss_cat``, with
+    ``log_alignment`` ``grad_cos`` and ``loss_ret_at_theta``. Nothing here synchronises the host.
+    """
+    check_lrwa_options(objective, hvp, exact_method)
+    precision = Precision(x_new.device.type, amp_dtype, loss_scale)
+    frozen = frozen_running_stats(model, buffers)
+    aux: TensorDict = {}
+
+    if objective == "official":
+        outer_grad, loss_cat = scaled_grad(partial(distill_loss, model), precision)(
+            params, buffers, torch.cat([x_new, x_mem]), torch.cat([t_new, t_mem]))
+        aux["loss_cat"] = loss_cat
+
+    if hvp == "exact" and exact_method == "reverse":
+        g_acq, loss_acq, v, loss_ret, hv = _exact_reverse(
+            model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision)
+    else:
+        g_acq, loss_acq, v, loss_ret = _first_order_parts(
+            model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision)
+        with precision.full_precision():
+            if hvp == "exact":
+                hv = _hvp_forward(model, params, frozen, x_new, t_new, v)
+            elif hvp == "fd":
+                hv = _hvp_finite_difference(model, params, frozen, x_new, t_new, v, g_acq)
+
+    if objective == "paper":
+        outer_grad = precision.scale(g_acq)
+    grads = tree_axpy(1.0 - alpha * weight_decay, v, outer_grad)
+    if hvp != "first_order":
+        grads = tree_axpy(-alpha, hv, grads)
+
+    aux["loss_acq"] = loss_acq
+    aux["loss_ret"] = loss_ret
+    aux["loss"] = (loss_cat if objective == "official" else loss_acq) + loss_ret
+    aux["grad_cos_inner"] = tree_cosine(g_acq, v)
+    if log_alignment:
+        g_ret, loss_ret_at_theta = scaled_grad(partial(distill_loss, model), precision)(
+            params, frozen, x_mem, t_mem)
+        aux["grad_cos"] = tree_cosine(g_acq, g_ret)
+        aux["loss_ret_at_theta"] = loss_ret_at_theta
+    return grads, aux
+
+
+def make_lrwa_step(
+    model: nn.Module,
+    *,
+    alpha: float,
+    weight_decay: float,
+    objective: Objective = "paper",
+    hvp: HvpMode = "exact",
+    exact_method: ExactMethod = "reverse",
+    log_alignment: bool = True,
+    amp_dtype: Optional[torch.dtype] = None,
+    compile: bool = False,
+    cuda_graphs: bool = False,
+) -> StudentStep:
+    """:func:`lrwa_grads` with its options bound, built once; compiled (fullgraph) when ``compile``.
+
+    The returned ``step(params, buffers, x_new, t_new, x_mem, t_mem, loss_scale=None)`` gives
+    ``(grads, aux)``; see :func:`fastlrwa.updates.functional.build_step` for ``cuda_graphs``.
+    """
+    check_lrwa_options(objective, hvp, exact_method)
+    update = partial(lrwa_grads, model, alpha=alpha, weight_decay=weight_decay, objective=objective, hvp=hvp,
+                     exact_method=exact_method, log_alignment=log_alignment, amp_dtype=amp_dtype)
+    return build_step(update, compile=compile, cuda_graphs=cuda_graphs)

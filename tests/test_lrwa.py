@@ -1,0 +1,258 @@
+"""The LRWA meta-update against a float64 plain-autograd implementation written out here.
+
+The reference differentiates through the unrolled inner step with ``create_graph=True`` and a
+second ``torch.autograd.grad``, which is how the paper's eq. 6 reads; fastlrwa computes the same
+gradient by reuse and a Hessian-vector product.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from fastlrwa.errors import ConfigError
+from fastlrwa.updates.lrwa import fd_epsilon, lrwa_grads, make_lrwa_step
+from fastlrwa.updates.student_steps import make_student_step
+
+ALPHA = 0.9
+WEIGHT_DECAY = 5e-4
+CLASSES = 7
+
+
+def bn_conv_net() -> nn.Module:
+    """Two conv-BN-ReLU blocks (odd channel counts, a strided conv) and a linear head."""
+    return nn.Sequential(
+        nn.Conv2d(3, 5, 3, padding=1, bias=False), nn.BatchNorm2d(5), nn.ReLU(),
+        nn.Conv2d(5, 6, 3, stride=2), nn.BatchNorm2d(6), nn.ReLU(),
+        nn.Flatten(), nn.Linear(6 * 3 * 3, CLASSES),
+    )
+
+
+def make_problem(seed: int, dtype: torch.dtype = torch.float64):
+    """A fresh train-mode network and batches: 9 new samples, 5 memory samples, 7x7 images."""
+    torch.manual_seed(seed)
+    model = bn_conv_net().to(dtype).train()
+    # Non-trivial running statistics, so an update that overwrites instead of averaging shows up.
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-1.0, 1.0)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    batches = (torch.randn(9, 3, 7, 7, dtype=dtype), torch.randn(9, CLASSES, dtype=dtype),
+               torch.randn(5, 3, 7, 7, dtype=dtype), torch.randn(5, CLASSES, dtype=dtype))
+    return model, batches
+
+
+def params_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach() for name, p in model.named_parameters()}
+
+
+def flat(grads: dict[str, torch.Tensor], names) -> torch.Tensor:
+    return torch.cat([grads[name].flatten() for name in names])
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((actual - expected).norm() / expected.norm())
+
+
+def reference_lrwa(model, x_new, t_new, x_mem, t_mem, *, objective: str, first_order: bool):
+    """Eq. 6 by plain autograd on a copy of the model's buffers, forwards in the documented order.
+
+    Returns the flat gradient, the objective's parts, cos(∇L_Acq(θ), ∇L_Ret(θ)) and the buffers
+    after the update.
+    """
+    names = [name for name, _ in model.named_parameters()]
+    theta = {name: p.detach().clone().requires_grad_() for name, p in model.named_parameters()}
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
+
+    def loss(params, x, t, bufs):
+        return F.l1_loss(functional_call(model, (params, bufs), (x,)), t)
+
+    parts = {}
+    if objective == "official":
+        parts["loss_cat"] = loss(theta, torch.cat([x_new, x_mem]), torch.cat([t_new, t_mem]), buffers)
+    loss_acq = loss(theta, x_new, t_new, buffers)
+    g_acq = torch.autograd.grad(loss_acq, list(theta.values()), create_graph=not first_order, retain_graph=True)
+    if first_order:
+        g_acq = [g.detach() for g in g_acq]
+    theta_prime = {name: theta[name] - ALPHA * (g + WEIGHT_DECAY * theta[name]) for name, g in zip(names, g_acq)}
+    loss_ret = loss(theta_prime, x_mem, t_mem, buffers)
+    outer = parts["loss_cat"] if objective == "official" else loss_acq
+    total = torch.autograd.grad(outer + loss_ret, list(theta.values()), retain_graph=True)
+
+    probe_buffers = {name: b.clone() for name, b in buffers.items()}
+    g_ret_at_theta = torch.autograd.grad(loss(theta, x_mem, t_mem, probe_buffers), list(theta.values()))
+    g_acq_flat = torch.cat([g.flatten() for g in g_acq]).detach()
+    g_ret_flat = torch.cat([g.flatten() for g in g_ret_at_theta])
+    parts.update(loss_acq=loss_acq, loss_ret=loss_ret, loss=outer + loss_ret)
+    cosine = torch.dot(g_acq_flat, g_ret_flat) / (g_acq_flat.norm() * g_ret_flat.norm())
+    return torch.cat([g.flatten() for g in total]), {k: v.detach() for k, v in parts.items()}, cosine, buffers
+
+
+MODES = [("exact", "reverse"), ("exact", "forward"), ("first_order", "reverse"), ("fd", "reverse")]
+
+
+@pytest.mark.parametrize("objective", ["paper", "official"])
+@pytest.mark.parametrize("hvp,exact_method", MODES)
+def test_gradient_matches_float64_autograd(objective, hvp, exact_method):
+    model, (x_new, t_new, x_mem, t_mem) = make_problem(seed=11)
+    expected, parts, cosine, expected_buffers = reference_lrwa(
+        model, x_new, t_new, x_mem, t_mem, objective=objective, first_order=hvp == "first_order")
+    buffers = dict(model.named_buffers())
+    grads, aux = lrwa_grads(model, params_of(model), buffers, x_new, t_new, x_mem, t_mem, alpha=ALPHA,
+                            weight_decay=WEIGHT_DECAY, objective=objective, hvp=hvp, exact_method=exact_method)
+
+    tolerance = 1e-2 if hvp == "fd" else 1e-7
+    assert relative_error(flat(grads, params_of(model)), expected) <= tolerance
+    for name, value in parts.items():
+        torch.testing.assert_close(aux[name], value, rtol=1e-12, atol=0.0)
+    torch.testing.assert_close(aux["grad_cos"], cosine, rtol=1e-10, atol=1e-12)
+    # Running statistics: updated by the documented forwards only, not by the HVP, FD or probe ones.
+    for name, value in expected_buffers.items():
+        torch.testing.assert_close(buffers[name], value, rtol=1e-12, atol=0.0)
+
+
+def test_exact_and_first_order_differ_by_the_hessian_term():
+    """Guards the reference itself: on this problem the Hessian term is far from negligible."""
+    model, batches = make_problem(seed=5)
+    exact, *_ = reference_lrwa(model, *batches, objective="paper", first_order=False)
+    first_order, *_ = reference_lrwa(model, *batches, objective="paper", first_order=True)
+    assert relative_error(first_order, exact) > 1e-3
+
+
+@pytest.mark.parametrize("objective", ["paper", "official"])
+def test_exact_gradient_is_the_directional_derivative_of_the_objective(objective):
+    """Central difference of aux['loss'] (the objective J itself) along a random direction."""
+    model, (x_new, t_new, x_mem, t_mem) = make_problem(seed=23)
+    params = params_of(model)
+    kwargs = dict(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective=objective, hvp="exact", log_alignment=False)
+    grads, _ = lrwa_grads(model, params, dict(model.named_buffers()), x_new, t_new, x_mem, t_mem, **kwargs)
+    direction = {name: torch.randn_like(p) for name, p in params.items()}
+    h = 1e-6
+
+    def objective_at(sign: float) -> torch.Tensor:
+        shifted = {name: p + sign * h * direction[name] for name, p in params.items()}
+        buffers = {name: b.clone() for name, b in model.named_buffers()}
+        return lrwa_grads(model, shifted, buffers, x_new, t_new, x_mem, t_mem, **kwargs)[1]["loss"]
+
+    numeric = (objective_at(1.0) - objective_at(-1.0)) / (2 * h)
+    analytic = sum(torch.sum(grads[name] * direction[name]) for name in params)
+    torch.testing.assert_close(numeric, analytic, rtol=1e-6, atol=1e-9)
+
+
+def test_fd_epsilon_follows_the_stated_formula():
+    torch.manual_seed(3)
+    params = {"a": torch.randn(4, 3), "b": torch.randn(5)}
+    v = {"a": torch.randn(4, 3) * 7.0, "b": torch.randn(5) * 7.0}
+    theta_norm = torch.cat([params["a"].flatten(), params["b"]]).norm()
+    v_norm = torch.cat([v["a"].flatten(), v["b"]]).norm()
+    expected = torch.finfo(torch.float32).eps ** 0.5 * (1 + theta_norm) / v_norm
+    torch.testing.assert_close(fd_epsilon(params, v), expected)
+
+
+def test_fd_in_float32_is_close_to_exact_in_float64():
+    """The documented fd error in the precision training uses (BENCHMARKS.md quotes this bound)."""
+    model64, batches64 = make_problem(seed=31)
+    model32 = copy.deepcopy(model64).float()
+    kwargs = dict(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective="paper", log_alignment=False)
+    exact, _ = lrwa_grads(model64, params_of(model64), dict(model64.named_buffers()), *batches64, hvp="exact", **kwargs)
+    fd, _ = lrwa_grads(model32, params_of(model32), dict(model32.named_buffers()), *(b.float() for b in batches64),
+                       hvp="fd", **kwargs)
+    names = list(params_of(model64))
+    assert relative_error(flat(fd, names).double(), flat(exact, names)) <= 1e-2
+
+
+def test_inputs_are_not_modified_and_outputs_carry_no_graph():
+    model, (x_new, t_new, x_mem, t_mem) = make_problem(seed=2)
+    live = dict(model.named_parameters())
+    before = {name: p.detach().clone() for name, p in live.items()}
+    step = make_lrwa_step(model, alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective="official", hvp="exact")
+    grads, aux = step(live, dict(model.named_buffers()), x_new, t_new, x_mem, t_mem)
+    for name, p in live.items():
+        assert torch.equal(p.detach(), before[name])
+    assert all(not g.requires_grad for g in grads.values())
+    assert all(value.dim() == 0 and not value.requires_grad for value in aux.values())
+    assert set(aux) == {"loss", "loss_acq", "loss_ret", "loss_cat", "grad_cos", "grad_cos_inner", "loss_ret_at_theta"}
+
+
+def test_without_alignment_probe_nothing_else_changes():
+    model, batches = make_problem(seed=8)
+    kwargs = dict(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective="paper", hvp="exact")
+    with_probe, aux = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches, **kwargs)
+    without, aux_without = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
+                                      log_alignment=False, **kwargs)
+    assert "grad_cos" in aux and "grad_cos" not in aux_without
+    for name, g in with_probe.items():
+        torch.testing.assert_close(without[name], g, rtol=0.0, atol=0.0)
+
+
+def test_bf16_autocast_stays_close_to_float32():
+    """Stated tolerance for --amp bf16: relative error <= 5e-2 of the whole update, cosine >= 0.998."""
+    model64, batches64 = make_problem(seed=17)
+    model = copy.deepcopy(model64).float()
+    batches = [b.float() for b in batches64]
+    kwargs = dict(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective="official", hvp="exact")
+    full, _ = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches, **kwargs)
+    mixed, aux = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
+                            amp_dtype=torch.bfloat16, **kwargs)
+    names = list(full)
+    assert all(g.dtype == torch.float32 for g in mixed.values())
+    assert relative_error(flat(mixed, names), flat(full, names)) <= 5e-2
+    assert float(F.cosine_similarity(flat(mixed, names), flat(full, names), dim=0)) >= 0.998
+    assert aux["loss"].dtype == torch.float32
+
+
+def test_loss_scale_multiplies_the_gradient():
+    """fp16 autocast with a loss scale S returns S times the gradient, ready for GradScaler.step."""
+    model64, batches64 = make_problem(seed=19)
+    model = copy.deepcopy(model64).float()
+    batches = [b.float() for b in batches64]
+    kwargs = dict(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective="paper", hvp="fd", log_alignment=False)
+    full, _ = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches, **kwargs)
+    scale = torch.tensor(1024.0)
+    scaled, _ = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
+                           amp_dtype=torch.float16, loss_scale=scale, **kwargs)
+    names = list(full)
+    assert relative_error(flat(scaled, names) / scale, flat(full, names)) <= 2e-2
+
+
+@pytest.mark.parametrize("option", [dict(objective="meta"), dict(hvp="second"), dict(exact_method="both")])
+def test_bad_options_are_config_errors(option):
+    model, _ = make_problem(seed=0)
+    kwargs = dict(alpha=ALPHA, weight_decay=WEIGHT_DECAY) | option
+    with pytest.raises(ConfigError, match="use one of"):
+        make_lrwa_step(model, **kwargs)
+
+
+def _compiled_matches_eager(hvp: str, objective: str):
+    model, (x_new, t_new, x_mem, t_mem) = make_problem(seed=29, dtype=torch.float32)
+    kwargs = dict(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective=objective, hvp=hvp)
+    eager_buffers = dict(copy.deepcopy(model).named_buffers())
+    eager, eager_aux = make_student_step("lrwa", model, **kwargs)(
+        params_of(model), eager_buffers, x_new, t_new, x_mem, t_mem)
+    compiled_buffers = dict(copy.deepcopy(model).named_buffers())
+    compiled, compiled_aux = make_student_step("lrwa", model, compile=True, **kwargs)(
+        params_of(model), compiled_buffers, x_new, t_new, x_mem, t_mem)
+    for name, g in eager.items():
+        torch.testing.assert_close(compiled[name], g, rtol=1e-4, atol=1e-5)
+    for name, value in eager_aux.items():
+        torch.testing.assert_close(compiled_aux[name], value, rtol=1e-4, atol=1e-5)
+    for name, value in eager_buffers.items():
+        torch.testing.assert_close(compiled_buffers[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_exact_step_matches_eager():
+    """fullgraph=True: the step compiles without a graph break, so nothing in it syncs the host."""
+    _compiled_matches_eager("exact", "paper")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hvp,objective", [("fd", "paper"), ("first_order", "official"), ("exact", "official")])
+def test_compiled_step_matches_eager_slow(hvp, objective):
+    _compiled_matches_eager(hvp, objective)
