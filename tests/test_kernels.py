@@ -1,0 +1,305 @@
+"""fused_mae / fused_js: forward and both input gradients against float64 formulas written here.
+
+The Triton kernels run on CPU tensors in Triton's interpreter: the autouse fixture sets
+TRITON_INTERPRET=1, which fastlrwa.kernels reads when a kernel is called (not at import), so these
+tests work alone and in one pytest process with every other test. Shapes stay small: the
+interpreter is about a thousand times slower than torch.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+import zlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fastlrwa.errors import ConfigError
+from fastlrwa.kernels import backend as kernel_backend
+from fastlrwa.kernels import fused_js, fused_mae, js_reference, mae_reference
+from fastlrwa.kernels import launch
+
+requires_triton = pytest.mark.skipif(not kernel_backend.TRITON_AVAILABLE, reason="triton is not installed")
+
+# Odd sizes, C not a power of two, the classification sizes 10/100/200/1000 (N tiny for the big
+# C), a 1-D and a 3-D input.
+SHAPES = [(1, 10), (3, 10), (17, 100), (33, 10), (5, 200), (2, 1000), (7,), (2, 3, 5)]
+# Relative tolerance per input dtype; bf16/fp16 accumulate in fp32 but gradients are stored
+# in the input dtype (8 and 11 mantissa bits).
+RTOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 1e-2}
+DTYPES = list(RTOL)
+
+
+@pytest.fixture(autouse=True)
+def triton_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+def _generator(*key: object) -> torch.Generator:
+    """Fresh inputs per test case, reproducible across runs (``hash`` of a str is not)."""
+    return torch.Generator().manual_seed(zlib.crc32(repr(key).encode()))
+
+
+def _logits(shape: tuple[int, ...], dtype: torch.dtype, generator: torch.Generator, scale: float = 2.0) -> torch.Tensor:
+    return (torch.randn(shape, generator=generator, dtype=torch.float64) * scale).to(dtype).requires_grad_()
+
+
+def _assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float) -> None:
+    """Relative to the largest expected magnitude: gradients hold many near-zero entries."""
+    scale = expected.abs().max().item()
+    assert scale > 0, "the reference is all zero: the check could not fail"
+    torch.testing.assert_close(actual.double(), expected, rtol=rtol, atol=rtol * scale)
+
+
+def _value_and_grads(loss_fn, a: torch.Tensor, b: torch.Tensor, upstream: float):
+    loss = loss_fn(a, b)
+    grad_a, grad_b = torch.autograd.grad(loss, (a, b), grad_outputs=torch.tensor(upstream, dtype=loss.dtype))
+    return loss, grad_a, grad_b
+
+
+def _float64_copies(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inputs as the kernel sees them (already rounded to their dtype), in float64."""
+    return a.detach().double().requires_grad_(), b.detach().double().requires_grad_()
+
+
+def mae_float64(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).abs().sum() / a.numel()
+
+
+def js_paper_float64(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    p, q = torch.softmax(a / temperature, dim=-1), torch.softmax(b / temperature, dim=-1)
+    m = (p + q) / 2
+    per_row = 0.5 * (p * torch.log(p / m)).sum(-1) + 0.5 * (q * torch.log(q / m)).sum(-1)
+    return per_row.mean()
+
+
+def js_official_float64(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The authors' code, literally (KLDivLoss with its default element mean)."""
+    p, q = F.softmax(a / temperature, dim=-1), F.softmax(b / temperature, dim=-1)
+    m = 0.5 * (p + q)
+    p, q, m = torch.clamp(p, 0.01, 0.99), torch.clamp(q, 0.01, 0.99), torch.clamp(m, 0.01, 0.99)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return 0.5 * F.kl_div(torch.log(p), m, reduction="mean") + 0.5 * F.kl_div(torch.log(q), m, reduction="mean")
+
+
+JS_FLOAT64 = {"paper": js_paper_float64, "official": js_official_float64}
+
+
+def _rows_clear_of_clamp_bounds(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Rows where no P, Q or M lies within 1e-5 of 0.01 or 0.99.
+
+    The clamp's gradient jumps at its bounds, so an entry that close can land on the other side
+    in fp32 than in float64; through the softmax Jacobian that moves its whole row's gradient.
+    """
+    p, q = torch.softmax(a / temperature, dim=-1), torch.softmax(b / temperature, dim=-1)
+    near = torch.zeros_like(p, dtype=torch.bool)
+    for probability in (p, q, (p + q) / 2):
+        near |= ((probability - 0.01).abs() < 1e-5 * 0.01) | ((probability - 0.99).abs() < 1e-5)
+    return ~near.any(dim=-1)
+
+
+def _official_scale(shape: tuple[int, ...]) -> float:
+    """Logit spread for which some softmax entries leave [0.01, 0.99], so the clamped form has gradient."""
+    return 2.0 if shape[-1] <= 100 else 6.0
+
+
+@requires_triton
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_mae_triton_matches_float64(shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    generator = _generator("mae", shape, dtype)
+    a, b = _logits(shape, dtype, generator), _logits(shape, dtype, generator)
+    upstream = -1.7
+    loss, grad_a, grad_b = _value_and_grads(lambda x, y: fused_mae(x, y, backend="triton"), a, b, upstream)
+    a64, b64 = _float64_copies(a, b)
+    expected, expected_a, expected_b = _value_and_grads(mae_float64, a64, b64, upstream)
+    assert loss.dtype == dtype and grad_a.dtype == dtype and grad_b.dtype == dtype
+    _assert_close(loss, expected, RTOL[dtype])
+    _assert_close(grad_a, expected_a, RTOL[dtype])
+    _assert_close(grad_b, expected_b, RTOL[dtype])
+
+
+@requires_triton
+def test_mae_gradient_is_zero_where_logits_tie() -> None:
+    generator = _generator("mae ties")
+    a = torch.randn(6, 11, generator=generator)
+    b = a.clone()
+    b[::2] += torch.randn(3, 11, generator=generator)
+    a.requires_grad_()
+    grad = torch.autograd.grad(fused_mae(a, b, backend="triton"), a)[0]
+    expected = torch.autograd.grad(F.l1_loss(a, b), a)[0]
+    assert (grad[1::2] == 0).all()
+    torch.testing.assert_close(grad, expected)
+
+
+@requires_triton
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("variant", ["paper", "official"])
+def test_js_triton_matches_float64(variant: str, shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    generator = _generator("js", variant, shape, dtype)
+    scale = _official_scale(shape) if variant == "official" else 2.0
+    a, b = _logits(shape, dtype, generator, scale), _logits(shape, dtype, generator, scale)
+    temperature = 3.0 if variant == "official" else 1.0
+    # fp16 gradients of the clamped form are ~1e-7, below fp16's normal range: scale the upstream
+    # gradient as a GradScaler would.
+    upstream = 0.6 * (1024.0 if dtype == torch.float16 else 1.0)
+
+    def kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return fused_js(x, y, temperature=temperature, variant=variant, backend="triton")
+
+    loss, grad_a, grad_b = _value_and_grads(kernel, a, b, upstream)
+    a64, b64 = _float64_copies(a, b)
+    expected, expected_a, expected_b = _value_and_grads(
+        lambda x, y: JS_FLOAT64[variant](x, y, temperature), a64, b64, upstream
+    )
+    assert loss.dtype == dtype and grad_a.dtype == dtype and grad_b.dtype == dtype
+    _assert_close(loss, expected, RTOL[dtype])
+    rows = torch.ones(a.shape[:-1], dtype=torch.bool)
+    if variant == "official" and dtype != torch.float64:
+        rows = _rows_clear_of_clamp_bounds(a64.detach(), b64.detach(), temperature)
+    _assert_close(grad_a[rows], expected_a[rows], RTOL[dtype])
+    _assert_close(grad_b[rows], expected_b[rows], RTOL[dtype])
+
+
+@requires_triton
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+@pytest.mark.parametrize("variant", ["paper", "official"])
+def test_js_temperature(variant: str, temperature: float) -> None:
+    generator = _generator("js temperature", variant, temperature)
+    a, b = _logits((9, 13), torch.float64, generator), _logits((9, 13), torch.float64, generator)
+    loss, grad_a, grad_b = _value_and_grads(
+        lambda x, y: fused_js(x, y, temperature=temperature, variant=variant, backend="triton"), a, b, 1.3
+    )
+    expected, expected_a, expected_b = _value_and_grads(
+        lambda x, y: JS_FLOAT64[variant](x, y, temperature), *_float64_copies(a, b), 1.3
+    )
+    _assert_close(loss, expected, 1e-10)
+    _assert_close(grad_a, expected_a, 1e-10)
+    _assert_close(grad_b, expected_b, 1e-10)
+
+
+@requires_triton
+@pytest.mark.parametrize("loss_name", ["mae", "paper", "official"])
+def test_rows_longer_than_one_tile(monkeypatch: pytest.MonkeyPatch, loss_name: str) -> None:
+    """Rows wider than the largest column block take the chunked path (online softmax for JS)."""
+    monkeypatch.setattr(launch, "MAX_BLOCK_COLS", 16)
+    generator = _generator("chunked", loss_name)
+    a, b = _logits((5, 37), torch.float64, generator), _logits((5, 37), torch.float64, generator)
+    if loss_name == "mae":
+        kernel, reference = (lambda x, y: fused_mae(x, y, backend="triton")), mae_float64
+    else:
+        kernel = lambda x, y: fused_js(x, y, temperature=0.7, variant=loss_name, backend="triton")  # noqa: E731
+        reference = lambda x, y: JS_FLOAT64[loss_name](x, y, 0.7)  # noqa: E731
+    loss, grad_a, grad_b = _value_and_grads(kernel, a, b, 2.0)
+    expected, expected_a, expected_b = _value_and_grads(reference, *_float64_copies(a, b), 2.0)
+    _assert_close(loss, expected, 1e-10)
+    _assert_close(grad_a, expected_a, 1e-10)
+    _assert_close(grad_b, expected_b, 1e-10)
+
+
+@requires_triton
+@pytest.mark.parametrize("loss_name", ["mae", "js"])
+def test_strided_inputs_and_one_sided_gradient(loss_name: str) -> None:
+    """Logits sliced out of a wider tensor (row stride != C); the teacher side detached."""
+    generator = _generator("strided", loss_name)
+    wide = torch.randn(7, 24, generator=generator, dtype=torch.float64)
+    student = wide[:, 3:13].clone().requires_grad_()
+    teacher_storage = torch.randn(7, 24, generator=generator, dtype=torch.float64)
+    teacher = teacher_storage[:, 5:15]
+    assert teacher.stride(0) != teacher.shape[1]
+    if loss_name == "mae":
+        loss = fused_mae(student, teacher, backend="triton")
+        expected = mae_float64(student, teacher.contiguous())
+    else:
+        loss = fused_js(student, teacher, backend="triton")
+        expected = js_paper_float64(student, teacher.contiguous(), 1.0)
+    _assert_close(loss, expected, 1e-10)
+    _assert_close(torch.autograd.grad(loss, student)[0], torch.autograd.grad(expected, student)[0], 1e-10)
+
+
+@pytest.mark.parametrize("variant", ["paper", "official"])
+def test_js_reference_matches_float64(variant: str) -> None:
+    generator = _generator("js reference", variant)
+    a, b = _logits((11, 100), torch.float32, generator, 4.0), _logits((11, 100), torch.float32, generator, 4.0)
+    loss, grad_a, grad_b = _value_and_grads(lambda x, y: js_reference(x, y, temperature=3.0, variant=variant), a, b, 1.0)
+    expected, expected_a, expected_b = _value_and_grads(
+        lambda x, y: JS_FLOAT64[variant](x, y, 3.0), *_float64_copies(a, b), 1.0
+    )
+    _assert_close(loss, expected, 1e-5)
+    _assert_close(grad_a, expected_a, 1e-5)
+    _assert_close(grad_b, expected_b, 1e-5)
+
+
+def test_js_reference_keeps_bf16_accuracy() -> None:
+    """The reference upcasts: on bf16 logits it agrees with float64 on the same rounded values."""
+    generator = _generator("js reference bf16")
+    a, b = _logits((8, 10), torch.bfloat16, generator), _logits((8, 10), torch.bfloat16, generator)
+    loss = js_reference(a, b)
+    assert loss.dtype == torch.bfloat16
+    _assert_close(loss, js_paper_float64(*_float64_copies(a, b), 1.0), 1e-2)
+
+
+def test_auto_backend_on_cpu_is_the_reference() -> None:
+    generator = _generator("auto")
+    a, b = torch.randn(4, 10, generator=generator), torch.randn(4, 10, generator=generator)
+    assert torch.equal(fused_mae(a, b), mae_reference(a, b))
+    assert torch.equal(fused_mae(a, b, backend="torch"), F.l1_loss(a, b))
+    assert torch.equal(fused_js(a, b, variant="official", temperature=3.0), js_reference(a, b, temperature=3.0, variant="official"))
+
+
+def test_triton_on_cpu_needs_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRITON_INTERPRET")
+    a = torch.randn(2, 10)
+    with pytest.raises(ConfigError, match="TRITON_INTERPRET=1"):
+        fused_mae(a, a + 1, backend="triton")
+
+
+def test_triton_missing_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernel_backend, "TRITON_AVAILABLE", False)
+    a = torch.randn(2, 10)
+    with pytest.raises(ConfigError, match="triton package"):
+        fused_js(a, a + 1, backend="triton")
+    assert torch.equal(fused_js(a, a + 1, backend="auto"), js_reference(a, a + 1))
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda a: fused_mae(a, a, backend="cuda"), "unknown kernel backend"),
+        (lambda a: fused_mae(a, a[:, :5]), "same shape"),
+        (lambda a: fused_mae(a.long(), a.long()), "floating point"),
+        (lambda a: fused_mae(a[:0], a[:0]), "empty"),
+        (lambda a: fused_js(a, a, variant="batchmean"), "unknown variant"),
+        (lambda a: fused_js(a, a, temperature=0.0), "temperature"),
+        (lambda a: fused_js(a, a, temperature=float("nan")), "temperature"),
+        (lambda a: fused_js(a[0, 0], a[0, 1]), "class dimension"),
+    ],
+)
+def test_bad_input_is_one_config_error(call, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        call(torch.randn(3, 10))
+
+
+def test_importing_kernels_does_not_import_triton() -> None:
+    script = "import sys, fastlrwa.kernels; sys.exit(int('triton' in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", script], check=False).returncode == 0
+
+
+@requires_triton
+def test_compiled_and_interpreted_kernels_coexist(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TRITON_INTERPRET is honoured per call: both kernel flavours can be loaded in one process."""
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    interpreted = kernel_backend.kernel_module("_mae_triton")
+    monkeypatch.delenv("TRITON_INTERPRET")
+    compiled = kernel_backend.kernel_module("_mae_triton")
+    assert isinstance(interpreted._mae_forward_kernel, InterpretedFunction)
+    assert isinstance(compiled._mae_forward_kernel, JITFunction)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert kernel_backend.kernel_module("_mae_triton") is interpreted
