@@ -89,7 +89,7 @@ def test_bare_state_dict_infers_classes_and_channels(tmp_path: Path) -> None:
     assert "--arch" in refusal(path)
 
 
-@pytest.mark.parametrize("wrapping", ["state_dict", "model", "data_parallel", "compiled"])
+@pytest.mark.parametrize("wrapping", ["state_dict", "model", "data_parallel", "compiled_data_parallel"])
 def test_wrapped_state_dicts(tmp_path: Path, wrapping: str) -> None:
     model = randomised(build_model("resnet18", 10))
     weights = model.state_dict()
@@ -97,7 +97,7 @@ def test_wrapped_state_dicts(tmp_path: Path, wrapping: str) -> None:
         "state_dict": {"state_dict": weights, "epoch": 200, "best_acc": 95.1},
         "model": {"model": weights, "optimizer": {"lr": 0.1}},
         "data_parallel": {"module." + key: value for key, value in weights.items()},
-        "compiled": {"_orig_mod." + key: value for key, value in weights.items()},
+        "compiled_data_parallel": {"_orig_mod.module." + key: value for key, value in weights.items()},
     }[wrapping]
     path = tmp_path / "teacher.pth"
     torch.save(payload, path)
@@ -192,6 +192,7 @@ def test_class_count_check() -> None:
         ({"hello": "world"}, "no model weights"),
         ([1, 2, 3], "no model weights"),
         ({"format": "fastlrwa-model", "version": 2, "meta": {}, "state_dict": {}}, "upgrade fastlrwa"),
+        ({"format": "fastlrwa-model", "version": "1", "meta": {}, "state_dict": {}}, "malformed fastlrwa checkpoint"),
         ({"format": "fastlrwa-model", "version": 1, "meta": {"arch": "lenet5"}, "state_dict": {}}, "malformed metadata"),
     ],
 )

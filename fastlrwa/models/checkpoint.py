@@ -38,6 +38,8 @@ FORMAT_VERSION = 1
 WRAPPER_KEYS = ("state_dict", "model")
 SAVED_KEY_PREFIXES = ("module.", "_orig_mod.")
 DEFAULT_IMAGE_SIZE = 32
+PROBE_NUM_CLASSES = 10
+PROBE_IN_CHANNELS = 3
 LISTED_PROBLEMS = 3
 
 
@@ -120,7 +122,9 @@ def _load_fastlrwa_format(
     source: Path, payload: dict, arch: str | None, requested_sizes: dict[str, int | None]
 ) -> tuple[Classifier, ModelMeta]:
     version = payload.get("version")
-    if type(version) is not int or version > FORMAT_VERSION:
+    if type(version) is not int or version < 1:
+        raise CheckpointError(f"{source}: malformed fastlrwa checkpoint (version {version!r}); re-create it with fastlrwa")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{source}: fastlrwa checkpoint format version {version!r} is not supported (this fastlrwa reads up to "
             f"{FORMAT_VERSION}); upgrade fastlrwa"
@@ -147,8 +151,12 @@ def _fit_bare_state_dict(
     source: Path, arch: str, state_dict: dict[str, torch.Tensor], num_classes: int | None,
     in_channels: int | None, image_size: int,
 ) -> Classifier:
-    """Build ``arch`` with the class count and input channels the weights imply, and load them."""
-    probe = _build(source, arch, num_classes or 10, in_channels or 3, image_size)
+    """Build ``arch`` with the class count and input channels the weights imply, and load them.
+
+    The key names come from a first build (sizes do not change them); it is kept when its guessed
+    sizes turn out right, which saves the second build in the common case.
+    """
+    probe = _build(source, arch, num_classes or PROBE_NUM_CLASSES, in_channels or PROBE_IN_CHANNELS, image_size)
     state_dict = probe.canonical_state_dict(_without_saved_prefixes(state_dict))
     classes = num_classes or _weight_dim(source, arch, state_dict, probe.head_weight_key, dim=0)
     channels = in_channels or _weight_dim(source, arch, state_dict, probe.stem_weight_key, dim=1)
@@ -184,12 +192,14 @@ def _is_state_dict(content: Any) -> bool:
 
 
 def _without_saved_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    stripped = {}
-    for key, value in state_dict.items():
-        for prefix in SAVED_KEY_PREFIXES:
-            key = key.removeprefix(prefix)
-        stripped[key] = value
-    return stripped
+    return {_without_saved_prefix(key): value for key, value in state_dict.items()}
+
+
+def _without_saved_prefix(key: str) -> str:
+    """Drop wrapper prefixes in any order and nesting (a compiled DataParallel model has both)."""
+    while key.startswith(SAVED_KEY_PREFIXES):
+        key = next(key.removeprefix(prefix) for prefix in SAVED_KEY_PREFIXES if key.startswith(prefix))
+    return key
 
 
 def _weight_dim(source: Path, arch: str, state_dict: dict[str, torch.Tensor], key: str, dim: int) -> int:

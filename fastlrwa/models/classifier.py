@@ -20,8 +20,9 @@ class Classifier(nn.Module, abc.ABC):
     weight and the final Linear's weight; a bare state_dict's input channels and class count are read
     from their shapes.
 
-    Every subclass avoids in-place operations on tensors that autograd needs, so second-order
-    gradients (the LRWA meta-update differentiates through the student's gradient) flow through it.
+    The registered architectures avoid in-place operations on tensors that autograd needs, so
+    second-order gradients (the LRWA meta-update differentiates through the student's gradient) flow
+    through them; torchvision models are used as torchvision defines them.
     """
 
     stem_weight_key: str
