@@ -97,7 +97,8 @@ def test_python_aoti_package_matches_eager_model(exported, name, batch):
     assert difference <= TOLERANCE
 
 
-@pytest.mark.parametrize("name, batch", [("lenet5_half", 5), ("wrn16_1", 7), ("resnet18", 1), ("lenet5_half_batch3", 3)])
+@pytest.mark.parametrize("name, batch",
+                         [("lenet5_half", 5), ("wrn16_1", 7), ("resnet18", 1), ("lenet5_half_batch3", 3)])
 def test_cpp_runner_matches_eager_model(runner, exported, name, batch):
     model, folder, summary = exported[name]
     x = torch.randn(batch, model.in_channels, 32, 32)

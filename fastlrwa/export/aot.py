@@ -52,7 +52,10 @@ def export_classifier(
 
 def runner_metadata(input_shape: tuple[int, int, int], batch: int | None) -> dict[str, str]:
     """The package metadata fastlrwa-infer needs: ``"C,H,W"`` and the fixed batch size (``""`` for any)."""
-    return {IMAGE_SHAPE_KEY: ",".join(str(size) for size in input_shape), BATCH_KEY: "" if batch is None else str(batch)}
+    return {
+        IMAGE_SHAPE_KEY: ",".join(str(size) for size in input_shape),
+        BATCH_KEY: "" if batch is None else str(batch),
+    }
 
 
 def write_package(program: ExportedProgram, path: str | os.PathLike, *, metadata: dict[str, str] | None = None) -> Path:

@@ -54,8 +54,8 @@ def fold_batchnorm(model: nn.Module) -> torch.fx.GraphModule:
     """A traced copy of eval-mode ``model`` that computes the same logits with no BatchNorm module left.
 
     A copy of ``model`` is traced with ``torch.fx`` (``forward(x)`` with every other argument at its
-    default), so ``model`` is left as it is. Raises ``ConfigError`` when the model cannot be traced or a BatchNorm has no running
-    statistics (its eval-mode output would depend on the batch).
+    default), so ``model`` is left as it is. Raises ``ConfigError`` when the model cannot be traced or a
+    BatchNorm has no running statistics (its eval-mode output would depend on the batch).
     """
     if model.training:
         raise ValueError("fold_batchnorm needs a model in eval mode; call model.eval() first")
