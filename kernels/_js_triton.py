@@ -15,18 +15,23 @@ import torch
 import triton
 import triton.language as tl
 
-from ._triton_common import accumulator_dtype
+from . import js
+from .backend import kernel_module
 from .launch import device_guard, row_blocks
+
+# The shared helpers in this module's own mode (the loader's knobs scope is still active here).
+_common = kernel_module("_triton_common")
+accumulator_dtype, row_max, row_sum = _common.accumulator_dtype, _common.row_max, _common.row_sum
 
 TILE_ELEMENTS = 2048
 
 LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
-CLAMP_LOW: tl.constexpr = tl.constexpr(0.01)
-CLAMP_HIGH: tl.constexpr = tl.constexpr(0.99)
+CLAMP_LOW: tl.constexpr = tl.constexpr(js.CLAMP_LOW)
+CLAMP_HIGH: tl.constexpr = tl.constexpr(js.CLAMP_HIGH)
 # A finite stand-in for -inf in masked columns: keeps rows past the end free of inf - inf.
 MASKED: tl.constexpr = tl.constexpr(-1.0e30)
 # Per row: max_a, log_sum_a, max_b, log_sum_b, sum(P * dL/dP), sum(Q * dL/dQ).
-ROW_STATS: tl.constexpr = tl.constexpr(6)
+ROW_STATS: tl.constexpr = tl.constexpr(js.ROW_STATS)
 
 
 @triton.jit
@@ -97,22 +102,22 @@ def _row_sums(x_a, x_b, top_a, log_total_a, top_b, log_total_b, mask, OFFICIAL: 
     log_p = _log_softmax(x_a, top_a, log_total_a)
     log_q = _log_softmax(x_b, top_b, log_total_b)
     term, p, w_a, q, w_b = _js_terms(log_p, log_q, OFFICIAL)
-    loss = tl.sum(tl.where(mask, term, 0.0), axis=1)
-    dot_a = tl.sum(tl.where(mask, p * w_a, 0.0), axis=1)
-    dot_b = tl.sum(tl.where(mask, q * w_b, 0.0), axis=1)
+    loss = row_sum(tl.where(mask, term, 0.0))
+    dot_a = row_sum(tl.where(mask, p * w_a, 0.0))
+    dot_b = row_sum(tl.where(mask, q * w_b, 0.0))
     return loss, dot_a, dot_b
 
 
 @triton.jit
 def _max_and_log_sum(x):
-    top = tl.max(x, axis=1)
-    return top, tl.log(tl.sum(tl.exp(x - top[:, None]), axis=1))
+    top = row_max(x)
+    return top, tl.log(row_sum(tl.exp(x - top[:, None])))
 
 
 @triton.jit
 def _online_logsumexp(top, total, x):
-    new_top = tl.maximum(top, tl.max(x, axis=1))
-    total = total * tl.exp(top - new_top) + tl.sum(tl.exp(x - new_top[:, None]), axis=1)
+    new_top = tl.maximum(top, row_max(x))
+    total = total * tl.exp(top - new_top) + row_sum(tl.exp(x - new_top[:, None]))
     return new_top, total
 
 
@@ -138,8 +143,8 @@ def _js_forward_kernel(
     else:
         top_a = tl.full((BLOCK_ROWS,), MASKED, ACC)
         top_b = tl.full((BLOCK_ROWS,), MASKED, ACC)
-        total_a = tl.zeros((BLOCK_ROWS,), ACC)
-        total_b = tl.zeros((BLOCK_ROWS,), ACC)
+        total_a = tl.full((BLOCK_ROWS,), 0.0, ACC)
+        total_b = tl.full((BLOCK_ROWS,), 0.0, ACC)
         for start in range(0, cols, BLOCK_COLS):
             col = start + tl.arange(0, BLOCK_COLS)
             mask = row_mask[:, None] & (col < cols)[None, :]
@@ -147,9 +152,9 @@ def _js_forward_kernel(
             top_b, total_b = _online_logsumexp(top_b, total_b, _load_scaled(b_ptr, row64, col, mask, stride_b, inv_temperature, ACC))
         log_total_a = tl.log(total_a)
         log_total_b = tl.log(total_b)
-        loss = tl.zeros((BLOCK_ROWS,), ACC)
-        dot_a = tl.zeros((BLOCK_ROWS,), ACC)
-        dot_b = tl.zeros((BLOCK_ROWS,), ACC)
+        loss = tl.full((BLOCK_ROWS,), 0.0, ACC)
+        dot_a = tl.full((BLOCK_ROWS,), 0.0, ACC)
+        dot_b = tl.full((BLOCK_ROWS,), 0.0, ACC)
         for start in range(0, cols, BLOCK_COLS):
             col = start + tl.arange(0, BLOCK_COLS)
             mask = row_mask[:, None] & (col < cols)[None, :]

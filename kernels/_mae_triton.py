@@ -11,8 +11,12 @@ import torch
 import triton
 import triton.language as tl
 
-from ._triton_common import accumulator_dtype
+from .backend import kernel_module
 from .launch import device_guard, row_blocks
+
+# The shared helpers in this module's own mode (the loader's knobs scope is still active here).
+_common = kernel_module("_triton_common")
+accumulator_dtype, row_sum = _common.accumulator_dtype, _common.row_sum
 
 TILE_ELEMENTS = 4096
 
@@ -26,14 +30,14 @@ def _mae_forward_kernel(
     row = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_mask = row < rows
     row64 = row.to(tl.int64)
-    total = tl.zeros((BLOCK_ROWS, BLOCK_COLS), dtype=ACC)
+    total = tl.full((BLOCK_ROWS, BLOCK_COLS), 0.0, ACC)
     for start in range(0, cols, BLOCK_COLS):
         col = start + tl.arange(0, BLOCK_COLS)
         mask = row_mask[:, None] & (col < cols)[None, :]
         a = tl.load(a_ptr + row64[:, None] * stride_a + col[None, :], mask=mask, other=0.0).to(ACC)
         b = tl.load(b_ptr + row64[:, None] * stride_b + col[None, :], mask=mask, other=0.0).to(ACC)
         total += tl.abs(a - b)
-    tl.store(row_loss_ptr + row, tl.sum(total, axis=1) * inv_count, mask=row_mask)
+    tl.store(row_loss_ptr + row, row_sum(total) * inv_count, mask=row_mask)
 
 
 @triton.jit

@@ -33,8 +33,8 @@ def interpreter_requested() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in _TRUE_WORDS
 
 
-def use_triton(backend: str, reference: torch.Tensor) -> bool:
-    """Resolve ``backend`` for a call whose tensors live where ``reference`` lives.
+def use_triton(backend: str, tensor: torch.Tensor) -> bool:
+    """Resolve ``backend`` for a call whose tensors live where ``tensor`` lives.
 
     Raises ConfigError for an unknown backend and for a forced ``triton`` that cannot run here.
     """
@@ -43,13 +43,13 @@ def use_triton(backend: str, reference: torch.Tensor) -> bool:
     if backend == "torch":
         return False
     if backend == "auto":
-        return reference.is_cuda and TRITON_AVAILABLE
+        return tensor.is_cuda and TRITON_AVAILABLE
     if not TRITON_AVAILABLE:
         raise ConfigError(
             "backend='triton' needs the triton package, which is not installed here: "
             "use backend='auto' or backend='torch'"
         )
-    if not reference.is_cuda and not interpreter_requested():
+    if not tensor.is_cuda and not interpreter_requested():
         raise ConfigError(
             "backend='triton' on CPU tensors runs only in Triton's interpreter: set TRITON_INTERPRET=1 "
             "(for correctness checks; it is slow), or use backend='auto'"

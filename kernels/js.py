@@ -31,11 +31,13 @@ from fastlrwa.errors import ConfigError
 
 from . import backend as backends
 from .batching import fold, unfold
-from .launch import as_rows
+from .launch import as_rows, launch_directly
 from .validation import check_logit_pair
 
 VARIANTS = ("paper", "official")
 CLAMP_LOW, CLAMP_HIGH = 0.01, 0.99
+# Per row, saved for the backward: max and log-sum-exp of each input, sum(P dL/dP), sum(Q dL/dQ).
+ROW_STATS = 6
 
 
 def js_reference(a_logits: Tensor, b_logits: Tensor, *, temperature: float = 1.0, variant: str = "paper") -> Tensor:
@@ -58,21 +60,13 @@ def js_reference(a_logits: Tensor, b_logits: Tensor, *, temperature: float = 1.0
     return loss.to(result_dtype)
 
 
-@torch.library.custom_op("fastlrwa::js_row_loss", mutates_args=())
-def _js_row_loss_op(
+def _launch_row_loss(
     a: Tensor, b: Tensor, inv_temperature: float, official: bool, inv_count: float
 ) -> tuple[Tensor, Tensor]:
     return backends.kernel_module("_js_triton").js_row_loss(a, b, inv_temperature, official, inv_count)
 
 
-@_js_row_loss_op.register_fake
-def _(a: Tensor, b: Tensor, inv_temperature: float, official: bool, inv_count: float) -> tuple[Tensor, Tensor]:
-    acc = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
-    return a.new_empty(a.shape[0], dtype=acc), a.new_empty((a.shape[0], 6), dtype=acc)
-
-
-@torch.library.custom_op("fastlrwa::js_input_grads", mutates_args=())
-def _js_input_grads_op(
+def _launch_input_grads(
     grad_loss: Tensor, a: Tensor, b: Tensor, row_stats: Tensor,
     inv_temperature: float, official: bool, inv_count: float, need_a: bool, need_b: bool,
 ) -> tuple[Tensor, Tensor]:
@@ -81,12 +75,39 @@ def _js_input_grads_op(
     )
 
 
-@_js_input_grads_op.register_fake
+# The launches as custom ops: one opaque node per launch for torch.compile, a per-sample fallback
+# for batched gradients (see launch.launch_directly for when they are skipped).
+_row_loss_op = torch.library.custom_op("fastlrwa::js_row_loss", mutates_args=())(_launch_row_loss)
+_input_grads_op = torch.library.custom_op("fastlrwa::js_input_grads", mutates_args=())(_launch_input_grads)
+
+
+@_row_loss_op.register_fake
+def _(a: Tensor, b: Tensor, inv_temperature: float, official: bool, inv_count: float) -> tuple[Tensor, Tensor]:
+    acc = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
+    return a.new_empty(a.shape[0], dtype=acc), a.new_empty((a.shape[0], ROW_STATS), dtype=acc)
+
+
+@_input_grads_op.register_fake
 def _(
     grad_loss: Tensor, a: Tensor, b: Tensor, row_stats: Tensor,
     inv_temperature: float, official: bool, inv_count: float, need_a: bool, need_b: bool,
 ) -> tuple[Tensor, Tensor]:
     return a.new_empty(a.shape if need_a else (0,)), b.new_empty(b.shape if need_b else (0,))
+
+
+def _row_loss(
+    a: Tensor, b: Tensor, inv_temperature: float, official: bool, inv_count: float
+) -> tuple[Tensor, Tensor]:
+    launch = _launch_row_loss if launch_directly(a, b) else _row_loss_op
+    return launch(a, b, inv_temperature, official, inv_count)
+
+
+def _input_grads(
+    grad_loss: Tensor, a: Tensor, b: Tensor, row_stats: Tensor,
+    inv_temperature: float, official: bool, inv_count: float, need_a: bool, need_b: bool,
+) -> tuple[Tensor, Tensor]:
+    launch = _launch_input_grads if launch_directly(grad_loss, a, b, row_stats) else _input_grads_op
+    return launch(grad_loss, a, b, row_stats, inv_temperature, official, inv_count, need_a, need_b)
 
 
 def _inv_count(rows: int, cols: int, num_groups: int, official: bool) -> float:
@@ -101,7 +122,7 @@ class _JS(torch.autograd.Function):
     @staticmethod
     def forward(a: Tensor, b: Tensor, num_groups: int, inv_temperature: float, official: bool) -> tuple[Tensor, Tensor]:
         inv_count = _inv_count(a.shape[0], a.shape[1], num_groups, official)
-        row_loss, row_stats = _js_row_loss_op(as_rows(a), as_rows(b), inv_temperature, official, inv_count)
+        row_loss, row_stats = _row_loss(as_rows(a), as_rows(b), inv_temperature, official, inv_count)
         return row_loss.view(num_groups, -1).sum(1).to(torch.promote_types(a.dtype, b.dtype)), row_stats
 
     @staticmethod
@@ -135,7 +156,7 @@ class _JSGrad(torch.autograd.Function):
         inv_temperature: float, official: bool, need_a: bool, need_b: bool,
     ) -> tuple[Tensor, Tensor]:
         inv_count = _inv_count(a.shape[0], a.shape[1], grad_loss.shape[0], official)
-        return _js_input_grads_op(
+        return _input_grads(
             grad_loss, as_rows(a), as_rows(b), row_stats, inv_temperature, official, inv_count, need_a, need_b
         )
 

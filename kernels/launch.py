@@ -13,6 +13,7 @@ import functools
 from dataclasses import dataclass
 
 import torch
+from torch._C import _functorch
 
 MAX_BLOCK_COLS = 4096
 PROGRAMS_PER_SM = 4
@@ -71,3 +72,21 @@ def device_guard(tensor: torch.Tensor) -> contextlib.AbstractContextManager:
 def as_rows(tensor: torch.Tensor) -> torch.Tensor:
     """A (rows, cols) view whose columns are contiguous, copying only when they are not."""
     return tensor if tensor.stride(-1) == 1 else tensor.contiguous()
+
+
+def launch_directly(*tensors: torch.Tensor) -> bool:
+    """Whether a kernel can be launched on ``tensors`` without going through its custom op.
+
+    The op's dispatch costs about ten times a direct launch, so eager calls on plain dense
+    tensors skip it. Everything else takes the op: torch.compile and export (FakeTensors, an opaque
+    graph node) and the batched tensors of ``autograd.grad(is_grads_batched=True)`` (the op's
+    per-sample fallback).
+    """
+    if torch.compiler.is_compiling():
+        return False
+    return all(
+        type(tensor) is torch.Tensor
+        and not _functorch.is_legacy_batchedtensor(tensor)
+        and not _functorch.is_functorch_wrapped_tensor(tensor)
+        for tensor in tensors
+    )

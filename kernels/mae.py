@@ -17,7 +17,7 @@ from torch import Tensor
 
 from . import backend as backends
 from .batching import fold, unfold
-from .launch import as_rows
+from .launch import as_rows, launch_directly
 from .validation import check_logit_pair
 
 
@@ -26,26 +26,41 @@ def mae_reference(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
     return F.l1_loss(student_logits, teacher_logits)
 
 
-@torch.library.custom_op("fastlrwa::mae_row_loss", mutates_args=())
-def _mae_row_loss_op(a: Tensor, b: Tensor, inv_count: float) -> Tensor:
+def _launch_row_loss(a: Tensor, b: Tensor, inv_count: float) -> Tensor:
     return backends.kernel_module("_mae_triton").mae_row_loss(a, b, inv_count)
 
 
-@_mae_row_loss_op.register_fake
-def _(a: Tensor, b: Tensor, inv_count: float) -> Tensor:
-    return a.new_empty(a.shape[0], dtype=torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32))
-
-
-@torch.library.custom_op("fastlrwa::mae_input_grads", mutates_args=())
-def _mae_input_grads_op(
+def _launch_input_grads(
     grad_loss: Tensor, a: Tensor, b: Tensor, inv_count: float, need_a: bool, need_b: bool
 ) -> tuple[Tensor, Tensor]:
     return backends.kernel_module("_mae_triton").mae_input_grads(grad_loss, a, b, inv_count, need_a, need_b)
 
 
-@_mae_input_grads_op.register_fake
+# The launches as custom ops: one opaque node per launch for torch.compile, a per-sample fallback
+# for batched gradients (see launch.launch_directly for when they are skipped).
+_row_loss_op = torch.library.custom_op("fastlrwa::mae_row_loss", mutates_args=())(_launch_row_loss)
+_input_grads_op = torch.library.custom_op("fastlrwa::mae_input_grads", mutates_args=())(_launch_input_grads)
+
+
+@_row_loss_op.register_fake
+def _(a: Tensor, b: Tensor, inv_count: float) -> Tensor:
+    return a.new_empty(a.shape[0], dtype=torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32))
+
+
+@_input_grads_op.register_fake
 def _(grad_loss: Tensor, a: Tensor, b: Tensor, inv_count: float, need_a: bool, need_b: bool) -> tuple[Tensor, Tensor]:
     return a.new_empty(a.shape if need_a else (0,)), b.new_empty(b.shape if need_b else (0,))
+
+
+def _row_loss(a: Tensor, b: Tensor, inv_count: float) -> Tensor:
+    return (_launch_row_loss if launch_directly(a, b) else _row_loss_op)(a, b, inv_count)
+
+
+def _input_grads(
+    grad_loss: Tensor, a: Tensor, b: Tensor, inv_count: float, need_a: bool, need_b: bool
+) -> tuple[Tensor, Tensor]:
+    launch = _launch_input_grads if launch_directly(grad_loss, a, b) else _input_grads_op
+    return launch(grad_loss, a, b, inv_count, need_a, need_b)
 
 
 def _sign_dot(a: Tensor, b: Tensor, u: Tensor, num_groups: int, dtype: torch.dtype) -> Tensor:
@@ -59,7 +74,7 @@ class _MAE(torch.autograd.Function):
 
     @staticmethod
     def forward(a: Tensor, b: Tensor, num_groups: int) -> Tensor:
-        row_loss = _mae_row_loss_op(as_rows(a), as_rows(b), num_groups / a.numel())
+        row_loss = _row_loss(as_rows(a), as_rows(b), num_groups / a.numel())
         return row_loss.view(num_groups, -1).sum(1).to(torch.promote_types(a.dtype, b.dtype))
 
     @staticmethod
@@ -103,7 +118,7 @@ class _MAEGrad(torch.autograd.Function):
     @staticmethod
     def forward(grad_loss: Tensor, a: Tensor, b: Tensor, need_a: bool, need_b: bool) -> tuple[Tensor, Tensor]:
         inv_count = grad_loss.shape[0] / a.numel()
-        return _mae_input_grads_op(grad_loss, as_rows(a), as_rows(b), inv_count, need_a, need_b)
+        return _input_grads(grad_loss, as_rows(a), as_rows(b), inv_count, need_a, need_b)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:

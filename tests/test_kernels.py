@@ -291,6 +291,24 @@ def test_importing_kernels_does_not_import_triton() -> None:
 
 
 @requires_triton
+def test_interpreter_works_after_triton_was_imported_for_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a full test run: triton (and its @jit standard library) imported before the variable is set."""
+    script = "\n".join([
+        "import os, torch, triton.language",
+        "os.environ['TRITON_INTERPRET'] = '1'",
+        "from fastlrwa.kernels import fused_js, fused_mae, js_reference",
+        "a, b = torch.randn(5, 12, dtype=torch.float64), torch.randn(5, 12, dtype=torch.float64)",
+        "assert abs(fused_mae(a, b, backend='triton') - (a - b).abs().mean()) < 1e-12",
+        "for variant in ('paper', 'official'):",
+        "    js = fused_js(a, b, variant=variant, backend='triton')",
+        "    assert abs(js - js_reference(a, b, variant=variant)) < 1e-12",
+    ])
+    monkeypatch.delenv("TRITON_INTERPRET")
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+
+
+@requires_triton
 def test_compiled_and_interpreted_kernels_coexist(monkeypatch: pytest.MonkeyPatch) -> None:
     """TRITON_INTERPRET is honoured per call: both kernel flavours can be loaded in one process."""
     from triton.runtime.interpreter import InterpretedFunction
