@@ -6,6 +6,7 @@ stderr and the error's exit code; no traceback.
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any, Callable
 
@@ -50,6 +51,7 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--lr-schedule", "student.schedule", click.Choice(["cosine", "constant"]), "student learning-rate schedule"),
     ("--lr-generator", "generator.lr", float, "generator Adam learning rate"),
     ("--latent-dim", "generator.latent_dim", int, "generator latent size"),
+    ("--generator-width", "generator.width", int, "channels of the generator's first conv (paper: 128)"),
     ("--lr-inner", "lrwa.alpha", float, "LRWA inner step size alpha"),
     ("--inner-weight-decay", "lrwa.weight_decay", float, "LRWA inner-step weight decay lambda"),
     ("--lrwa-objective", "lrwa.objective", click.Choice(["official", "paper"]), "LRWA outer objective"),
@@ -168,7 +170,7 @@ def pretrain(dataset: str, amp: str | None, amp_dtype: str | None, compile_: boo
 
 
 @cli.command()
-@click.option("--checkpoint", required=True, help="model file (fastlrwa model.pt, a state_dict, or a training checkpoint)")
+@click.option("--checkpoint", required=True, help="model file (OUT/model.pt of pretrain, RUN/student.pt of train, or a state_dict)")
 @click.option("--dataset", required=True)
 @click.option("--arch", default=None, help="architecture, for a bare state_dict")
 @click.option("--data-root", default=None)
@@ -190,7 +192,7 @@ def evaluate(checkpoint: str, dataset: str, arch: str | None, data_root: str | N
 @click.option("--out", "out_md", default=None, help="write the markdown table here")
 @click.option("--csv", "out_csv", default=None, help="write a CSV here")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-@click.option("--plot", default=None, help="draw Figure 4 (accuracy and cumulative mean per epoch) into this PNG")
+@click.option("--plot", default=None, help="draw Figure 4 (accuracy and cumulative mean per epoch) into this image (.png, .pdf, .svg)")
 def report(run_dirs: tuple[str, ...], out_md: str | None, out_csv: str | None, as_json: bool, plot: str | None) -> None:
     """Table 1 of the paper for one or more run directories: mean/variance past each percentile, best accuracy."""
     from fastlrwa.metrics.report import run_report
@@ -199,17 +201,22 @@ def report(run_dirs: tuple[str, ...], out_md: str | None, out_csv: str | None, a
 
 
 @cli.command()
-@click.option("--checkpoint", required=True)
-@click.option("--out", required=True)
-def export(checkpoint: str, out: str) -> None:
-    """Export the distilled student for C++ inference (AOTInductor)."""
-    raise UserFacingError(
-        "export is not available in this version yet (planned: torch.export + AOTInductor with a C++ runner); "
-        "use the student weights in the run's checkpoint.pt meanwhile"
-    )
+@click.option("--checkpoint", required=True, help="student or teacher model file (RUN/student.pt, OUT/model.pt)")
+@click.option("--out", required=True, help="folder for model.pt2 (AOTInductor package) and meta.json")
+@click.option("--batch", type=int, default=None, help="fix the batch size (default: any batch size)")
+@click.option("--device", default="cpu", help="compile for cpu or cuda")
+@click.option("--arch", default=None, help="architecture, for a bare state_dict")
+@click.option("--trust-pickle", is_flag=True, help="allow a pickled module (runs its code!)")
+def export(checkpoint: str, out: str, batch: int | None, device: str, arch: str | None, trust_pickle: bool) -> None:
+    """Export a model for C++ inference: torch.export + AOTInductor, BatchNorm folded (see README)."""
+    from fastlrwa.export.command import run_export
+
+    run_export(checkpoint, out, trust_pickle=trust_pickle, batch=batch, device=device, arch=arch)
 
 
 def main() -> None:
+    # Library code warns through logging (e.g. a crash-cut metrics line); show it like the error lines.
+    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
     cli(prog_name="fastlrwa")
 
 

@@ -41,6 +41,7 @@ class StudentConfig:
 @dataclass
 class GeneratorConfig:
     latent_dim: int = 1000
+    width: int = 128  # channels of the first conv (the paper's 128); the second has width/2
     lr: float = 0.02
     beta1: float = 0.9
     beta2: float = 0.999

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from fastlrwa.kernels import fused_mae
 
 
 def mae(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error over all N*C logits (``F.l1_loss`` semantics), the paper's L_KD."""
-    return F.l1_loss(student_logits, teacher_logits)
+    """Mean absolute error over all N*C logits (``F.l1_loss`` semantics), the paper's L_KD.
+
+    The fused kernel on CUDA, the torch reference elsewhere; its backward stays differentiable, so
+    the LRWA meta update can take the Hessian-vector product through it.
+    """
+    return fused_mae(student_logits, teacher_logits)

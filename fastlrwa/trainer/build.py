@@ -38,6 +38,7 @@ class RunParts:
     student_scheduler: torch.optim.lr_scheduler.LRScheduler
     generator_optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
+    student_scaler: torch.amp.GradScaler
     replay: ReplayScheme | None
     test_set: DeviceImageSet
     rng: torch.Generator
@@ -53,6 +54,7 @@ class RunParts:
             "student_scheduler": self.student_scheduler,
             "generator_optimizer": self.generator_optimizer,
             "scaler": self.scaler,
+            "student_scaler": self.student_scaler,
         }
         if self.replay is not None:
             parts["replay"] = self.replay
@@ -106,7 +108,7 @@ def build_run(config: TrainConfig, *, log: Callable[[str], None]) -> RunParts:
     student = build_model(config.student.arch, info.num_classes, in_channels=info.channels,
                           image_size=info.image_size).to(device)
     generator = build_generator(latent_dim=config.generator.latent_dim, channels=info.channels,
-                                image_size=info.image_size).to(device)
+                                image_size=info.image_size, width=config.generator.width).to(device)
     if device.type == "cuda":
         student = student.to(memory_format=torch.channels_last)
     student.train()
@@ -120,7 +122,9 @@ def build_run(config: TrainConfig, *, log: Callable[[str], None]) -> RunParts:
         generator.parameters(), lr=config.generator.lr, betas=(config.generator.beta1, config.generator.beta2),
         fused=device.type == "cuda", foreach=None if device.type == "cuda" else True,
     )
+    # One loss scaler per optimiser (fp16 only): the two losses have unrelated scales.
     scaler = torch.amp.GradScaler(device.type, enabled=autocast is torch.float16)
+    student_scaler = torch.amp.GradScaler(device.type, enabled=autocast is torch.float16)
     rng = torch.Generator(device=device).manual_seed(config.runtime.seed)
     replay = _replay(config, spec, info, teacher, device, rng)
 
@@ -130,12 +134,13 @@ def build_run(config: TrainConfig, *, log: Callable[[str], None]) -> RunParts:
     )
     student_update = StudentUpdate(
         student, spec.student_update, student_optimizer, lrwa=config.lrwa,
-        joint_objective=config.replay.joint_objective, autocast_dtype=autocast, compile=config.runtime.compile,
+        joint_objective=config.replay.joint_objective, autocast_dtype=autocast, scaler=student_scaler,
+        compile=config.runtime.compile,
     )
     return RunParts(
         config=config, spec=spec, device=device, autocast_dtype=autocast, info=info, teacher=teacher,
         teacher_meta=teacher_meta, teacher_path=teacher_path, student=student, generator=generator,
         student_optimizer=student_optimizer, student_scheduler=_student_scheduler(config, student_optimizer),
-        generator_optimizer=generator_optimizer, scaler=scaler, replay=replay, test_set=test_set, rng=rng,
+        generator_optimizer=generator_optimizer, scaler=scaler, student_scaler=student_scaler, replay=replay, test_set=test_set, rng=rng,
         generator_update=generator_update, student_update=student_update,
     )

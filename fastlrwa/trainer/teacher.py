@@ -59,7 +59,8 @@ def resolve_teacher_path(config: TeacherConfig, info: DatasetInfo, *, data_root:
 def load_frozen_teacher(path: Path, config: TeacherConfig, info: DatasetInfo,
                         device: torch.device) -> tuple[nn.Module, ModelMeta]:
     """The teacher in eval mode with gradients off for its parameters (inputs still get gradients)."""
-    model, meta = load_checkpoint_with_meta(path, arch=config.arch, trust_pickle=config.trust_pickle)
+    model, meta = load_checkpoint_with_meta(path, arch=config.arch, trust_pickle=config.trust_pickle,
+                                            image_size=info.image_size)
     check_num_classes(meta, info.num_classes, info.name, path)
     if meta.in_channels != info.channels or meta.image_size != info.image_size:
         raise CheckpointError(
