@@ -1,12 +1,12 @@
 """Triton kernels for the Jensen-Shannon divergence between two logit matrices, both variants.
 
-Imported on first use (``backend.load``) so that ``TRITON_INTERPRET`` is read after the caller
-set it. Per row the forward computes both log-softmaxes (online over column chunks when a row
-does not fit one tile), the loss term and, for the backward, the row statistics
-(max, log-sum-exp about the max) of each input and ``sum(P * dL/dP), sum(Q * dL/dQ)``.
-Log-probabilities are formed as ``(x - max) - log_sum`` rather than ``x - lse``: with logits of
-magnitude 20-30 the rounding of ``lse`` would shift every log-probability of the row. With those the backward is a single pass:
+Loaded once per mode by ``backend.kernel_module`` (compiled or interpreted). Per row the forward
+computes both log-softmaxes (online over column chunks when a row does not fit one tile), the
+loss term and, for the backward, the row statistics: max and log-sum-exp about the max of each
+input, ``sum(P * dL/dP)`` and ``sum(Q * dL/dQ)``. With those the backward is a single pass,
 ``dL/da = g / T * P * (dL/dP - sum(P * dL/dP))``, the softmax Jacobian applied row-wise.
+Log-probabilities are formed as ``(x - max) - log_sum`` rather than ``x - lse``: with logits of
+magnitude 20-30 the rounding of ``lse`` would shift every log-probability of the row.
 """
 
 from __future__ import annotations
@@ -148,8 +148,10 @@ def _js_forward_kernel(
         for start in range(0, cols, BLOCK_COLS):
             col = start + tl.arange(0, BLOCK_COLS)
             mask = row_mask[:, None] & (col < cols)[None, :]
-            top_a, total_a = _online_logsumexp(top_a, total_a, _load_scaled(a_ptr, row64, col, mask, stride_a, inv_temperature, ACC))
-            top_b, total_b = _online_logsumexp(top_b, total_b, _load_scaled(b_ptr, row64, col, mask, stride_b, inv_temperature, ACC))
+            x_a = _load_scaled(a_ptr, row64, col, mask, stride_a, inv_temperature, ACC)
+            x_b = _load_scaled(b_ptr, row64, col, mask, stride_b, inv_temperature, ACC)
+            top_a, total_a = _online_logsumexp(top_a, total_a, x_a)
+            top_b, total_b = _online_logsumexp(top_b, total_b, x_b)
         log_total_a = tl.log(total_a)
         log_total_b = tl.log(total_b)
         loss = tl.full((BLOCK_ROWS,), 0.0, ACC)

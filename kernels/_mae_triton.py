@@ -1,8 +1,8 @@
 """Triton kernels for the mean absolute error between two logit matrices.
 
-Imported on first use (``backend.load``) so that ``TRITON_INTERPRET`` is read after the caller
-set it. Inputs are (rows, cols) with contiguous columns; sums accumulate in fp32 for fp32/bf16/fp16
-inputs and in fp64 when an input is fp64 (the precision the float64 tests check against).
+Loaded once per mode by ``backend.kernel_module`` (compiled or interpreted). Inputs are
+(rows, cols) with contiguous columns; sums accumulate in fp32 for fp32/bf16/fp16 inputs and in
+fp64 when an input is fp64 (the precision the float64 tests check against).
 """
 
 from __future__ import annotations

@@ -77,7 +77,11 @@ def _import_in_mode(module_name: str, interpreted: bool) -> ModuleType:
     spec = importlib.util.spec_from_file_location(qualified, origin)
     module = importlib.util.module_from_spec(spec)
     sys.modules[qualified] = module
-    with triton.knobs.runtime.scope():
-        triton.knobs.runtime.interpret = interpreted
-        spec.loader.exec_module(module)
+    try:
+        with triton.knobs.runtime.scope():
+            triton.knobs.runtime.interpret = interpreted
+            spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[qualified]
+        raise
     return module

@@ -140,7 +140,9 @@ class _JS(torch.autograd.Function):
         return (grad_a if need_a else None), (grad_b if need_b else None), None, None, None
 
     @staticmethod
-    def vmap(info: Any, in_dims: tuple, a: Tensor, b: Tensor, num_groups: int, inv_temperature: float, official: bool) -> tuple:
+    def vmap(
+        info: Any, in_dims: tuple, a: Tensor, b: Tensor, num_groups: int, inv_temperature: float, official: bool
+    ) -> tuple:
         a, b = fold(info.batch_size, in_dims[:2], (a, b))
         loss, row_stats = _JS.apply(a, b, num_groups * info.batch_size, inv_temperature, official)
         (loss, loss_dim), (row_stats, stats_dim) = unfold(info.batch_size, loss), unfold(info.batch_size, row_stats)

@@ -16,7 +16,9 @@ def check_logit_pair(loss_name: str, first: torch.Tensor, second: torch.Tensor, 
         )
     for tensor in (first, second):
         if not tensor.is_floating_point():
-            raise ConfigError(f"{loss_name}: logits must be floating point, got {tensor.dtype}; cast them with .float()")
+            raise ConfigError(
+                f"{loss_name}: logits must be floating point, got {tensor.dtype}; cast them with .float()"
+            )
     if first.device != second.device:
         raise ConfigError(f"{loss_name}: logits are on {first.device} and {second.device}; move both to one device")
     if first.numel() == 0:

@@ -226,7 +226,9 @@ def test_strided_inputs_and_one_sided_gradient(loss_name: str) -> None:
 def test_js_reference_matches_float64(variant: str) -> None:
     generator = _generator("js reference", variant)
     a, b = _logits((11, 100), torch.float32, generator, 4.0), _logits((11, 100), torch.float32, generator, 4.0)
-    loss, grad_a, grad_b = _value_and_grads(lambda x, y: js_reference(x, y, temperature=3.0, variant=variant), a, b, 1.0)
+    loss, grad_a, grad_b = _value_and_grads(
+        lambda x, y: js_reference(x, y, temperature=3.0, variant=variant), a, b, 1.0
+    )
     expected, expected_a, expected_b = _value_and_grads(
         lambda x, y: JS_FLOAT64[variant](x, y, 3.0), *_float64_copies(a, b), 1.0
     )
@@ -249,7 +251,8 @@ def test_auto_backend_on_cpu_is_the_reference() -> None:
     a, b = torch.randn(4, 10, generator=generator), torch.randn(4, 10, generator=generator)
     assert torch.equal(fused_mae(a, b), mae_reference(a, b))
     assert torch.equal(fused_mae(a, b, backend="torch"), F.l1_loss(a, b))
-    assert torch.equal(fused_js(a, b, variant="official", temperature=3.0), js_reference(a, b, temperature=3.0, variant="official"))
+    official = js_reference(a, b, temperature=3.0, variant="official")
+    assert torch.equal(fused_js(a, b, variant="official", temperature=3.0), official)
 
 
 def test_triton_on_cpu_needs_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -63,9 +63,8 @@ def test_kernels_build_for_sm90(logits_type: str, cols: int) -> None:
     blocks = row_blocks(4096, cols, torch.device("cpu"), mae.TILE_ELEMENTS)
     shape = {"BLOCK_ROWS": blocks.block_rows, "BLOCK_COLS": blocks.block_cols}
     built.append(_build(mae._mae_forward_kernel, logits_type, {"ACC": acc, **shape}, blocks.num_warps))
-    built.append(
-        _build(mae._mae_backward_kernel, logits_type, {"ACC": acc, "WRITE_A": True, "WRITE_B": True, **shape}, blocks.num_warps)
-    )
+    backward = {"ACC": acc, "WRITE_A": True, "WRITE_B": True, **shape}
+    built.append(_build(mae._mae_backward_kernel, logits_type, backward, blocks.num_warps))
     blocks = row_blocks(4096, cols, torch.device("cpu"), js.TILE_ELEMENTS)
     shape = {"BLOCK_ROWS": blocks.block_rows, "BLOCK_COLS": blocks.block_cols}
     for official in (False, True):

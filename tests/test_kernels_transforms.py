@@ -208,7 +208,8 @@ def test_js_second_derivative_is_refused_not_dropped() -> None:
 def _generator_step_losses(backend: str):
     def losses(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         disagreement = fused_js(student, teacher, temperature=3.0, variant="official", backend=backend)
-        return fused_mae(student, teacher, backend=backend) + (1 - disagreement.clamp(0, 1)) + fused_js(student, teacher, backend=backend)
+        paper = fused_js(student, teacher, backend=backend)
+        return fused_mae(student, teacher, backend=backend) + (1 - disagreement.clamp(0, 1)) + paper
 
     return losses
 
