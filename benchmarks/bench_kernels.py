@@ -35,6 +35,7 @@ from typing import Callable, Sequence
 import torch
 
 from fastlrwa.atomic_io import atomic_write_json, atomic_write_text
+from fastlrwa.kernels import backend as kernel_backend
 from fastlrwa.kernels import fused_js, fused_mae, js_reference, mae_reference
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -182,12 +183,11 @@ def run_sweep(
 
 
 def _versions() -> tuple[str, str]:
-    try:
-        import triton
-
-        return torch.__version__, triton.__version__
-    except ImportError:
+    if not kernel_backend.TRITON_AVAILABLE:
         return torch.__version__, "not installed"
+    import triton
+
+    return torch.__version__, triton.__version__
 
 
 def _line(result: Result) -> str:

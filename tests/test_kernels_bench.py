@@ -74,3 +74,19 @@ def test_results_append_to_csv_and_replace_json_and_markdown(bench, tmp_path: Pa
     assert [entry["loss"] for entry in saved["results"]] == ["js_paper"]
     markdown = (tmp_path / "kernels.md").read_text()
     assert "| js_paper | forward+backward | triton | fp32 | 4096 | 100 | 0.0200 |" in markdown
+
+
+def test_cpu_sweep_times_every_loss_and_mode(bench, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep loop itself, on CPU: eager reference and the Triton kernels in the interpreter."""
+    if not bench.kernel_backend.TRITON_AVAILABLE:
+        pytest.skip("triton is not installed")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    results = bench.run_sweep(torch.device("cpu"), "fp32", [8], [10], ("torch", "triton"), None, "cpu test")
+    assert {(r.loss, r.mode) for r in results} == {(loss.name, mode) for loss in bench.LOSSES for mode in bench.MODES}
+    for result in results:
+        assert result.p20_ms <= result.median_ms <= result.p80_ms
+        traffic = bench.ELEMENT_TRAFFIC[result.mode] * 8 * 10 * 4
+        assert result.gb_per_s == pytest.approx(traffic / (result.median_ms * 1e-3) / 1e9)
+        assert result.percent_of_copy_bandwidth is None
+    eager = [r for r in results if r.provider == "torch"]
+    assert all(r.speedup_vs_eager == 1.0 for r in eager)
