@@ -13,8 +13,9 @@ unscales and checks for infinities.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ContextManager, Optional
 
 import torch
 from torch import Tensor
@@ -31,12 +32,17 @@ class Precision:
     dtype: Optional[torch.dtype]
     loss_scale: Optional[Tensor]
 
-    def autocast(self) -> torch.autocast:
-        """Autocast in ``dtype``; with ``dtype=None`` it switches autocast off, also an outer one."""
-        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None)
+    def autocast(self) -> ContextManager:
+        """Autocast in ``dtype``; with ``dtype=None`` float32, also under an outer autocast."""
+        if self.dtype is None:
+            return self.full_precision()
+        return torch.autocast(self.device_type, dtype=self.dtype)
 
-    def full_precision(self) -> torch.autocast:
-        return torch.autocast(self.device_type, enabled=False)
+    def full_precision(self) -> ContextManager:
+        """Autocast off. Devices without autocast (``meta``, used to count FLOPs) need nothing."""
+        if torch.amp.is_autocast_available(self.device_type):
+            return torch.autocast(self.device_type, enabled=False)
+        return nullcontext()
 
     def scale(self, grads: TensorDict) -> TensorDict:
         """Multiply float32 gradients by the loss scale, so they add up with scaled ones."""

@@ -14,10 +14,12 @@ their teacher logits). The authors' code re-runs the student on cat(x_new, x_mem
 on x_mem and differentiates through the whole unrolled step.
 
 Hessian-vector product (``hvp``):
-  * ``"exact"``: reverse-over-reverse (default, ``exact_method="reverse"``): one ``torch.func.grad``
-    of ⟨∇L_Acq(θ), v⟩ whose forward is the inner step's, so x_new goes through the student once;
-    ``exact_method="forward"``: ``torch.func.jvp`` of the gradient after v is known, which runs a
-    second forward on x_new. Both are exact; BENCHMARKS.md has the time and memory of each.
+  * ``"exact"``: ``exact_method="forward"`` (default): forward-over-reverse, ``torch.func.jvp`` of
+    the gradient once v is known; it runs a second forward on x_new but keeps only about twice the
+    activations of a plain step. ``exact_method="reverse"``: reverse-over-reverse, one
+    ``torch.func.grad`` of ⟨∇L_Acq(θ), v⟩ whose forward is the inner step's: fewer FLOPs, but the
+    double backward through BatchNorm keeps about twice as much memory again (BENCHMARKS.md has
+    both; the default was picked on memory, where the two differ most).
   * ``"fd"``: one-sided difference (∇L_Acq(θ + εv) − ∇L_Acq(θ)) / ε reusing ∇L_Acq(θ), with
     ε = sqrt(eps_dtype) (1 + ‖θ‖) / ‖v‖: the perturbation is sqrt(eps) relative to the weights, which
     balances the O(ε‖v‖²) truncation error against the O(eps‖∇L‖/ε) rounding error. Measured
@@ -156,7 +158,7 @@ def lrwa_grads(
     weight_decay: float,
     objective: Objective = "paper",
     hvp: HvpMode = "exact",
-    exact_method: ExactMethod = "reverse",
+    exact_method: ExactMethod = "forward",
     log_alignment: bool = True,
     amp_dtype: Optional[torch.dtype] = None,
     loss_scale: Optional[Tensor] = None,
@@ -220,7 +222,7 @@ def make_lrwa_step(
     weight_decay: float,
     objective: Objective = "paper",
     hvp: HvpMode = "exact",
-    exact_method: ExactMethod = "reverse",
+    exact_method: ExactMethod = "forward",
     log_alignment: bool = True,
     amp_dtype: Optional[torch.dtype] = None,
     compile: bool = False,

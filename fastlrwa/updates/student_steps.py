@@ -13,7 +13,7 @@ Under ``amp_dtype`` the forwards run under autocast and the gradients come out f
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal, Optional
+from typing import Literal, Mapping, Optional
 
 import torch
 from torch import Tensor, nn
@@ -80,7 +80,7 @@ def make_student_step(
     alpha: float = 0.9,
     weight_decay: float = 5e-4,
     hvp: HvpMode = "exact",
-    exact_method: ExactMethod = "reverse",
+    exact_method: ExactMethod = "forward",
     log_alignment: bool = True,
     amp_dtype: Optional[torch.dtype] = None,
     compile: bool = False,
@@ -106,3 +106,14 @@ def make_student_step(
     else:
         update = partial(joint_grads, model, objective=objective, amp_dtype=amp_dtype)
     return build_step(update, compile=compile, cuda_graphs=cuda_graphs)
+
+
+def install_grads(params: Mapping[str, Tensor], grads: Mapping[str, Tensor]) -> None:
+    """Hand a step's gradients to a ``torch.optim`` optimiser over ``params``, without a copy.
+
+    Pair it with ``torch.optim.SGD(..., fused=True)`` (CPU and CUDA) so the update is a few
+    multi-tensor kernels. With ``cuda_graphs`` the next call overwrites these tensors: step the
+    optimiser before calling the update again.
+    """
+    for name, param in params.items():
+        param.grad = grads[name]
