@@ -79,6 +79,8 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--seed", "runtime.seed", int, "random seed"),
     ("--device", "runtime.device", str, "auto, cpu, cuda or cuda:N"),
     ("--eval-batch-size", "runtime.eval_batch_size", int, "test-set evaluation batch size"),
+    ("--stop-after", "runtime.stop_after", int,
+     "stop after this many epochs with a checkpoint (the schedule still spans --epochs); continue with --resume"),
 ]
 
 

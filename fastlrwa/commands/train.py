@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import click
 import torch
 
 from fastlrwa import __version__
 from fastlrwa.atomic_io import atomic_write_json
 from fastlrwa.config.schema import TrainConfig, apply_overrides, from_dict, to_dict
 from fastlrwa.config.validate import validate_train_config
-from fastlrwa.data import evaluate
+from fastlrwa.data import dataset_info, evaluate
 from fastlrwa.errors import CheckpointError, ConfigError, UserFacingError
 from fastlrwa.metrics import run_stats
 from fastlrwa.progress import epoch_progress
@@ -19,11 +20,12 @@ from fastlrwa.runtime import environment_versions, seed_everything
 from fastlrwa.trainer.build import build_run
 from fastlrwa.trainer.loop import StopRequested, Trainer
 from fastlrwa.trainer.run_dir import RunDir
+from fastlrwa.trainer.teacher import resolve_teacher_path
 
 # Settings a resumed run may change: they do not alter what has been computed so far.
 RESUMABLE_OVERRIDES = frozenset({
     "schedule.epochs", "runtime.out", "runtime.device", "runtime.progress", "runtime.eval_batch_size",
-    "runtime.compile", "runtime.checkpoint_every", "teacher.trust_pickle",
+    "runtime.compile", "runtime.stop_after", "teacher.trust_pickle",
 })
 
 
@@ -69,10 +71,15 @@ def run_train(config: TrainConfig, *, resume: bool = False, force: bool = False,
     validate_train_config(config)
     if not resume:
         run.check_fresh(to_dict(config), force=force)
+    # Before the run's progress bar exists: a first-use teacher pretraining shows a bar of its own.
+    teacher_path = resolve_teacher_path(config.teacher, dataset_info(config.data.dataset),
+                                        data_root=config.data.data_root, seed=config.runtime.seed,
+                                        progress=config.runtime.progress, log=lambda line: click.echo(line, err=True))
+    # Seeded after the teacher: a run is the same whether its teacher was cached or just trained.
     seed_everything(config.runtime.seed)
 
     with epoch_progress(config.runtime.progress) as progress:
-        parts = build_run(config, log=progress.log)
+        parts = build_run(config, teacher_path)
         trainer = Trainer(parts, run, progress)
         if resume:
             trainer.load_checkpoint()
@@ -106,7 +113,10 @@ def run_train(config: TrainConfig, *, resume: bool = False, force: bool = False,
             ) from None
 
     accuracies = [record["test_accuracy"] for record in history]
-    if accuracies:
+    if accuracies and len(accuracies) < config.schedule.epochs:
+        progress.log(f"paused after epoch {len(accuracies)}/{config.schedule.epochs} (--stop-after); continue with: "
+                     f"fastlrwa train --out {run.root} --resume")
+    elif accuracies:
         stats = run_stats(accuracies)
         cells = "  ".join(f">{n}%: {s.mean:.2f} (var {s.var:.2f})" for n, s in stats.percentiles.items())
         progress.log(f"done: {run.root}  final {accuracies[-1]:.2f}%  best {stats.acc_max:.2f}%  {cells}")

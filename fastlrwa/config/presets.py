@@ -42,7 +42,6 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # CPU presets: LeNet-5 -> LeNet-5-half, sized for 2 CPU cores.
     "digits": {
         "data": {"dataset": "digits"},
-        "teacher": {"arch": "lenet5"},
         "student": {"arch": "lenet5_half"},
         "generator": {"latent_dim": 100},
         "schedule": {"epochs": 30, "iters_per_epoch": 10, "gen_steps": 1, "student_steps": 5, "batch_size": 128},
@@ -51,7 +50,6 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     },
     "fashion-mnist": {
         "data": {"dataset": "fashion-mnist"},
-        "teacher": {"arch": "lenet5"},
         "student": {"arch": "lenet5_half"},
         "generator": {"latent_dim": 100},
         "schedule": {"epochs": 60, "iters_per_epoch": 36, "gen_steps": 1, "student_steps": 5, "batch_size": 256},

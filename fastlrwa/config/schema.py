@@ -107,8 +107,10 @@ class RuntimeConfig:
     amp: str = "none"  # none | bf16 | fp16
     compile: bool = False
     eval_batch_size: int = 1024
-    checkpoint_every: int = 1
     progress: bool = True
+    # Stop (with a checkpoint) once this many epochs are done, 0 = run all; the schedule still spans
+    # schedule.epochs, so a run split with --stop-after and --resume equals an uninterrupted one.
+    stop_after: int = 0
 
 
 @dataclass

@@ -56,7 +56,7 @@ def validate_train_config(config: TrainConfig) -> None:
         _positive("replay.vae_lr", r.vae_lr)
         _positive("replay.replay_batch", r.replay_batch)
     _positive("runtime.eval_batch_size", config.runtime.eval_batch_size)
-    _positive("runtime.checkpoint_every", config.runtime.checkpoint_every)
+    _positive("runtime.stop_after", config.runtime.stop_after, allow_zero=True)
 
 
 def validate_pretrain_config(config: PretrainConfig) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -17,7 +16,7 @@ from fastlrwa.errors import ConfigError
 from fastlrwa.models import ModelMeta, build_generator, build_model
 from fastlrwa.replay import VAE, GenerativeReplay, MemoryBankReplay, ReplayRing, ReplayScheme
 from fastlrwa.runtime import amp_dtype, configure_compile_cache, resolve_device
-from fastlrwa.trainer.teacher import load_frozen_teacher, resolve_teacher_path
+from fastlrwa.trainer.teacher import load_frozen_teacher
 from fastlrwa.updates.generator_step import GeneratorUpdate
 from fastlrwa.updates.student_update import StudentUpdate
 
@@ -87,15 +86,14 @@ def _replay(config: TrainConfig, spec: MethodSpec, info: DatasetInfo, teacher: n
     return None
 
 
-def build_run(config: TrainConfig, *, log: Callable[[str], None]) -> RunParts:
+def build_run(config: TrainConfig, teacher_path: Path) -> RunParts:
+    """Every part of the run; ``teacher_path`` from :func:`fastlrwa.trainer.teacher.resolve_teacher_path`."""
     spec = method_spec(config.method)
     device = resolve_device(config.runtime.device)
     autocast = amp_dtype(config.runtime.amp, device)
     if config.runtime.compile:
         configure_compile_cache()
     info = dataset_info(config.data.dataset)
-    teacher_path = resolve_teacher_path(config.teacher, info, data_root=config.data.data_root,
-                                        seed=config.runtime.seed, log=log)
     teacher, teacher_meta = load_frozen_teacher(teacher_path, config.teacher, info, device)
     if spec.generator_objective == "dfq" and not any(
         isinstance(m, nn.modules.batchnorm._BatchNorm) for m in teacher.modules()

@@ -227,10 +227,11 @@ class Trainer:
     def fit(self) -> list[dict[str, Any]]:
         """Train until the configured number of epochs; checkpoint every epoch and on Ctrl-C."""
         s = self.config.schedule
+        last = min(s.epochs, self.config.runtime.stop_after or s.epochs)
         self.started_wall = time.perf_counter() - (self.history[-1]["wall_time_s"] if self.history else 0.0)
         with _interrupt_flag() as interrupt:
             try:
-                while self.epoch < s.epochs:
+                while self.epoch < last:
                     self.progress.start_epoch(self.epoch + 1, s.epochs, s.iters_per_epoch)
                     self.progress.advance(self.iteration)
                     while self.iteration < s.iters_per_epoch:

@@ -34,7 +34,7 @@ def file_sha256(path: str | Path) -> str:
 
 
 def resolve_teacher_path(config: TeacherConfig, info: DatasetInfo, *, data_root: str | None, seed: int,
-                         log: Callable[[str], None]) -> Path:
+                         progress: bool, log: Callable[[str], None]) -> Path:
     """The teacher file to use; pretrains and caches the dataset's default teacher when none is given."""
     if config.path is not None:
         path = Path(config.path).expanduser()
@@ -52,7 +52,7 @@ def resolve_teacher_path(config: TeacherConfig, info: DatasetInfo, *, data_root:
     if not path.is_file():
         log(f"no cached {arch} teacher for {info.name}: training one now (once) into {path.parent}")
         run_pretrain(pretrain_config(info.name, {"arch": arch, "out": str(path.parent), "data_root": data_root,
-                                                 "seed": seed}))
+                                                 "seed": seed, "progress": progress}))
     return path
 
 

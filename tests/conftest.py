@@ -1,0 +1,60 @@
+"""Shared fixtures: small teachers written as real checkpoint files, and a tiny run config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastlrwa.data import dataset_info
+from fastlrwa.models import ModelMeta, build_model, save_model_checkpoint
+
+
+def write_teacher(path: Path, arch: str, dataset: str = "digits", *, num_classes: int | None = None,
+                  seed: int = 0) -> Path:
+    """A randomly initialised teacher saved in the fastlrwa model format (what ``pretrain`` writes)."""
+    info = dataset_info(dataset)
+    classes = num_classes or info.num_classes
+    torch.manual_seed(seed)
+    model = build_model(arch, classes, in_channels=info.channels, image_size=info.image_size)
+    meta = ModelMeta(arch=arch, num_classes=classes, in_channels=info.channels, image_size=info.image_size,
+                     dataset=dataset, mean=tuple(info.mean), std=tuple(info.std))
+    save_model_checkpoint(path, model.eval(), meta)
+    return path
+
+
+@pytest.fixture(scope="session")
+def lenet_teacher(tmp_path_factory) -> Path:
+    return write_teacher(tmp_path_factory.mktemp("teacher") / "lenet5.pt", "lenet5")
+
+
+@pytest.fixture(scope="session")
+def bn_teacher(tmp_path_factory) -> Path:
+    """A teacher with BatchNorm layers (DFQ matches their statistics)."""
+    return write_teacher(tmp_path_factory.mktemp("teacher") / "wrn16_1.pt", "wrn16_1")
+
+
+def tiny_overrides(out: Path, teacher: Path, **extra) -> dict:
+    """Dotted-path overrides for a run of a few seconds on the digits test split."""
+    overrides = {
+        "runtime.out": str(out),
+        "runtime.progress": False,
+        "teacher.path": str(teacher),
+        "student.arch": "lenet5_half",
+        "generator.latent_dim": 16,
+        "generator.width": 8,
+        "schedule.epochs": 2,
+        "schedule.iters_per_epoch": 2,
+        "schedule.gen_steps": 1,
+        "schedule.student_steps": 2,
+        "schedule.batch_size": 24,
+        "replay.slots": 3,
+        "replay.slot_size": 8,
+        "replay.push_every": 1,
+        "replay.vae_latent": 8,
+        "replay.vae_warmup_steps": 1,
+        "replay.replay_batch": 8,
+    }
+    overrides.update(extra)
+    return overrides

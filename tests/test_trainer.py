@@ -1,0 +1,168 @@
+"""The training loop end to end on tiny runs: every method, exact resume, Ctrl-C, NaN, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import tiny_overrides, write_teacher
+from fastlrwa.cli import cli
+from fastlrwa.commands.train import Interrupted, run_train
+from fastlrwa.config.methods import METHODS
+from fastlrwa.config.presets import train_config
+from fastlrwa.errors import CheckpointError, ConfigError, NonFiniteLossError
+from fastlrwa.trainer.loop import Trainer
+from fastlrwa.updates.student_update import StudentUpdate
+
+
+def _run(out, teacher, *, resume=False, force=False, **extra):
+    overrides = tiny_overrides(out, teacher, **extra)
+    return run_train(train_config("digits", overrides), resume=resume, force=force, explicit=set(overrides))
+
+
+def _lines(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_runs_two_epochs(method, tmp_path, lenet_teacher, bn_teacher):
+    teacher = bn_teacher if method == "dfq" else lenet_teacher
+    history = _run(tmp_path / method, teacher, method=method)
+    lines = _lines(tmp_path / method)
+    assert [line["epoch"] for line in lines] == [1, 2] == [h["epoch"] for h in history]
+    for line in lines:
+        assert 0.0 <= line["test_accuracy"] <= 100.0
+        assert math.isfinite(line["loss_student"]) and math.isfinite(line["loss_generator"])
+        assert line["samples_per_s"] > 0 and line["step_time_s"] > 0
+    if METHODS[method].student_update == "lrwa":
+        # replay starts after the first push (end of epoch 1): the alignment cosine is logged from then on
+        assert -1.0 <= lines[1]["grad_cos"] <= 1.0 and "loss_ret" in lines[1]
+    config = json.loads((tmp_path / method / "config.json").read_text())
+    assert config["method"] == method and config["epochs"] == 2 and config["dataset"] == "digits"
+    assert config["config"]["schedule"]["batch_size"] == 24 and "torch" in config["versions"]
+    assert (tmp_path / method / "checkpoint.pt").is_file() and (tmp_path / method / "student.pt").is_file()
+    assert any((tmp_path / method / "tb").iterdir())
+
+
+@pytest.mark.parametrize("method", ["lrwa-mb", "pre-dfkd"])
+def test_resume_reproduces_an_uninterrupted_run(method, tmp_path, lenet_teacher):
+    full = _run(tmp_path / "full", lenet_teacher, method=method, **{"schedule.epochs": 4})
+    first = _run(tmp_path / "split", lenet_teacher, method=method, **{"schedule.epochs": 4, "runtime.stop_after": 2})
+    assert len(first) == 2
+    resumed = _run(tmp_path / "split", lenet_teacher, method=method, resume=True,
+                   **{"schedule.epochs": 4, "runtime.stop_after": 0})
+    key = ("epoch", "test_accuracy", "loss_student", "loss_generator")
+    assert [[r[k] for k in key] for r in resumed] == [[r[k] for k in key] for r in full]
+    assert [line["epoch"] for line in _lines(tmp_path / "split")] == [1, 2, 3, 4]
+
+
+def test_ctrl_c_leaves_a_mid_epoch_checkpoint_that_resumes_exactly(tmp_path, lenet_teacher, monkeypatch):
+    extra = {"method": "lrwa-mb", "schedule.epochs": 3, "schedule.iters_per_epoch": 3}
+    full = _run(tmp_path / "full", lenet_teacher, **extra)
+
+    original = Trainer._iteration
+    calls = {"n": 0}
+
+    def interrupted_iteration(self):
+        original(self)
+        calls["n"] += 1
+        if calls["n"] == 5:  # epoch 2, iteration 2 of 3
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(Trainer, "_iteration", interrupted_iteration)
+    with pytest.raises(Interrupted, match="--resume"):
+        _run(tmp_path / "split", lenet_teacher, **extra)
+    state = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+    assert (state["epoch"], state["iteration"]) == (1, 2)
+    monkeypatch.setattr(Trainer, "_iteration", original)
+    resumed = _run(tmp_path / "split", lenet_teacher, resume=True, **extra)
+    assert [r["test_accuracy"] for r in resumed] == [r["test_accuracy"] for r in full]
+    assert [r["loss_student"] for r in resumed] == [r["loss_student"] for r in full]
+
+
+def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, lenet_teacher, monkeypatch):
+    out = tmp_path / "run"
+    _run(out, lenet_teacher, **{"schedule.epochs": 1})
+    good = (out / "checkpoint.pt").read_bytes()
+    original = StudentUpdate.step
+    calls = {"n": 0}
+
+    def poisoned(self, *args):
+        aux = original(self, *args)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            aux["loss_student"] = aux["loss_student"] * float("nan")
+        return aux
+
+    monkeypatch.setattr(StudentUpdate, "step", poisoned)
+    with pytest.raises(NonFiniteLossError) as error:
+        _run(out, lenet_teacher, resume=True, **{"schedule.epochs": 2})
+    message = str(error.value)
+    assert "loss_student became nan" in message and "step" in message and "\n" not in message
+    assert (out / "checkpoint.pt").read_bytes() == good
+    assert [line["epoch"] for line in _lines(out)] == [1]
+
+
+def _cli(args):
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+def _tiny_flags(out, teacher, *extra):
+    return ["train", "--out", str(out), "--teacher", str(teacher), "--student", "lenet5_half", "--epochs", "1",
+            "--iters-per-epoch", "1", "--student-steps", "1", "--batch-size", "16", "--latent-dim", "8",
+            "--generator-width", "8", "--memory-slot-size", "8", "--no-progress", *extra]
+
+
+def test_an_out_dir_holding_another_run_is_not_overwritten(tmp_path, lenet_teacher):
+    out = tmp_path / "run"
+    assert _cli(_tiny_flags(out, lenet_teacher)).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    result = _cli(_tiny_flags(out, lenet_teacher, "--method", "dfad"))
+    assert result.exit_code == 2 and "--force" in result.output and "different run" in result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert _cli(_tiny_flags(out, lenet_teacher, "--method", "dfad", "--force")).exit_code == 0
+    assert json.loads((out / "config.json").read_text())["method"] == "dfad"
+
+
+@pytest.mark.parametrize("problem", ["class-count", "missing", "corrupt", "unknown-student"])
+def test_bad_input_is_one_line_and_touches_nothing(problem, tmp_path, lenet_teacher):
+    out = tmp_path / "run"
+    assert _cli(_tiny_flags(out, lenet_teacher)).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    teacher, extra = lenet_teacher, ["--force"]
+    if problem == "class-count":
+        teacher = write_teacher(tmp_path / "five.pt", "lenet5", num_classes=5)
+    elif problem == "missing":
+        teacher = tmp_path / "nope.pt"
+    elif problem == "corrupt":
+        teacher = tmp_path / "corrupt.pt"
+        teacher.write_bytes(lenet_teacher.read_bytes()[:200])
+    else:
+        extra += ["--student", "resnet9000"]
+    result = CliRunner().invoke(cli, _tiny_flags(out, teacher, *extra))
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output
+    if problem == "class-count":
+        assert "5" in errors[0] and "10" in errors[0]
+    if problem == "unknown-student":
+        assert "resnet9000" in errors[0]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_resume_refuses_changed_settings_and_missing_checkpoint(tmp_path, lenet_teacher):
+    out = tmp_path / "run"
+    _run(out, lenet_teacher, **{"schedule.epochs": 1})
+    with pytest.raises(ConfigError, match="student.lr"):
+        _run(out, lenet_teacher, resume=True, **{"student.lr": 0.5})
+    with pytest.raises(ConfigError, match="does not exist"):
+        _run(tmp_path / "elsewhere", lenet_teacher, resume=True)
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="damaged"):
+        _run(out, lenet_teacher, resume=True)
