@@ -10,6 +10,10 @@ import torch
 from fastlrwa.data import dataset_info
 from fastlrwa.models import ModelMeta, build_model, save_model_checkpoint
 
+# The tests run small tensors, for which a second OpenMP thread only adds barrier waits; on a loaded
+# 2-core machine those waits made steps ~50x slower. One thread keeps the suite fast and its timing stable.
+torch.set_num_threads(1)
+
 
 def write_teacher(path: Path, arch: str, dataset: str = "digits", *, num_classes: int | None = None,
                   seed: int = 0) -> Path:
