@@ -13,6 +13,7 @@ memory of the whole update: on CUDA ``max_memory_allocated`` above what was allo
 call; on CPU the peak RSS above the RSS before the call, each variant in its own process.
 
     python benchmarks/bench_lrwa_step.py --size small                 # CPU, ~94k-parameter CNN, 256+32
+    python benchmarks/bench_lrwa_step.py --size paper --counts-only      # FLOPs and live tensors, seconds
     python benchmarks/bench_lrwa_step.py --size paper --repeats 1 --warmup 1 --no-compile
     python benchmarks/bench_lrwa_step.py --device cuda --check-budgets  # the GPU CI job
 
@@ -166,7 +167,7 @@ def variant_names(objective: str, compiled: bool) -> list[str]:
     if objective == "official":
         names.insert(1, "higher")
     if compiled:
-        names += [f"{name}+compile" for name in (BASELINE, "lrwa-exact", "lrwa-fd", "lrwa-first-order")]
+        names += [f"{name}+compile" for name in (BASELINE, *LRWA_MODES)]
     return names
 
 
@@ -293,21 +294,27 @@ def ratios(values: dict[str, float | None]) -> dict[str, float | None]:
 def measure(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     size = SIZES[args.size]
-    problem = make_problem(size, device)
-    names = [name for name in variant_names(args.objective, args.compile) if not args.variants or name in args.variants]
-    variants = {name: make_variant(name, problem, args.objective) for name in names}
-    times = time_variants(variants, device, args.warmup, args.repeats)
-    median = {name: statistics.median(values) for name, values in times.items()}
+    names = [name for name in variant_names(args.objective, args.compile and not args.counts_only)
+             if not args.variants or name in args.variants]
+    if args.counts_only:
+        variants = {}
+        median: dict[str, float | None] = dict.fromkeys(names)
+        times: dict[str, list[float]] = {name: [] for name in names}
+    else:
+        problem = make_problem(size, device)
+        variants = {name: make_variant(name, problem, args.objective) for name in names}
+        times = time_variants(variants, device, args.warmup, args.repeats)
+        median = {name: statistics.median(values) for name, values in times.items()}
 
     flops: dict[str, float | None] = {}
     live: dict[str, float | None] = {}
     peak: dict[str, float | None] = {}
-    for name, variant in variants.items():
+    for name in names:
         flops[name], live[name] = update_counts(name, size, args.objective)
-        if args.no_memory:
+        if args.no_memory or args.counts_only:
             peak[name] = None
         elif device.type == "cuda":
-            peak[name] = cuda_peak_bytes(variant, device)
+            peak[name] = cuda_peak_bytes(variants[name], device)
         else:
             peak[name] = rss_peak_bytes_in_subprocess(name, args)
         print(f"measured {name}", file=sys.stderr, flush=True)
@@ -332,11 +339,18 @@ def measure(args: argparse.Namespace) -> dict:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "warmup": args.warmup,
         "repeats": args.repeats,
-        "meta_overhead_mib": {
-            row["variant"]: (row["peak_bytes"] - peak[row["baseline"]]) / 2**20 for row in rows
-            if row["variant"].startswith("lrwa") and row["peak_bytes"] is not None and peak.get(row["baseline"])},
+        "counts_only": args.counts_only,
+        "meta_overhead_mib": {figure: overhead_mib(rows, figure) for figure in ("peak_bytes", "peak_live_tensor_bytes")},
         "rows": rows,
     }
+
+
+def overhead_mib(rows: list[dict], figure: str) -> dict[str, float]:
+    """``figure`` of each LRWA variant minus its baseline's, in MiB (the paper's "about 40 MB")."""
+    by_name = {row["variant"]: row for row in rows}
+    return {row["variant"]: (row[figure] - by_name[row["baseline"]][figure]) / 2**20 for row in rows
+            if row["variant"].startswith("lrwa") and row[figure] is not None
+            and by_name.get(row["baseline"], {}).get(figure) is not None}
 
 
 def device_description(device: torch.device) -> str:
@@ -357,7 +371,9 @@ def _fmt(value: float | None, spec: str) -> str:
 def markdown_table(result: dict) -> str:
     lines = [f"Size `{result['size']}` ({result['shape']['student']} student, batch {result['shape']['batch']} + "
              f"{result['shape']['memory']}), objective `{result['objective']}`, {result['device']}, torch "
-             f"{result['torch']}, {result['date']}; median of {result['repeats']} after {result['warmup']} warm-up.",
+             f"{result['torch']}, {result['date']}; "
+             + ("FLOP and live-tensor counts only." if result["counts_only"]
+                else f"median of {result['repeats']} after {result['warmup']} warm-up."),
              "",
              "Ratios are against the joint (MB-DFKD) step of the same compile mode.",
              "",
@@ -371,9 +387,11 @@ def markdown_table(result: dict) -> str:
             _fmt(row["peak_live_tensor_bytes"] and row["peak_live_tensor_bytes"] / 2**20, ".0f"),
             _fmt(row["live_memory_ratio"], ".2f"),
         ]) + " |")
-    if result["meta_overhead_mib"]:
-        overhead = ", ".join(f"{name} {mib:+.0f} MiB" for name, mib in result["meta_overhead_mib"].items())
-        lines += ["", f"Peak memory above the joint step (the paper claims about +40 MB): {overhead}."]
+    labels = {"peak_bytes": "Peak memory", "peak_live_tensor_bytes": "Peak live tensor bytes"}
+    for figure, overheads in result["meta_overhead_mib"].items():
+        if overheads:
+            listed = ", ".join(f"{name} {mib:+.0f} MiB" for name, mib in overheads.items())
+            lines += ["", f"{labels[figure]} above the joint step (the paper claims about +40 MB): {listed}."]
     return "\n".join(lines) + "\n"
 
 
@@ -406,7 +424,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the compiled variants")
     parser.add_argument("--variants", nargs="+", help="only these variants (names as in the table)")
-    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    parser.add_argument("--counts-only", action="store_true",
+                        help="only the FLOP and live-tensor counts (meta device, seconds even at --size paper)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--check-budgets", action="store_true",
                         help=f"exit 1 when a ratio exceeds {BUDGETS.name} (time and CUDA memory only on CUDA)")

@@ -25,19 +25,19 @@ WEIGHT_DECAY = 5e-4
 CLASSES = 7
 
 
-def bn_conv_net() -> nn.Module:
-    """Two conv-BN-ReLU blocks (odd channel counts, a strided conv) and a linear head."""
+def bn_conv_net(activation: type[nn.Module]) -> nn.Module:
+    """Two conv-BN-activation blocks (odd channel counts, a strided conv) and a linear head."""
     return nn.Sequential(
-        nn.Conv2d(3, 5, 3, padding=1, bias=False), nn.BatchNorm2d(5), nn.ReLU(),
-        nn.Conv2d(5, 6, 3, stride=2), nn.BatchNorm2d(6), nn.ReLU(),
+        nn.Conv2d(3, 5, 3, padding=1, bias=False), nn.BatchNorm2d(5), activation(),
+        nn.Conv2d(5, 6, 3, stride=2), nn.BatchNorm2d(6), activation(),
         nn.Flatten(), nn.Linear(6 * 3 * 3, CLASSES),
     )
 
 
-def make_problem(seed: int, dtype: torch.dtype = torch.float64):
+def make_problem(seed: int, dtype: torch.dtype = torch.float64, activation: type[nn.Module] = nn.ReLU):
     """A fresh train-mode network and batches: 9 new samples, 5 memory samples, 7x7 images."""
     torch.manual_seed(seed)
-    model = bn_conv_net().to(dtype).train()
+    model = bn_conv_net(activation).to(dtype).train()
     # Non-trivial running statistics, so an update that overwrites instead of averaging shows up.
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):
@@ -157,15 +157,21 @@ def test_fd_epsilon_follows_the_stated_formula():
     torch.testing.assert_close(fd_epsilon(params, v), expected)
 
 
-def test_fd_in_float32_is_close_to_exact_in_float64():
-    """The documented fd error in the precision training uses (BENCHMARKS.md quotes this bound)."""
-    model64, batches64 = make_problem(seed=31)
+def test_fd_in_float32_is_close_to_exact_on_a_smooth_network():
+    """With smooth activations the float32 fd update is within 1e-2 of the exact float64 one.
+
+    (On ReLU networks it is not, for a reason the module docstring gives; BENCHMARKS.md has figures.)
+    """
+    model64, batches64 = make_problem(seed=31, activation=nn.GELU)
     model32 = copy.deepcopy(model64).float()
     kwargs = dict(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective="paper", log_alignment=False)
     exact, _ = lrwa_grads(model64, params_of(model64), dict(model64.named_buffers()), *batches64, hvp="exact", **kwargs)
+    first_order, _ = lrwa_grads(model64, params_of(model64), dict(copy.deepcopy(model64).named_buffers()),
+                                *batches64, hvp="first_order", **kwargs)
     fd, _ = lrwa_grads(model32, params_of(model32), dict(model32.named_buffers()), *(b.float() for b in batches64),
                        hvp="fd", **kwargs)
     names = list(params_of(model64))
+    assert relative_error(flat(first_order, names), flat(exact, names)) > 0.05  # the Hessian term matters here
     assert relative_error(flat(fd, names).double(), flat(exact, names)) <= 1e-2
 
 

@@ -20,11 +20,16 @@ Hessian-vector product (``hvp``):
     ``torch.func.grad`` of ⟨∇L_Acq(θ), v⟩ whose forward is the inner step's: fewer FLOPs, but the
     double backward through BatchNorm keeps about twice as much memory again (BENCHMARKS.md has
     both; the default was picked on memory, where the two differ most).
-  * ``"fd"``: one-sided difference (∇L_Acq(θ + εv) − ∇L_Acq(θ)) / ε reusing ∇L_Acq(θ), with
-    ε = sqrt(eps_dtype) (1 + ‖θ‖) / ‖v‖: the perturbation is sqrt(eps) relative to the weights, which
-    balances the O(ε‖v‖²) truncation error against the O(eps‖∇L‖/ε) rounding error. Measured
-    relative error of the whole update against the exact one: BENCHMARKS.md (tests require
-    <= 1e-2 in float64). Kinks of ReLU and |·| between θ and θ + εv add error the analysis ignores.
+  * ``"fd"``: a one-sided difference of gradients (as DARTS), (∇L_Acq(θ + εv) − ∇L_Acq(θ)) / ε,
+    reusing ∇L_Acq(θ), with the MAE's subgradient with respect to the logits held at its value at
+    θ (see :func:`_hvp_finite_difference`) and ε = sqrt(eps_dtype) (1 + ‖θ‖) / ‖v‖: a perturbation
+    of sqrt(eps) relative to the weights, which balances the O(ε) truncation error against the
+    O(eps/ε) rounding error. Accuracy depends on the network: with smooth activations the update
+    is within 1e-2 of the exact one in float32; ReLU networks are piecewise linear too, every
+    activation that changes sign between θ and θ + εv adds a jump the exact (almost-everywhere)
+    Hessian does not have, and in float32 no ε makes those negligible — the fd update then
+    differs from the exact one by O(1) (measured figures in BENCHMARKS.md). fd is the cheap
+    second-order mode, not a stand-in for ``exact`` on ReLU students.
   * ``"first_order"``: the Hessian term dropped, dθ'/dθ = (1 − αλ) I.
 
 BatchNorm in train mode: every forward normalises with its own batch statistics. Running
@@ -50,9 +55,10 @@ from typing import Literal, Optional
 
 import torch
 from torch import Tensor, nn
-from torch.func import grad, grad_and_value, jvp
+from torch.func import grad, grad_and_value, jvp, vjp
 
 from fastlrwa.errors import ConfigError
+from fastlrwa.losses import distill
 from fastlrwa.updates.amp import Precision, scaled_grad
 from fastlrwa.updates.functional import (
     BufferDict,
@@ -63,6 +69,7 @@ from fastlrwa.updates.functional import (
     distill_loss,
     frozen_running_stats,
     sgd_step,
+    student_logits,
     tree_axpy,
     tree_cosine,
     tree_dot,
@@ -118,11 +125,19 @@ def _exact_reverse(model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, we
     return g_acq, loss_acq, v, loss_ret, hv
 
 
-def _first_order_parts(model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision):
+def _logits_loss(model: nn.Module, params: TensorDict, buffers: BufferDict, x: Tensor,
+                 t: Tensor) -> tuple[Tensor, Tensor]:
+    logits = student_logits(model, params, buffers, x)
+    return distill.mae(logits, t), logits.detach()
+
+
+def _inner_and_retention(model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision):
+    """∇L_Acq(θ) in float32 (with L_Acq and the logits on x_new), then v and L_Ret(θ')."""
     with precision.full_precision():
-        g_acq, loss_acq = grad_and_value(partial(distill_loss, model))(params, buffers, x_new, t_new)
+        g_acq, (loss_acq, logits_new) = grad_and_value(partial(_logits_loss, model), has_aux=True)(
+            params, buffers, x_new, t_new)
     v, loss_ret = _retention(model, params, buffers, g_acq, x_mem, t_mem, alpha, weight_decay, precision)
-    return g_acq, loss_acq, v, loss_ret
+    return g_acq, loss_acq, logits_new, v, loss_ret
 
 
 def _hvp_forward(model: nn.Module, params: TensorDict, frozen: BufferDict, x_new: Tensor, t_new: Tensor,
@@ -138,10 +153,18 @@ def fd_epsilon(params: TensorDict, v: TensorDict) -> Tensor:
 
 
 def _hvp_finite_difference(model: nn.Module, params: TensorDict, frozen: BufferDict, x_new: Tensor, t_new: Tensor,
-                           v: TensorDict, g_acq: TensorDict) -> TensorDict:
+                           v: TensorDict, g_acq: TensorDict, logits_new: Tensor) -> TensorDict:
+    """(J(θ + εv)ᵀ c − J(θ)ᵀ c) / ε with J the Jacobian of the logits and c = ∂L_Acq/∂logits at θ.
+
+    J(θ)ᵀ c is ∇L_Acq(θ), reused. Holding the loss's subgradient c fixed drops nothing: the MAE is
+    linear in the logits between its kinks, so its own second derivative is zero; but the signs in
+    c would flip for every logit that θ + εv carries across its teacher logit, and each flip adds a
+    jump of order 1/(Nε) that swamps the difference (measured: BENCHMARKS.md).
+    """
     eps = fd_epsilon(params, v)
-    shifted = grad(partial(distill_loss, model))(tree_axpy(eps, v, params), frozen, x_new, t_new)
-    difference = tree_axpy(-1.0, g_acq, shifted)
+    subgradient = grad(distill.mae)(logits_new, t_new)
+    _, pullback = vjp(lambda p: student_logits(model, p, frozen, x_new), tree_axpy(eps, v, params))
+    difference = tree_axpy(-1.0, g_acq, pullback(subgradient)[0])
     return dict(zip(difference, torch._foreach_div(list(difference.values()), eps)))
 
 
@@ -189,13 +212,13 @@ def lrwa_grads(
         g_acq, loss_acq, v, loss_ret, hv = _exact_reverse(
             model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision)
     else:
-        g_acq, loss_acq, v, loss_ret = _first_order_parts(
+        g_acq, loss_acq, logits_new, v, loss_ret = _inner_and_retention(
             model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision)
         with precision.full_precision():
             if hvp == "exact":
                 hv = _hvp_forward(model, params, frozen, x_new, t_new, v)
             elif hvp == "fd":
-                hv = _hvp_finite_difference(model, params, frozen, x_new, t_new, v, g_acq)
+                hv = _hvp_finite_difference(model, params, frozen, x_new, t_new, v, g_acq, logits_new)
 
     if objective == "paper":
         outer_grad = precision.scale(g_acq)
