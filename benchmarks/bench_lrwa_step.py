@@ -340,7 +340,8 @@ def measure(args: argparse.Namespace) -> dict:
         "warmup": args.warmup,
         "repeats": args.repeats,
         "counts_only": args.counts_only,
-        "meta_overhead_mib": {figure: overhead_mib(rows, figure) for figure in ("peak_bytes", "peak_live_tensor_bytes")},
+        "meta_overhead_mib": {figure: overhead_mib(rows, figure)
+                              for figure in ("peak_bytes", "peak_live_tensor_bytes")},
         "rows": rows,
     }
 

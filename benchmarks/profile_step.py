@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     step = fastlrwa_variant(make_problem(SIZES[args.size], device), kind, args.objective, args.compile, hvp=hvp)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     worker = f"{args.kind}{'-compiled' if args.compile else ''}"
-    with profile(activities=activities, schedule=schedule(wait=args.wait, warmup=args.warmup, active=args.active, repeat=1),
+    cycle = schedule(wait=args.wait, warmup=args.warmup, active=args.active, repeat=1)
+    with profile(activities=activities, schedule=cycle,
                  on_trace_ready=tensorboard_trace_handler(str(args.out), worker_name=worker),
                  record_shapes=True, profile_memory=True, with_stack=args.stack) as profiler:
         for _ in range(args.wait + args.warmup + args.active):

@@ -191,7 +191,8 @@ def test_inputs_are_not_modified_and_outputs_carry_no_graph():
 def test_without_alignment_probe_nothing_else_changes():
     model, batches = make_problem(seed=8)
     kwargs = dict(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective="paper", hvp="exact")
-    with_probe, aux = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches, **kwargs)
+    with_probe, aux = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
+                                 **kwargs)
     without, aux_without = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
                                       log_alignment=False, **kwargs)
     assert "grad_cos" in aux and "grad_cos" not in aux_without

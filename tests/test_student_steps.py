@@ -106,7 +106,8 @@ def test_step_factory_builds_each_kind_and_detaches():
     live = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
     plain, plain_aux = make_student_step("plain", model)(live, buffers, x_new, t_new)
-    joint, joint_aux = make_student_step("joint", model, objective="official")(live, buffers, x_new, t_new, x_mem, t_mem)
+    joint_step = make_student_step("joint", model, objective="official")
+    joint, joint_aux = joint_step(live, buffers, x_new, t_new, x_mem, t_mem)
     lrwa, lrwa_aux = make_student_step("lrwa", model, hvp="first_order")(live, buffers, x_new, t_new, x_mem, t_mem)
     assert set(plain_aux) == {"loss", "loss_acq"}
     assert set(joint_aux) == {"loss", "loss_acq", "loss_ret"}

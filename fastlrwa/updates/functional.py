@@ -30,14 +30,22 @@ def student_logits(model: nn.Module, params: Mapping[str, Tensor], buffers: Buff
     return functional_call(model, (dict(params), dict(buffers)), (x,))
 
 
-def distill_loss(model: nn.Module, params: Mapping[str, Tensor], buffers: BufferDict, x: Tensor,
-                 teacher_logits: Tensor) -> Tensor:
-    """L_KD of the paper: MAE between student and teacher logits (``F.l1_loss`` semantics).
+def distill_loss_and_logits(model: nn.Module, params: Mapping[str, Tensor], buffers: BufferDict, x: Tensor,
+                            teacher_logits: Tensor) -> tuple[Tensor, Tensor]:
+    """L_KD of the paper, the MAE between student and teacher logits (``F.l1_loss`` semantics), and
+    the student's logits (detached).
 
-    It goes through ``fastlrwa.losses.distill`` so that routing the MAE to a fused kernel is a
+    The MAE goes through ``fastlrwa.losses.distill`` so that routing it to a fused kernel is a
     change in that one module. Autocast computes ``l1_loss`` in float32.
     """
-    return distill.mae(student_logits(model, params, buffers, x), teacher_logits)
+    logits = student_logits(model, params, buffers, x)
+    return distill.mae(logits, teacher_logits), logits.detach()
+
+
+def distill_loss(model: nn.Module, params: Mapping[str, Tensor], buffers: BufferDict, x: Tensor,
+                 teacher_logits: Tensor) -> Tensor:
+    """L_KD alone (see :func:`distill_loss_and_logits`)."""
+    return distill_loss_and_logits(model, params, buffers, x, teacher_logits)[0]
 
 
 def frozen_running_stats(model: nn.Module, buffers: Mapping[str, Tensor]) -> dict[str, Optional[Tensor]]:
@@ -111,7 +119,8 @@ def _device_layout(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.is_cuda and x.dim() == 4 else x
 
 
-def build_step(update: Callable[..., tuple[TensorDict, TensorDict]], *, compile: bool, cuda_graphs: bool = False) -> StudentStep:
+def build_step(update: Callable[..., tuple[TensorDict, TensorDict]], *, compile: bool,
+               cuda_graphs: bool = False) -> StudentStep:
     """Wrap ``update(params, buffers, *batches, loss_scale=...)`` into a :class:`StudentStep`.
 
     The step detaches its inputs (an update never extends an outer autograd graph) and, on CUDA,

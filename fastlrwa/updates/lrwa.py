@@ -67,6 +67,7 @@ from fastlrwa.updates.functional import (
     build_step,
     detached,
     distill_loss,
+    distill_loss_and_logits,
     frozen_running_stats,
     sgd_step,
     student_logits,
@@ -125,16 +126,10 @@ def _exact_reverse(model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, we
     return g_acq, loss_acq, v, loss_ret, hv
 
 
-def _logits_loss(model: nn.Module, params: TensorDict, buffers: BufferDict, x: Tensor,
-                 t: Tensor) -> tuple[Tensor, Tensor]:
-    logits = student_logits(model, params, buffers, x)
-    return distill.mae(logits, t), logits.detach()
-
-
 def _inner_and_retention(model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision):
     """∇L_Acq(θ) in float32 (with L_Acq and the logits on x_new), then v and L_Ret(θ')."""
     with precision.full_precision():
-        g_acq, (loss_acq, logits_new) = grad_and_value(partial(_logits_loss, model), has_aux=True)(
+        g_acq, (loss_acq, logits_new) = grad_and_value(partial(distill_loss_and_logits, model), has_aux=True)(
             params, buffers, x_new, t_new)
     v, loss_ret = _retention(model, params, buffers, g_acq, x_mem, t_mem, alpha, weight_decay, precision)
     return g_acq, loss_acq, logits_new, v, loss_ret
@@ -149,7 +144,8 @@ def _hvp_forward(model: nn.Module, params: TensorDict, frozen: BufferDict, x_new
 def fd_epsilon(params: TensorDict, v: TensorDict) -> Tensor:
     """ε = sqrt(eps) (1 + ‖θ‖) / ‖v‖ for the one-sided difference, a device tensor (no sync)."""
     dtype = next(iter(params.values())).dtype
-    return (torch.finfo(dtype).eps ** 0.5) * (1.0 + tree_norm(params)) / tree_norm(v).clamp_min(torch.finfo(dtype).tiny)
+    v_norm = tree_norm(v).clamp_min(torch.finfo(dtype).tiny)
+    return (torch.finfo(dtype).eps ** 0.5) * (1.0 + tree_norm(params)) / v_norm
 
 
 def _hvp_finite_difference(model: nn.Module, params: TensorDict, frozen: BufferDict, x_new: Tensor, t_new: Tensor,
