@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from fastlrwa.config.schema import LRWAConfig
-from fastlrwa.updates.student_steps import make_student_step
+from fastlrwa.updates.student_steps import install_grads, make_student_step
 
 # The names under which the step's aux values are logged.
 AUX_NAMES = {"loss": "loss_student", "loss_acq": "loss_acq", "loss_ret": "loss_ret", "grad_cos": "grad_cos"}
@@ -45,8 +45,7 @@ class StudentUpdate:
             grads, aux = self.plain(self.params, self.buffers, x_new, t_new, loss_scale=loss_scale)
         else:
             grads, aux = self.with_replay(self.params, self.buffers, x_new, t_new, x_mem, t_mem, loss_scale=loss_scale)
-        for name, parameter in self.params.items():
-            parameter.grad = grads[name]
+        install_grads(self.params, grads)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return {AUX_NAMES[key]: value for key, value in aux.items() if key in AUX_NAMES}
