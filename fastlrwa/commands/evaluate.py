@@ -6,7 +6,8 @@ import json
 
 import click
 
-from fastlrwa.data import DeviceImageSet, dataset_info, evaluate, load_split
+from fastlrwa.data import DeviceImageSet, dataset_info, evaluate
+from fastlrwa.data.dali import load_split_with
 from fastlrwa.errors import CheckpointError
 from fastlrwa.models import check_num_classes, load_checkpoint_with_meta
 from fastlrwa.runtime import resolve_device
@@ -14,7 +15,11 @@ from fastlrwa.runtime import resolve_device
 
 def run_evaluate(checkpoint: str, dataset: str, *, arch: str | None = None, data_root: str | None = None,
                  device: str = "auto", batch_size: int = 1024, as_json: bool = False,
-                 trust_pickle: bool = False) -> dict:
+                 trust_pickle: bool = False, loader: str = "torch") -> dict:
+    """Accuracy of ``checkpoint`` on the test split of ``dataset``, printed and returned as a dict.
+
+    ``loader`` reads the test split with ``torch`` (``load_split``) or ``dali`` (``load_split_dali``).
+    """
     info = dataset_info(dataset)
     model, meta = load_checkpoint_with_meta(checkpoint, arch=arch, trust_pickle=trust_pickle)
     check_num_classes(meta, info.num_classes, dataset, checkpoint)
@@ -24,7 +29,7 @@ def run_evaluate(checkpoint: str, dataset: str, *, arch: str | None = None, data
             "evaluate it on the dataset it was trained for"
         )
     target = resolve_device(device)
-    test_set = DeviceImageSet(load_split(dataset, "test", root=data_root), target)
+    test_set = DeviceImageSet(load_split_with(loader, dataset, "test", root=data_root, device=target), target)
     result = evaluate(model.to(target), test_set, batch_size=batch_size)
     class_names = test_set.info.class_names
     summary = {

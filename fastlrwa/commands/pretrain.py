@@ -1,8 +1,10 @@
 """``fastlrwa pretrain``: train a teacher reproducibly with the dataset's recipe.
 
-The whole training split lives on the device as uint8; each step gathers a batch by device-side
-indices, augments it on the device and normalises it on the fly, so there is no data loader and
-no host round trip per step. Loss is accumulated on the device and read once per epoch.
+With the default ``torch`` loader the whole training split lives on the device as uint8; each step
+gathers a batch by device-side indices, augments it on the device and normalises it on the fly, so
+there is no data loader and no host round trip per step. The ``dali`` loader reads, augments and
+normalises batches in an NVIDIA DALI pipeline instead (``fastlrwa.data.dali``). Loss is
+accumulated on the device and read once per epoch.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import math
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Iterator, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -19,21 +22,70 @@ from fastlrwa.atomic_io import atomic_write_json
 from fastlrwa.config.schema import PretrainConfig
 from fastlrwa.config.validate import validate_pretrain_config
 from fastlrwa.errors import NonFiniteLossError
-from fastlrwa.data import DeviceImageSet, dataset_info, evaluate, load_split, random_crop_flip
+from fastlrwa.data import DeviceImageSet, DatasetInfo, dataset_info, evaluate, load_split, random_crop_flip
+from fastlrwa.data.dali import DaliTrainBatches, check_loader, load_split_with
+from fastlrwa.data.dali_sources import dali_source
 from fastlrwa.models import ModelMeta, build_model, save_model_checkpoint
 from fastlrwa.progress import epoch_progress
 from fastlrwa.runtime import amp_dtype, configure_compile_cache, environment_versions, resolve_device, seed_everything
 
 
-def run_pretrain(config: PretrainConfig) -> dict:
-    """Train, evaluate every epoch, write ``OUT/model.pt`` and ``OUT/metrics.json``; returns the metrics."""
+class TrainBatches(Protocol):
+    """Where the training batches come from: ``epoch()`` yields ``steps_per_epoch`` pairs of
+    normalised float32 images ``[B, C, H, W]`` and int64 labels on the training device."""
+
+    steps_per_epoch: int
+
+    def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+
+class DeviceTrainBatches:
+    """The default loader: the split held on the device, shuffled and augmented with ``generator``."""
+
+    def __init__(self, train_set: DeviceImageSet, *, batch_size: int, info: DatasetInfo,
+                 generator: torch.Generator) -> None:
+        self.steps_per_epoch = math.ceil(len(train_set) / batch_size)
+        self._set = train_set
+        self._batch_size = batch_size
+        self._info = info
+        self._generator = generator
+
+    def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self._set), device=self._set.device, generator=self._generator)
+        for step in range(self.steps_per_epoch):
+            index = order[step * self._batch_size:(step + 1) * self._batch_size]
+            raw = self._set.images.index_select(0, index)
+            if self._info.augment:
+                raw = random_crop_flip(raw, padding=4, flip=self._info.flip, generator=self._generator)
+            yield self._set.normalize(raw), self._set.labels.index_select(0, index)
+
+
+def _train_batches(config: PretrainConfig, loader: str, device: torch.device) -> TrainBatches:
+    if loader == "dali":
+        source = dali_source(config.dataset, "train", root=config.data_root, download=config.download)
+        return DaliTrainBatches(source, batch_size=config.batch_size, device=device, seed=config.seed)
+    train_set = DeviceImageSet(load_split(config.dataset, "train", root=config.data_root, download=config.download), device)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    return DeviceTrainBatches(train_set, batch_size=config.batch_size, info=dataset_info(config.dataset),
+                              generator=generator)
+
+
+def run_pretrain(config: PretrainConfig, *, loader: str = "torch") -> dict:
+    """Train, evaluate every epoch, write ``OUT/model.pt`` and ``OUT/metrics.json``; returns the metrics.
+
+    ``loader`` is ``torch`` (the split held on the device) or ``dali`` (an NVIDIA DALI pipeline).
+    """
     validate_pretrain_config(config)
+    check_loader(loader)
     device = resolve_device(config.device)
     autocast = amp_dtype(config.amp, device)
     seed_everything(config.seed)
     info = dataset_info(config.dataset)
-    train_set = DeviceImageSet(load_split(config.dataset, "train", root=config.data_root, download=config.download), device)
-    test_set = DeviceImageSet(load_split(config.dataset, "test", root=config.data_root, download=config.download), device)
+    batches = _train_batches(config, loader, device)
+    test_set = DeviceImageSet(
+        load_split_with(loader, config.dataset, "test", root=config.data_root, download=config.download, device=device),
+        device,
+    )
 
     model = build_model(config.arch, info.num_classes, in_channels=info.channels, image_size=info.image_size).to(device)
     if device.type == "cuda":
@@ -42,7 +94,7 @@ def run_pretrain(config: PretrainConfig) -> dict:
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
         nesterov=config.nesterov, foreach=True,
     )
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    steps_per_epoch = batches.steps_per_epoch
     total_steps = config.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
@@ -57,25 +109,18 @@ def run_pretrain(config: PretrainConfig) -> dict:
         configure_compile_cache()
         loss_of = torch.compile(loss_of)
 
-    generator = torch.Generator(device=device).manual_seed(config.seed)
     history: list[dict] = []
     started = time.perf_counter()
     with epoch_progress(config.progress) as progress:
         for epoch in range(1, config.epochs + 1):
             model.train()
-            order = torch.randperm(len(train_set), device=device, generator=generator)
             loss_sum = torch.zeros((), device=device)
             progress.start_epoch(epoch, config.epochs, steps_per_epoch)
             epoch_start = time.perf_counter()
-            for step in range(steps_per_epoch):
-                index = order[step * config.batch_size:(step + 1) * config.batch_size]
-                raw = train_set.images.index_select(0, index)
-                if info.augment:
-                    raw = random_crop_flip(raw, padding=4, flip=info.flip, generator=generator)
-                images = train_set.normalize(raw)
+            for images, labels in batches.epoch():
                 if device.type == "cuda":
                     images = images.contiguous(memory_format=torch.channels_last)
-                loss = loss_of(images, train_set.labels.index_select(0, index))
+                loss = loss_of(images, labels)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -109,6 +154,7 @@ def run_pretrain(config: PretrainConfig) -> dict:
         "per_class_accuracy": result.per_class,
         "dataset": info.name,
         "arch": config.arch,
+        "loader": loader,
         "epochs": config.epochs,
         "wall_time_s": wall,
         "history": history,
