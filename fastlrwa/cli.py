@@ -154,8 +154,10 @@ def train(preset: str | None, amp: str | None, amp_dtype: str | None, compile_: 
 @_amp_option
 @click.option("--compile/--no-compile", "compile_", default=None)
 @click.option("--no-progress", is_flag=True)
+@click.option("--loader", type=click.Choice(["torch", "dali"]), default="torch", show_default=True,
+              help="torch: the split held on the device; dali: an NVIDIA DALI pipeline (pip install 'fastlrwa[dali]')")
 def pretrain(dataset: str, amp: str | None, amp_dtype: str | None, compile_: bool | None, no_progress: bool,
-             **flags: Any) -> None:
+             loader: str, **flags: Any) -> None:
     """Train a teacher with the dataset's recipe (SGD + momentum, cosine; crop + flip where standard)."""
     from fastlrwa.commands.pretrain import run_pretrain
     from fastlrwa.config.presets import pretrain_config
@@ -168,7 +170,7 @@ def pretrain(dataset: str, amp: str | None, amp_dtype: str | None, compile_: boo
         overrides["compile"] = compile_
     if no_progress:
         overrides["progress"] = False
-    run_pretrain(pretrain_config(dataset, overrides))
+    run_pretrain(pretrain_config(dataset, overrides), loader=loader)
 
 
 @cli.command()
@@ -180,13 +182,15 @@ def pretrain(dataset: str, amp: str | None, amp_dtype: str | None, compile_: boo
 @click.option("--batch-size", type=int, default=1024)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @click.option("--trust-pickle", is_flag=True, help="allow a pickled module (runs its code!)")
+@click.option("--loader", type=click.Choice(["torch", "dali"]), default="torch", show_default=True,
+              help="read the test split with torch or decode it with NVIDIA DALI (pip install 'fastlrwa[dali]')")
 def evaluate(checkpoint: str, dataset: str, arch: str | None, data_root: str | None, device: str, batch_size: int,
-             as_json: bool, trust_pickle: bool) -> None:
+             as_json: bool, trust_pickle: bool, loader: str) -> None:
     """Test accuracy and per-class accuracy of a model."""
     from fastlrwa.commands.evaluate import run_evaluate
 
     run_evaluate(checkpoint, dataset, arch=arch, data_root=data_root, device=device, batch_size=batch_size,
-                 as_json=as_json, trust_pickle=trust_pickle)
+                 as_json=as_json, trust_pickle=trust_pickle, loader=loader)
 
 
 @cli.command()
