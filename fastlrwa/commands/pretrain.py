@@ -64,7 +64,8 @@ def _train_batches(config: PretrainConfig, loader: str, device: torch.device) ->
     if loader == "dali":
         source = dali_source(config.dataset, "train", root=config.data_root, download=config.download)
         return DaliTrainBatches(source, batch_size=config.batch_size, device=device, seed=config.seed)
-    train_set = DeviceImageSet(load_split(config.dataset, "train", root=config.data_root, download=config.download), device)
+    train_split = load_split(config.dataset, "train", root=config.data_root, download=config.download)
+    train_set = DeviceImageSet(train_split, device)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     return DeviceTrainBatches(train_set, batch_size=config.batch_size, info=dataset_info(config.dataset),
                               generator=generator)
