@@ -170,7 +170,8 @@ def pretrain(dataset: str, amp: str | None, amp_dtype: str | None, compile_: boo
         overrides["compile"] = compile_
     if no_progress:
         overrides["progress"] = False
-    run_pretrain(pretrain_config(dataset, overrides), loader=loader)
+    overrides["loader"] = loader
+    run_pretrain(pretrain_config(dataset, overrides))
 
 
 @cli.command()

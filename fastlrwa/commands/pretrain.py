@@ -60,8 +60,8 @@ class DeviceTrainBatches:
             yield self._set.normalize(raw), self._set.labels.index_select(0, index)
 
 
-def _train_batches(config: PretrainConfig, loader: str, device: torch.device) -> TrainBatches:
-    if loader == "dali":
+def _train_batches(config: PretrainConfig, device: torch.device) -> TrainBatches:
+    if config.loader == "dali":
         source = dali_source(config.dataset, "train", root=config.data_root, download=config.download)
         return DaliTrainBatches(source, batch_size=config.batch_size, device=device, seed=config.seed)
     train_split = load_split(config.dataset, "train", root=config.data_root, download=config.download)
@@ -71,20 +71,20 @@ def _train_batches(config: PretrainConfig, loader: str, device: torch.device) ->
                               generator=generator)
 
 
-def run_pretrain(config: PretrainConfig, *, loader: str = "torch") -> dict:
+def run_pretrain(config: PretrainConfig) -> dict:
     """Train, evaluate every epoch, write ``OUT/model.pt`` and ``OUT/metrics.json``; returns the metrics.
 
-    ``loader`` is ``torch`` (the split held on the device) or ``dali`` (an NVIDIA DALI pipeline).
+    ``config.loader`` is ``torch`` (the split held on the device) or ``dali`` (an NVIDIA DALI pipeline).
     """
     validate_pretrain_config(config)
-    check_loader(loader)
+    check_loader(config.loader)
     device = resolve_device(config.device)
     autocast = amp_dtype(config.amp, device)
     seed_everything(config.seed)
     info = dataset_info(config.dataset)
-    batches = _train_batches(config, loader, device)
+    batches = _train_batches(config, device)
     test_set = DeviceImageSet(
-        load_split_with(loader, config.dataset, "test", root=config.data_root, download=config.download, device=device),
+        load_split_with(config.loader, config.dataset, "test", root=config.data_root, download=config.download, device=device),
         device,
     )
 
@@ -155,7 +155,7 @@ def run_pretrain(config: PretrainConfig, *, loader: str = "torch") -> dict:
         "per_class_accuracy": result.per_class,
         "dataset": info.name,
         "arch": config.arch,
-        "loader": loader,
+        "loader": config.loader,
         "epochs": config.epochs,
         "wall_time_s": wall,
         "history": history,

@@ -146,6 +146,7 @@ class PretrainConfig:
     compile: bool = False
     eval_batch_size: int = 1024
     progress: bool = True
+    loader: str = "torch"  # torch (split held on the device) | dali (NVIDIA DALI pipeline)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -61,5 +61,6 @@ def validate_train_config(config: TrainConfig) -> None:
 
 def validate_pretrain_config(config: PretrainConfig) -> None:
     _choice("amp", config.amp, AMP_MODES)
+    _choice("loader", config.loader, ("torch", "dali"))
     for name in ("epochs", "batch_size", "lr", "eval_batch_size"):
         _positive(name, getattr(config, name))
