@@ -275,7 +275,13 @@ def test_inductor_compiled_step_matches_eager(hvp, exact_method, objective):
     compiled_buffers = dict(copy.deepcopy(model).named_buffers())
     compiled, compiled_aux = make_student_step("lrwa", model, compile=True, **kwargs)(
         params_of(model), compiled_buffers, x_new, t_new, x_mem, t_mem)
-    _assert_same_update(compiled, eager)
+    if hvp == "fd":
+        # The difference quotient amplifies rounding by about 1/sqrt(eps): Inductor's own summation
+        # order moves the float32 fd update by up to ~1e-3 of its norm.
+        names = list(eager)
+        assert relative_error(flat(compiled, names), flat(eager, names)) <= 2e-3
+    else:
+        _assert_same_update(compiled, eager)
     _assert_same_update(compiled_aux, eager_aux)
     _assert_same_update(compiled_buffers, eager_buffers, rtol=1e-5, atol=1e-6)
 
