@@ -10,9 +10,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class EpochProgress:
-    """A bar over the steps of the current epoch with the latest numbers beside it."""
+    """A bar over the steps of the current epoch with the latest numbers beside it.
 
-    def __init__(self, progress: Progress | None, console: Console) -> None:
+    Without a console it shows nothing at all (the ranks of a distributed run other than rank 0).
+    """
+
+    def __init__(self, progress: Progress | None, console: Console | None) -> None:
         self._progress = progress
         self._console = console
         self._task = None
@@ -34,11 +37,17 @@ class EpochProgress:
 
     def log(self, line: str) -> None:
         """A line that stays above the bar (or is printed plainly without a bar)."""
+        if self._console is None:
+            return
         self._console.print(line, highlight=False, markup=False)
 
 
 @contextmanager
-def epoch_progress(enabled: bool) -> Iterator[EpochProgress]:
+def epoch_progress(enabled: bool, *, silent: bool = False) -> Iterator[EpochProgress]:
+    """A live bar when ``enabled`` (else one plain line per epoch); ``silent``: neither bar nor lines."""
+    if silent:
+        yield EpochProgress(None, None)
+        return
     console = Console(stderr=True)
     if not enabled:
         yield EpochProgress(None, console)

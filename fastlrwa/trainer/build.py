@@ -12,10 +12,11 @@ import torch.nn as nn
 from fastlrwa.config.methods import MethodSpec, method_spec
 from fastlrwa.config.schema import TrainConfig
 from fastlrwa.data import DatasetInfo, DeviceImageSet, dataset_info, load_split
+from fastlrwa.distributed import DistributedContext, rank_seed
 from fastlrwa.errors import ConfigError
 from fastlrwa.models import ModelMeta, build_generator, build_model
 from fastlrwa.replay import VAE, GenerativeReplay, MemoryBankReplay, ReplayRing, ReplayScheme
-from fastlrwa.runtime import amp_dtype, configure_compile_cache, resolve_device
+from fastlrwa.runtime import amp_dtype, configure_compile_cache
 from fastlrwa.trainer.teacher import load_frozen_teacher
 from fastlrwa.updates.generator_step import GeneratorUpdate
 from fastlrwa.updates.student_update import StudentUpdate
@@ -25,6 +26,7 @@ from fastlrwa.updates.student_update import StudentUpdate
 class RunParts:
     config: TrainConfig
     spec: MethodSpec
+    context: DistributedContext
     device: torch.device
     autocast_dtype: torch.dtype | None
     info: DatasetInfo
@@ -39,14 +41,17 @@ class RunParts:
     scaler: torch.amp.GradScaler
     student_scaler: torch.amp.GradScaler
     replay: ReplayScheme | None
-    test_set: DeviceImageSet
+    test_set: DeviceImageSet | None  # rank 0 only
     rng: torch.Generator
     generator_update: GeneratorUpdate
     student_update: StudentUpdate
 
-    def modules_with_state(self) -> dict[str, object]:
-        """Everything whose ``state_dict`` goes into a checkpoint, by key."""
-        parts: dict[str, object] = {
+    def shared_state_owners(self) -> dict[str, object]:
+        """Everything whose ``state_dict`` is the same on every rank and goes into a checkpoint once, by key.
+
+        The replay memory is each rank's own: see :mod:`fastlrwa.trainer.rank_state`.
+        """
+        return {
             "student": self.student,
             "generator": self.generator,
             "student_optimizer": self.student_optimizer,
@@ -55,9 +60,6 @@ class RunParts:
             "scaler": self.scaler,
             "student_scaler": self.student_scaler,
         }
-        if self.replay is not None:
-            parts["replay"] = self.replay
-        return parts
 
 
 def _student_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
@@ -86,31 +88,38 @@ def _replay(config: TrainConfig, spec: MethodSpec, info: DatasetInfo, teacher: n
     return None
 
 
-def build_run(config: TrainConfig, teacher_path: Path) -> RunParts:
-    """Every part of the run; ``teacher_path`` from :func:`fastlrwa.trainer.teacher.resolve_teacher_path`."""
-    spec = method_spec(config.method)
-    device = resolve_device(config.runtime.device)
-    autocast = amp_dtype(config.runtime.amp, device)
-    if config.runtime.compile:
-        configure_compile_cache()
-    info = dataset_info(config.data.dataset)
-    teacher, teacher_meta = load_frozen_teacher(teacher_path, config.teacher, info, device)
-    if spec.generator_objective == "dfq" and not any(
-        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in teacher.modules()
-    ):
-        raise ConfigError(f"dfq matches the teacher's BatchNorm statistics, but the {teacher_meta.arch} teacher has no "
-                          "BatchNorm layer; use a teacher with BatchNorm (e.g. resnet34, wrn40_2) or another method")
-    test_set = DeviceImageSet(load_split(info.name, "test", root=config.data.data_root, download=config.data.download),
-                              device)
+def build_run(config: TrainConfig, teacher_path: Path, context: DistributedContext) -> RunParts:
+    """Every part of the run on ``context.device``; ``teacher_path`` from :func:`fastlrwa.trainer.teacher.resolve_teacher_path`.
 
-    student = build_model(config.student.arch, info.num_classes, in_channels=info.channels,
-                          image_size=info.image_size).to(device)
-    generator = build_generator(latent_dim=config.generator.latent_dim, channels=info.channels,
-                                image_size=info.image_size, width=config.generator.width).to(device)
+    In a distributed run every rank builds the same models from the same seed, and rank 0's weights
+    are then broadcast to be safe; each rank's own random stream is seeded with
+    :func:`~fastlrwa.distributed.rank_seed`. Only rank 0 holds the test set (it alone evaluates).
+    """
+    device = context.device
+    with context.fail_together():
+        spec = method_spec(config.method)
+        autocast = amp_dtype(config.runtime.amp, device)
+        if config.runtime.compile:
+            configure_compile_cache()
+        info = dataset_info(config.data.dataset)
+        teacher, teacher_meta = load_frozen_teacher(teacher_path, config.teacher, info, device)
+        if spec.generator_objective == "dfq" and not any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in teacher.modules()
+        ):
+            raise ConfigError(f"dfq matches the teacher's BatchNorm statistics, but the {teacher_meta.arch} teacher has "
+                              "no BatchNorm layer; use a teacher with BatchNorm (e.g. resnet34, wrn40_2) or another method")
+        test_set = DeviceImageSet(
+            load_split(info.name, "test", root=config.data.data_root, download=config.data.download), device,
+        ) if context.is_main else None
+        student = build_model(config.student.arch, info.num_classes, in_channels=info.channels,
+                              image_size=info.image_size).to(device)
+        generator = build_generator(latent_dim=config.generator.latent_dim, channels=info.channels,
+                                    image_size=info.image_size, width=config.generator.width).to(device)
     if device.type == "cuda":
         student = student.to(memory_format=torch.channels_last)
     student.train()
     generator.train()
+    context.broadcast_module_state_(student)
 
     student_optimizer = torch.optim.SGD(
         student.parameters(), lr=config.student.lr, momentum=config.student.momentum,
@@ -123,22 +132,24 @@ def build_run(config: TrainConfig, teacher_path: Path) -> RunParts:
     # One loss scaler per optimiser (fp16 only): the two losses have unrelated scales.
     scaler = torch.amp.GradScaler(device.type, enabled=autocast is torch.float16)
     student_scaler = torch.amp.GradScaler(device.type, enabled=autocast is torch.float16)
-    rng = torch.Generator(device=device).manual_seed(config.runtime.seed)
+    rng = torch.Generator(device=device).manual_seed(rank_seed(config.runtime.seed, context.rank))
     replay = _replay(config, spec, info, teacher, device, rng)
 
+    # The generator step is plain autograd: DDP averages its gradients during the backward (and
+    # broadcasts rank 0's generator once); the student step's torch.func gradients are averaged explicitly.
     generator_update = GeneratorUpdate(
-        generator, teacher, student, objective=spec.generator_objective, weights=config.loss,
+        context.data_parallel(generator), teacher, student, objective=spec.generator_objective, weights=config.loss,
         optimizer=generator_optimizer, autocast_dtype=autocast, scaler=scaler, compile=config.runtime.compile,
     )
     student_update = StudentUpdate(
         student, spec.student_update, student_optimizer, lrwa=config.lrwa,
         joint_objective=config.replay.joint_objective, autocast_dtype=autocast, scaler=student_scaler,
-        compile=config.runtime.compile,
+        compile=config.runtime.compile, average_grads=context.average_ if context.is_distributed else None,
     )
     return RunParts(
-        config=config, spec=spec, device=device, autocast_dtype=autocast, info=info, teacher=teacher,
-        teacher_meta=teacher_meta, teacher_path=teacher_path, student=student, generator=generator,
+        config=config, spec=spec, context=context, device=device, autocast_dtype=autocast, info=info,
+        teacher=teacher, teacher_meta=teacher_meta, teacher_path=teacher_path, student=student, generator=generator,
         student_optimizer=student_optimizer, student_scheduler=_student_scheduler(config, student_optimizer),
-        generator_optimizer=generator_optimizer, scaler=scaler, student_scaler=student_scaler, replay=replay, test_set=test_set, rng=rng,
-        generator_update=generator_update, student_update=student_update,
+        generator_optimizer=generator_optimizer, scaler=scaler, student_scaler=student_scaler, replay=replay,
+        test_set=test_set, rng=rng, generator_update=generator_update, student_update=student_update,
     )

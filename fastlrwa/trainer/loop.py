@@ -3,6 +3,12 @@
 The loop only orchestrates: the updates are the compiled functions in ``fastlrwa.updates``, the
 replay scheme is the method's, and everything the host reads (losses, NaN checks) is read once per
 epoch or through lagged non-blocking snapshots, never by a sync inside a step.
+
+Distributed (torchrun), every rank runs this loop on its own latents and replay memory with the
+gradients averaged, and the ranks meet at fixed points only: once per iteration to agree on a
+Ctrl-C (a CPU all-reduce of one flag, a fraction of a millisecond on one node, never a GPU sync),
+and at epoch ends to average the loss means and the BatchNorm running statistics, agree on a NaN
+and gather the checkpoint. Rank 0 alone evaluates and writes the run's files.
 """
 
 from __future__ import annotations
@@ -10,8 +16,7 @@ from __future__ import annotations
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import asdict
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 
@@ -23,14 +28,20 @@ from fastlrwa.metrics.run_log import MetricsLog
 from fastlrwa.models import ModelMeta, save_model_checkpoint
 from fastlrwa.progress import EpochProgress
 from fastlrwa.trainer.build import RunParts
+from fastlrwa.distributed import rank_seed
 from fastlrwa.trainer.epoch_stats import EpochStats, format_live
-from fastlrwa.trainer.rng_state import capture_rng_state, restore_rng_state
+from fastlrwa.trainer.rank_state import batchnorm_running_stats, capture_rank_state, restore_rank_state
 from fastlrwa.trainer.run_dir import RunDir
 from fastlrwa.trainer.teacher import file_sha256
 
 CHECKPOINT_FORMAT = "fastlrwa-train"
+CHECKPOINT_VERSION = 2  # 2: per-rank parts under "ranks"
 WATCHED_LOSSES = ("loss_student", "loss_generator")
 LIVE_KEYS = ("loss_student", "loss_generator", "grad_cos")
+
+
+def _ranks(first: int, last: int) -> str:
+    return f"rank {first}" if first == last else f"ranks {first}-{last}"
 
 
 class StopRequested(Exception):
@@ -63,6 +74,7 @@ def _interrupt_flag() -> Iterator[dict[str, bool]]:
 class Trainer:
     def __init__(self, parts: RunParts, run: RunDir, progress: EpochProgress) -> None:
         self.parts = parts
+        self.context = parts.context
         self.run = run
         self.progress = progress
         self.config = parts.config
@@ -77,29 +89,41 @@ class Trainer:
         self._writer = None
 
     # ----- checkpointing -------------------------------------------------------------------------------------------
-    def _checkpoint_state(self) -> dict[str, Any]:
+    def _checkpoint_state(self) -> dict[str, Any] | None:
+        """The checkpoint on rank 0 (rank 0's shared state and every rank's own part), None on the others."""
+        ranks = self.context.gather_to_main(capture_rank_state(self.parts, self.stats))
+        if ranks is None:
+            return None
         state: dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
-            "version": 1,
+            "version": CHECKPOINT_VERSION,
             "config": to_dict(self.config),
             "teacher": {"path": str(self.parts.teacher_path), "sha256": self.teacher_sha256},
             "epoch": self.epoch,
             "iteration": self.iteration,
             "epoch_train_time": self.epoch_train_time,
-            "epoch_stats": self.stats.state_dict(),
             "history": self.history,
-            "rng": capture_rng_state({"trainer": self.parts.rng}),
+            "world_size": self.context.world_size,
+            "ranks": ranks,
         }
-        for key, owner in self.parts.modules_with_state().items():
+        for key, owner in self.parts.shared_state_owners().items():
             state[key] = owner.state_dict()
         return state
 
     def save_checkpoint(self) -> None:
-        """Atomically replace the checkpoint, after checking nothing non-finite has entered the state."""
+        """Atomically replace the checkpoint, after checking nothing non-finite has entered the state.
+
+        Every rank calls it at the same point; rank 0 writes, and no rank returns before the file is in
+        place (a rank that exited first on Ctrl-C would make torchrun kill rank 0 mid-write).
+        """
         self._raise_if_non_finite()
-        atomic_torch_save(self._checkpoint_state(), self.run.checkpoint)
+        state = self._checkpoint_state()
+        if state is not None:
+            atomic_torch_save(state, self.run.checkpoint)
+        self.context.barrier()
 
     def load_checkpoint(self) -> None:
+        """Restore the run; with another number of processes than wrote it, as closely as the layout allows."""
         path = self.run.checkpoint
         try:
             state = torch.load(path, map_location=self.parts.device, weights_only=True)
@@ -108,29 +132,47 @@ class Trainer:
                                   "restore it from a copy or start afresh with --force") from None
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{path} is not a fastlrwa training checkpoint; start afresh with --force")
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise CheckpointError(f"{path} was written by another fastlrwa version (checkpoint version "
+                                  f"{state.get('version')}, this one reads {CHECKPOINT_VERSION}); start afresh with --force")
         if state["teacher"]["sha256"] != self.teacher_sha256:
             raise CheckpointError(
                 f"the teacher file {self.parts.teacher_path} differs from the one this run was started with "
                 f"({state['teacher']['path']}); resume with the original teacher"
             )
-        for key, owner in self.parts.modules_with_state().items():
+        for key, owner in self.parts.shared_state_owners().items():
             owner.load_state_dict(state[key])
-        restore_rng_state(state["rng"], {"trainer": self.parts.rng})
+        self._restore_rank_state(state["ranks"])
         self.epoch = state["epoch"]
         self.iteration = state["iteration"]
         self.epoch_train_time = state["epoch_train_time"]
         self.history = list(state["history"])
-        self.stats.load_state_dict(state["epoch_stats"])
-        self.metrics_log.truncate_after(self.epoch)
+        if self.context.is_main:
+            self.metrics_log.truncate_after(self.epoch)
+
+    def _restore_rank_state(self, ranks: list[dict]) -> None:
+        rank, world_size, saved = self.context.rank, self.context.world_size, len(ranks)
+        restore_rank_state(ranks[rank] if rank < saved else ranks[0], self.parts, self.stats)
+        if rank >= saved:
+            # A rank the checkpoint has no part for starts from rank 0's memory with a stream of its own.
+            self.parts.rng.manual_seed(rank_seed(self.config.runtime.seed, rank))
+        if saved != world_size:
+            change = (f"the replay memory and random stream of {_ranks(world_size, saved - 1)} are dropped"
+                      if saved > world_size else
+                      f"{_ranks(saved, world_size - 1)} start from rank 0's replay memory with fresh random streams")
+            self.progress.log(f"the checkpoint was written by {saved} process(es) and this run has {world_size}: "
+                              f"{change}; the continuation is not bit-identical to one with {saved}")
 
     def _raise_if_non_finite(self) -> None:
-        bad = self.stats.first_non_finite()
-        if bad is not None:
-            step, name, value = bad
+        """Raise on every rank when a watched loss went non-finite on any rank (each rank must call it)."""
+        first = self.context.first_report(self.stats.first_non_finite())
+        if first is not None:
+            rank, (step, name, value) = first
+            where = f" on rank {rank}" if self.context.is_distributed else ""
             iterations = self.config.schedule.iters_per_epoch
             steps_per_iteration = self.config.schedule.gen_steps + self.config.schedule.student_steps
             raise NonFiniteLossError(
-                f"{name} became {value} at training step {step} (epoch {self.epoch + 1}, around iteration "
+                f"{name} became {value}{where} at training step {step} (epoch {self.epoch + 1}, around iteration "
                 f"{(step - 1) // max(steps_per_iteration, 1) % iterations + 1}); stopped, the last good checkpoint "
                 f"{self.run.checkpoint} (epoch {self.epoch}) is kept; lower the learning rates or disable --amp"
             )
@@ -164,16 +206,30 @@ class Trainer:
             p.replay.end_epoch(epoch)
         lr = p.student_optimizer.param_groups[0]["lr"]
         p.student_scheduler.step()
-        means = self.stats.means()
+        means = self.context.mean_over_ranks(self.stats.means())
         self._raise_if_non_finite()
+        # Each rank's running statistics saw only its own batches; the evaluated and saved model uses their mean.
+        self.context.average_(list(batchnorm_running_stats(p.student).values())
+                              + list(batchnorm_running_stats(p.generator).values()))
+        record = self._epoch_record(epoch, lr, means) if self.context.is_main else None
+        record = self.context.broadcast_object(record)
+        self.epoch = epoch
+        self.iteration = 0
+        self.epoch_train_time = 0.0
+        self.stats.reset()
+        self.history.append(record)
+        return record
+
+    def _epoch_record(self, epoch: int, lr: float, means: dict[str, float]) -> dict[str, Any]:
+        p = self.parts
         eval_start = time.perf_counter()
         result = evaluate(p.student, p.test_set, batch_size=self.config.runtime.eval_batch_size,
                           autocast_dtype=p.autocast_dtype)
         eval_time = time.perf_counter() - eval_start
         s = self.config.schedule
         student_steps = s.iters_per_epoch * s.student_steps
-        samples = s.iters_per_epoch * (s.gen_steps + s.student_steps) * s.batch_size
-        record: dict[str, Any] = {
+        samples = s.iters_per_epoch * (s.gen_steps + s.student_steps) * s.batch_size * self.context.world_size
+        return {
             "epoch": epoch,
             "test_accuracy": result.accuracy,
             **{k: v for k, v in sorted(means.items())},
@@ -184,22 +240,19 @@ class Trainer:
             "eval_time_s": eval_time,
             "wall_time_s": time.perf_counter() - self.started_wall,
         }
-        self.epoch = epoch
-        self.iteration = 0
-        self.epoch_train_time = 0.0
-        self.stats.reset()
-        self.history.append(record)
-        return record
 
     def _publish(self, record: dict[str, Any]) -> None:
-        # The metrics line goes first: a crash before the checkpoint leaves a line that --resume truncates,
-        # never a checkpoint whose epoch has no line.
-        self.metrics_log.append(record)
-        save_model_checkpoint(
-            self.run.student, self.parts.student, self._student_meta(),
-            extra={"epoch": record["epoch"], "test_accuracy": record["test_accuracy"], "method": self.config.method},
-        )
+        if self.context.is_main:
+            # The metrics line goes first: a crash before the checkpoint leaves a line that --resume truncates,
+            # never a checkpoint whose epoch has no line.
+            self.metrics_log.append(record)
+            save_model_checkpoint(
+                self.run.student, self.parts.student, self._student_meta(),
+                extra={"epoch": record["epoch"], "test_accuracy": record["test_accuracy"], "method": self.config.method},
+            )
         self.save_checkpoint()
+        if not self.context.is_main:
+            return
         writer = self._tensorboard()
         for key, value in record.items():
             if key != "epoch" and isinstance(value, (int, float)):
@@ -242,7 +295,7 @@ class Trainer:
                             torch.cuda.synchronize(self.parts.device)
                         self.epoch_train_time += time.perf_counter() - started
                         self.progress.advance(1, format_live(self.stats.live(), LIVE_KEYS))
-                        if interrupt["stop"]:
+                        if self.context.any_rank(interrupt["stop"]):
                             self.save_checkpoint()
                             raise StopRequested
                     self._publish(self._finish_epoch())

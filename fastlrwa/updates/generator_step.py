@@ -3,6 +3,8 @@
 The forward and loss (generator -> teacher -> student -> objective) is one function, compiled once
 when asked; the backward reaches only the generator's parameters (``backward(inputs=...)``), so no
 gradient is accumulated into the frozen teacher or into the student, whose own update follows.
+In a distributed run ``generator`` is the generator wrapped in DistributedDataParallel, which
+averages its gradients over the ranks during that backward.
 """
 
 from __future__ import annotations

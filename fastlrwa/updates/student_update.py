@@ -2,9 +2,14 @@
 
 Until the replay scheme has something to replay (the memory bank fills on its schedule, the VAE
 after its warm-up), the replay methods update with the plain acquisition step, as the authors do.
+
+In a distributed run the gradients are averaged over the ranks between the pure step and the
+optimiser (``average_grads``), so every rank applies the same update to the same weights.
 """
 
 from __future__ import annotations
+
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -19,7 +24,9 @@ AUX_NAMES = {"loss": "loss_student", "loss_acq": "loss_acq", "loss_ret": "loss_r
 class StudentUpdate:
     def __init__(self, student: nn.Module, kind: str, optimizer: torch.optim.Optimizer, *, lrwa: LRWAConfig,
                  joint_objective: str, autocast_dtype: torch.dtype | None, scaler: torch.amp.GradScaler,
-                 compile: bool) -> None:
+                 compile: bool, average_grads: Callable[[Sequence[torch.Tensor]], None] | None = None) -> None:
+        """``average_grads``: replaces each gradient by its mean over the ranks, in place (None: one process)."""
+        self.average_grads = average_grads
         self.params = dict(student.named_parameters())
         self.buffers = dict(student.named_buffers())
         self.optimizer = optimizer
@@ -45,6 +52,8 @@ class StudentUpdate:
             grads, aux = self.plain(self.params, self.buffers, x_new, t_new, loss_scale=loss_scale)
         else:
             grads, aux = self.with_replay(self.params, self.buffers, x_new, t_new, x_mem, t_mem, loss_scale=loss_scale)
+        if self.average_grads is not None:
+            self.average_grads(list(grads.values()))
         install_grads(self.params, grads)
         self.scaler.step(self.optimizer)
         self.scaler.update()
