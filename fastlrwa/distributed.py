@@ -49,9 +49,11 @@ def _rank_device(name: str, local_rank: int) -> torch.device:
         raise ConfigError(f"--device {name}: under torchrun every process uses the GPU of its local rank "
                           "(cuda:LOCAL_RANK); pass --device cuda, or choose GPUs with CUDA_VISIBLE_DEVICES")
     visible = torch.cuda.device_count()
-    if local_rank >= visible:
-        raise ConfigError(f"process {local_rank} of this node has no GPU of its own ({visible} visible); start at "
-                          f"most {visible} processes per node (torchrun --nproc_per_node {visible})")
+    # Checked against the node's process count, not this rank's index, so that every rank fails alike.
+    processes = _environment_int("LOCAL_WORLD_SIZE") if "LOCAL_WORLD_SIZE" in os.environ else local_rank + 1
+    if processes > visible:
+        raise ConfigError(f"{processes} processes on this node but {visible} GPU(s) visible: each process needs a GPU "
+                          f"of its own; start at most {visible} (torchrun --nproc_per_node {visible})")
     return torch.device("cuda", local_rank)
 
 
@@ -60,7 +62,7 @@ def _environment_int(name: str) -> int:
     try:
         return int(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ConfigError(f"WORLD_SIZE is set but {name}={value!r} is not a number; start distributed runs with "
+        raise ConfigError(f"the environment variable {name}={value!r} is not a number; start distributed runs with "
                           "torchrun --nproc_per_node N -m fastlrwa train ...") from None
 
 
@@ -98,7 +100,7 @@ class DistributedContext:
         ``device_name`` is ``--device``: ``auto``/``cuda`` give each rank ``cuda:LOCAL_RANK`` (NCCL) when CUDA
         is present, ``cpu`` runs every rank on the CPU (gloo).
         """
-        world_size = int(os.environ.get("WORLD_SIZE", "1") or "1")
+        world_size = _environment_int("WORLD_SIZE") if "WORLD_SIZE" in os.environ else 1
         if world_size <= 1:
             return cls(rank=0, world_size=1, local_rank=0, device=resolve_device(device_name))
         rank, local_rank = _environment_int("RANK"), _environment_int("LOCAL_RANK")

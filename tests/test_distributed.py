@@ -23,10 +23,11 @@ import torch
 import torch.multiprocessing as mp
 
 from conftest import tiny_overrides, write_teacher
+from fastlrwa.commands import train as train_command
 from fastlrwa.commands.train import Interrupted, run_train
 from fastlrwa.config.presets import train_config
 from fastlrwa.distributed import DistributedContext
-from fastlrwa.errors import DataNotFoundError, NonFiniteLossError
+from fastlrwa.errors import ConfigError, DataNotFoundError, NonFiniteLossError
 from fastlrwa.runtime import seed_everything
 from fastlrwa.trainer.build import build_run
 from fastlrwa.trainer.loop import Trainer
@@ -68,6 +69,34 @@ def _lines(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+# ----- one process ------------------------------------------------------------------------------------------------
+def test_without_torchrun_there_is_one_process_and_no_process_group(monkeypatch):
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    with DistributedContext.from_environment("cpu") as context:
+        assert (context.rank, context.world_size, context.is_main, context.is_distributed) == (0, 1, True, False)
+        assert not torch.distributed.is_initialized()
+        values = [torch.randn(5, 3), torch.randn(7)]
+        kept = [v.clone() for v in values]
+        context.average_(values)
+        assert all(torch.equal(a, b) for a, b in zip(values, kept))
+        assert context.mean_over_ranks({"loss": 0.25}) == {"loss": 0.25} and context.any_rank(True)
+        assert context.gather_to_main("part") == ["part"] and context.first_report(None) is None
+        with pytest.raises(DataNotFoundError, match="own"), context.fail_together():
+            raise DataNotFoundError("own")
+
+
+@pytest.mark.parametrize("environment", [{"WORLD_SIZE": "two"}, {"WORLD_SIZE": "2", "LOCAL_RANK": "0"}])
+def test_a_broken_torchrun_environment_is_one_clear_error(monkeypatch, environment):
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="torchrun --nproc_per_node") as error:
+        DistributedContext.from_environment("cpu")
+    assert "\n" not in str(error.value)
+
+
 # ----- gradients and weights -----------------------------------------------------------------------------------------
 def _mae_loss_float64(student: torch.nn.Module, teacher: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     return (student(images) - teacher(images)).abs().mean()
@@ -83,10 +112,13 @@ def _gradient_worker(rank: int, port: int, teacher: Path, out: Path) -> None:
     torch.set_num_threads(1)
     with DistributedContext.from_environment("cpu") as context:
         config = train_config("digits", tiny_overrides(out / "run", teacher, method="dfad"))
-        seed_everything(config.runtime.seed)
+        # Models initialised differently on each rank: building the run must make them rank 0's.
+        seed_everything(config.runtime.seed + rank)
         parts = build_run(config, teacher, context)
         generator_params = [p for p in parts.generator.parameters() if p.requires_grad]
         student_params = list(parts.student.parameters())
+        initial = torch.cat([p.detach().reshape(-1) for p in student_params + generator_params])
+        initial_buffers = torch.cat([b.reshape(-1).float() for b in parts.generator.buffers()])
         report: dict[str, list] = {"local_generator": [], "installed_generator": [], "local_student": [],
                                    "installed_student": []}
         for _ in range(3):
@@ -104,6 +136,7 @@ def _gradient_worker(rank: int, port: int, teacher: Path, out: Path) -> None:
             report["local_student"].append(torch.autograd.grad(loss, list(student64.parameters())))
             parts.student_update.step(images, teacher_logits, None, None)
             report["installed_student"].append([p.grad.clone() for p in student_params])
+        report["initial"] = (initial, initial_buffers)
         report["parameters"] = torch.cat([p.detach().reshape(-1) for p in student_params + generator_params])
         report["bn_before"] = {k: v.clone() for k, v in batchnorm_running_stats(parts.generator).items()}
         context.average_(list(batchnorm_running_stats(parts.generator).values()))
@@ -127,6 +160,7 @@ def test_gradients_are_the_mean_of_the_ranks_and_weights_stay_identical(tmp_path
             for ours, theirs, mean in zip(installed[0], installed[1], expected):
                 assert torch.equal(ours, theirs)
                 assert torch.allclose(ours.double(), mean, rtol=1e-4, atol=2e-5 * scale), part
+    assert all(torch.equal(a, b) for a, b in zip(reports[0]["initial"], reports[1]["initial"]))
     assert torch.equal(reports[0]["parameters"], reports[1]["parameters"])
     before = [r["bn_before"] for r in reports]
     assert before[0] and any(not torch.equal(before[0][k], before[1][k]) for k in before[0])
@@ -167,7 +201,7 @@ def test_the_lrwa_update_averages_its_torch_func_gradients(tmp_path, lenet_teach
         assert torch.allclose(reports[0]["installed"][name].double(), expected, rtol=1e-6, atol=1e-9)
 
 
-# ----- agreement -------------------------------------------------------------------------------------------------------
+# ----- agreement ---------------------------------------------------------------------------------------------------
 def _failure_worker(rank: int, port: int, teacher: Path, out: Path) -> None:
     """Only rank 0 loads the test set; an empty data root makes it fail there alone."""
     _join_as(rank, port)
@@ -186,6 +220,26 @@ def test_an_error_on_rank_0_alone_ends_every_rank_with_the_same_message(tmp_path
     messages = [(tmp_path / f"rank{r}.txt").read_text() for r in range(WORLD)]
     assert messages[0] == messages[1] and "mnist" in messages[0] and "\n" not in messages[0]
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def _teacher_worker(rank: int, port: int, teacher: Path, out: Path) -> None:
+    """A resolver that records who called it stands in for the first-use pretraining of the teacher."""
+    torch.set_num_threads(1)
+    _join_as(rank, port)
+
+    def resolve(*args: Any, **kwargs: Any) -> Path:
+        (out / f"resolved_by_rank{rank}").touch()
+        return teacher
+
+    train_command.resolve_teacher_path = resolve
+    history = _train(out / "run", teacher, **{"schedule.epochs": 1, "teacher.path": None})
+    (out / f"epochs{rank}.json").write_text(json.dumps([record["epoch"] for record in history]))
+
+
+def test_only_rank_0_resolves_the_teacher_and_every_rank_trains_with_it(tmp_path, lenet_teacher):
+    _on_two_ranks(_teacher_worker, _free_port(), lenet_teacher, tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("resolved_by_rank*")) == ["resolved_by_rank0"]
+    assert [json.loads((tmp_path / f"epochs{r}.json").read_text()) for r in range(WORLD)] == [[1], [1]]
 
 
 def _nan_worker(rank: int, ports: list[int], teacher: Path, out: Path) -> None:
@@ -257,7 +311,8 @@ def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_iteration_and_resumes_e
     histories = [json.loads((tmp_path / f"histories{r}.json").read_text()) for r in range(WORLD)]
     key = ("epoch", "test_accuracy", "loss_student", "loss_generator", "grad_cos")
     for history in histories:
-        assert [[r.get(k) for k in key] for r in history["resumed"]] == [[r.get(k) for k in key] for r in history["full"]]
+        assert [[r.get(k) for k in key] for r in history["resumed"]] == [[r.get(k) for k in key]
+                                                                         for r in history["full"]]
     assert histories[0]["full"] == histories[1]["full"]
 
 

@@ -89,7 +89,8 @@ def _replay(config: TrainConfig, spec: MethodSpec, info: DatasetInfo, teacher: n
 
 
 def build_run(config: TrainConfig, teacher_path: Path, context: DistributedContext) -> RunParts:
-    """Every part of the run on ``context.device``; ``teacher_path`` from :func:`fastlrwa.trainer.teacher.resolve_teacher_path`.
+    """Every part of the run on ``context.device``; ``teacher_path`` from
+    :func:`fastlrwa.trainer.teacher.resolve_teacher_path`.
 
     In a distributed run every rank builds the same models from the same seed, and rank 0's weights
     are then broadcast to be safe; each rank's own random stream is seeded with
@@ -106,8 +107,9 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
         if spec.generator_objective == "dfq" and not any(
             isinstance(m, nn.modules.batchnorm._BatchNorm) for m in teacher.modules()
         ):
-            raise ConfigError(f"dfq matches the teacher's BatchNorm statistics, but the {teacher_meta.arch} teacher has "
-                              "no BatchNorm layer; use a teacher with BatchNorm (e.g. resnet34, wrn40_2) or another method")
+            raise ConfigError(f"dfq matches the teacher's BatchNorm statistics, but the {teacher_meta.arch} teacher "
+                              "has no BatchNorm layer; use a teacher with BatchNorm (e.g. resnet34, wrn40_2) or "
+                              "another method")
         test_set = DeviceImageSet(
             load_split(info.name, "test", root=config.data.data_root, download=config.data.download), device,
         ) if context.is_main else None

@@ -134,7 +134,8 @@ class Trainer:
             raise CheckpointError(f"{path} is not a fastlrwa training checkpoint; start afresh with --force")
         if state.get("version") != CHECKPOINT_VERSION:
             raise CheckpointError(f"{path} was written by another fastlrwa version (checkpoint version "
-                                  f"{state.get('version')}, this one reads {CHECKPOINT_VERSION}); start afresh with --force")
+                                  f"{state.get('version')}, this one reads {CHECKPOINT_VERSION}); "
+                                  "start afresh with --force")
         if state["teacher"]["sha256"] != self.teacher_sha256:
             raise CheckpointError(
                 f"the teacher file {self.parts.teacher_path} differs from the one this run was started with "
@@ -248,7 +249,8 @@ class Trainer:
             self.metrics_log.append(record)
             save_model_checkpoint(
                 self.run.student, self.parts.student, self._student_meta(),
-                extra={"epoch": record["epoch"], "test_accuracy": record["test_accuracy"], "method": self.config.method},
+                extra={"epoch": record["epoch"], "test_accuracy": record["test_accuracy"],
+                       "method": self.config.method},
             )
         self.save_checkpoint()
         if not self.context.is_main:
