@@ -7,6 +7,7 @@ stderr and the error's exit code; no traceback.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any, Callable
 
@@ -21,7 +22,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserFacingError as error:
-            click.echo(f"error: {error}", err=True)
+            # Under torchrun every rank fails together with the same error: rank 0 alone prints it.
+            if os.environ.get("RANK", "0") == "0":
+                click.echo(f"error: {error}", err=True)
             sys.exit(error.exit_code)
 
 
@@ -160,6 +163,7 @@ def pretrain(dataset: str, amp: str | None, amp_dtype: str | None, compile_: boo
              loader: str, **flags: Any) -> None:
     """Train a teacher with the dataset's recipe (SGD + momentum, cosine; crop + flip where standard)."""
     from fastlrwa.commands.pretrain import run_pretrain
+    from fastlrwa.distributed import DistributedContext
     from fastlrwa.config.presets import pretrain_config
 
     overrides = {key: value for key, value in flags.items() if value is not None}
@@ -171,7 +175,9 @@ def pretrain(dataset: str, amp: str | None, amp_dtype: str | None, compile_: boo
     if no_progress:
         overrides["progress"] = False
     overrides["loader"] = loader
-    run_pretrain(pretrain_config(dataset, overrides))
+    config = pretrain_config(dataset, overrides)
+    with DistributedContext.from_environment(config.device) as context:
+        run_pretrain(config, context)
 
 
 @cli.command()

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from fastlrwa.atomic_io import atomic_write_json
 from fastlrwa.config.schema import PretrainConfig
 from fastlrwa.config.validate import validate_pretrain_config
-from fastlrwa.errors import NonFiniteLossError
+from fastlrwa.distributed import DistributedContext, batchnorm_running_stats, rank_seed
+from fastlrwa.errors import ConfigError, NonFiniteLossError
 from fastlrwa.data import DeviceImageSet, DatasetInfo, dataset_info, evaluate, load_split, random_crop_flip
 from fastlrwa.data.dali import DaliTrainBatches, check_loader, load_split_with
 from fastlrwa.data.dali_sources import dali_source
@@ -40,18 +41,31 @@ class TrainBatches(Protocol):
 
 
 class DeviceTrainBatches:
-    """The default loader: the split held on the device, shuffled and augmented with ``generator``."""
+    """The default loader: the split held on the device, shuffled and augmented on the device.
+
+    With several ranks every rank draws the same permutation (``order_generator``, same seed) and
+    takes every ``world_size``-th sample of it from its ``rank`` on, cut to a common length so all
+    ranks run the same number of steps; augmentation draws from the rank's own ``generator``.
+    In one process both are the same generator.
+    """
 
     def __init__(self, train_set: DeviceImageSet, *, batch_size: int, info: DatasetInfo,
-                 generator: torch.Generator) -> None:
-        self.steps_per_epoch = math.ceil(len(train_set) / batch_size)
+                 generator: torch.Generator, order_generator: torch.Generator | None = None,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self._shard = len(train_set) // world_size
+        self.steps_per_epoch = math.ceil(self._shard / batch_size)
         self._set = train_set
         self._batch_size = batch_size
         self._info = info
         self._generator = generator
+        self._order_generator = order_generator or generator
+        self._rank = rank
+        self._world_size = world_size
 
     def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(self._set), device=self._set.device, generator=self._generator)
+        order = torch.randperm(len(self._set), device=self._set.device, generator=self._order_generator)
+        if self._world_size > 1:
+            order = order[self._rank::self._world_size][:self._shard]
         for step in range(self.steps_per_epoch):
             index = order[step * self._batch_size:(step + 1) * self._batch_size]
             raw = self._set.images.index_select(0, index)
@@ -60,37 +74,48 @@ class DeviceTrainBatches:
             yield self._set.normalize(raw), self._set.labels.index_select(0, index)
 
 
-def _train_batches(config: PretrainConfig, device: torch.device) -> TrainBatches:
+def _train_batches(config: PretrainConfig, context: DistributedContext) -> TrainBatches:
+    device = context.device
     if config.loader == "dali":
+        if context.is_distributed:
+            raise ConfigError("--loader dali runs in one process; distributed pretraining uses --loader torch")
         source = dali_source(config.dataset, "train", root=config.data_root, download=config.download)
         return DaliTrainBatches(source, batch_size=config.batch_size, device=device, seed=config.seed)
     train_split = load_split(config.dataset, "train", root=config.data_root, download=config.download)
     train_set = DeviceImageSet(train_split, device)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
+    generator = torch.Generator(device=device).manual_seed(rank_seed(config.seed, context.rank))
+    order_generator = torch.Generator(device=device).manual_seed(config.seed) if context.is_distributed else None
     return DeviceTrainBatches(train_set, batch_size=config.batch_size, info=dataset_info(config.dataset),
-                              generator=generator)
+                              generator=generator, order_generator=order_generator, rank=context.rank,
+                              world_size=context.world_size)
 
 
-def run_pretrain(config: PretrainConfig) -> dict:
+def run_pretrain(config: PretrainConfig, context: DistributedContext | None = None) -> dict | None:
     """Train, evaluate every epoch, write ``OUT/model.pt`` and ``OUT/metrics.json``; returns the metrics.
 
     ``config.loader`` is ``torch`` (the split held on the device) or ``dali`` (an NVIDIA DALI pipeline).
+    Under torchrun pass the ``context``: each rank trains on its shard with DDP, rank 0 evaluates and
+    writes the files and returns the metrics (the other ranks return None). Without one, it runs in this
+    process alone, whatever the environment (``train`` pretrains its teacher this way on rank 0).
     """
     validate_pretrain_config(config)
     check_loader(config.loader)
-    device = resolve_device(config.device)
+    context = context or DistributedContext(0, 1, 0, resolve_device(config.device))
+    device = context.device
     autocast = amp_dtype(config.amp, device)
     seed_everything(config.seed)
     info = dataset_info(config.dataset)
-    batches = _train_batches(config, device)
-    test_set = DeviceImageSet(
-        load_split_with(config.loader, config.dataset, "test", root=config.data_root, download=config.download, device=device),
-        device,
-    )
+    with context.fail_together():
+        batches = _train_batches(config, context)
+        test_split = load_split_with(config.loader, config.dataset, "test", root=config.data_root,
+                                     download=config.download, device=device) if context.is_main else None
+    test_set = DeviceImageSet(test_split, device) if test_split is not None else None
 
     model = build_model(config.arch, info.num_classes, in_channels=info.channels, image_size=info.image_size).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    context.broadcast_module_state_(model)
+    network = context.data_parallel(model)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
         nesterov=config.nesterov, foreach=True,
@@ -104,7 +129,7 @@ def run_pretrain(config: PretrainConfig) -> dict:
 
     def loss_of(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-            return F.cross_entropy(model(images), labels)
+            return F.cross_entropy(network(images), labels)
 
     if config.compile:
         configure_compile_cache()
@@ -112,7 +137,7 @@ def run_pretrain(config: PretrainConfig) -> dict:
 
     history: list[dict] = []
     started = time.perf_counter()
-    with epoch_progress(config.progress) as progress:
+    with epoch_progress(config.progress and context.is_main, silent=not context.is_main) as progress:
         for epoch in range(1, config.epochs + 1):
             model.train()
             loss_sum = torch.zeros((), device=device)
@@ -129,12 +154,16 @@ def run_pretrain(config: PretrainConfig) -> dict:
                 scheduler.step()
                 loss_sum += loss.detach().float()
                 progress.advance()
-            result = evaluate(model, test_set, batch_size=config.eval_batch_size, autocast_dtype=autocast)
-            train_loss = loss_sum.item() / steps_per_epoch
+            # Each rank's BatchNorm statistics saw only its shard; evaluate and save their mean.
+            context.average_(list(batchnorm_running_stats(model).values()))
+            train_loss = context.mean_over_ranks({"loss": loss_sum.item() / steps_per_epoch})["loss"]
             if not math.isfinite(train_loss):
                 raise NonFiniteLossError(
                     f"teacher training loss became {train_loss} in epoch {epoch}; lower --lr or disable --amp"
                 )
+            if not context.is_main:
+                continue
+            result = evaluate(model, test_set, batch_size=config.eval_batch_size, autocast_dtype=autocast)
             history.append({"epoch": epoch, "train_loss": train_loss, "test_accuracy": result.accuracy,
                             "epoch_time_s": time.perf_counter() - epoch_start})
             progress.log(
@@ -143,6 +172,8 @@ def run_pretrain(config: PretrainConfig) -> dict:
             )
 
     wall = time.perf_counter() - started
+    if not context.is_main:
+        return None
     out = Path(config.out)
     meta = ModelMeta(
         arch=config.arch, num_classes=info.num_classes, in_channels=info.channels, image_size=info.image_size,
@@ -156,6 +187,7 @@ def run_pretrain(config: PretrainConfig) -> dict:
         "dataset": info.name,
         "arch": config.arch,
         "loader": config.loader,
+        "world_size": context.world_size,
         "epochs": config.epochs,
         "wall_time_s": wall,
         "history": history,

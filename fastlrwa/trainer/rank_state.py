@@ -12,19 +12,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from fastlrwa.distributed import batchnorm_running_stats
 from fastlrwa.trainer.build import RunParts
 from fastlrwa.trainer.epoch_stats import EpochStats
 from fastlrwa.trainer.rng_state import capture_rng_state, restore_rng_state
-
-
-def batchnorm_running_stats(module: nn.Module) -> dict[str, torch.Tensor]:
-    """The running means and variances of ``module``'s BatchNorm layers (the live buffers), by state-dict name."""
-    stats: dict[str, torch.Tensor] = {}
-    for prefix, layer in module.named_modules():
-        if isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.track_running_stats:
-            stats[f"{prefix}.running_mean" if prefix else "running_mean"] = layer.running_mean
-            stats[f"{prefix}.running_var" if prefix else "running_var"] = layer.running_var
-    return stats
 
 
 def _on_cpu(tree: Any) -> Any:
