@@ -59,6 +59,8 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--inner-weight-decay", "lrwa.weight_decay", float, "LRWA inner-step weight decay lambda"),
     ("--lrwa-objective", "lrwa.objective", click.Choice(["official", "paper"]), "LRWA outer objective"),
     ("--hvp", "lrwa.hvp", click.Choice(["exact", "fd", "first_order"]), "LRWA Hessian-vector product mode"),
+    ("--exact-method", "lrwa.exact_method", click.Choice(["auto", "forward", "reverse"]),
+     "exact HVP by forward-over-reverse (less memory) or reverse-over-reverse"),
     ("--js-variant", "loss.js_variant", click.Choice(["official", "paper"]), "Jensen-Shannon form"),
     ("--js-temperature", "loss.js_temperature", float, "softmax temperature of the JS term"),
     ("--w-adv", "loss.adv", float, "weight of the adversarial term"),

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 
-class Classifier(nn.Module, abc.ABC):
+class Classifier(abc.ABC, nn.Module):
     """An image classifier that can hand back the input of its final Linear layer.
 
     ``forward(x, return_features=False)`` returns logits ``[N, num_classes]``, or ``(logits, features)``
