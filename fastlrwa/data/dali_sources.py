@@ -8,7 +8,6 @@ to DALI's ``external_source`` as ``[N, H, W, C]``, the layout DALI's image opera
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +20,7 @@ from fastlrwa.data.load import load_split
 from fastlrwa.data.locate import locate, resolve_root
 from fastlrwa.data.source import Split
 from fastlrwa.data.split import ArraySplit, CorruptDataError
-from fastlrwa.data.tiny_imagenet import (
-    TINY_IMAGENET_SOURCE,
-    _class_names,
-    _read_lines,
-    _train_samples,
-    _val_samples,
-)
+from fastlrwa.data.tiny_imagenet import TINY_IMAGENET_SOURCE, tiny_imagenet_samples
 from fastlrwa.errors import ConfigError
 
 
@@ -82,24 +75,15 @@ def _located_tiny_imagenet(split: Split, root: str | os.PathLike | None, downloa
 
 def tiny_imagenet_files(split: Split, *, root: str | os.PathLike | None = None, download: bool = False) -> ImageFiles:
     """The JPEG list of a Tiny-ImageNet split, in the order and with the labels ``load_split`` uses."""
-    wnids_path, words_path, *split_paths = _located_tiny_imagenet(split, root, download)
-    wnids = sorted(set(_read_lines(wnids_path)))
-    if not wnids:
-        raise CorruptDataError(f"{wnids_path}: lists no classes; re-extract tiny-imagenet-200.zip")
-    info = dataclasses.replace(
-        dataset_info("tiny-imagenet"), num_classes=len(wnids), class_names=_class_names(wnids, words_path)
-    )
-    if split == "train":
-        samples = _train_samples(split_paths[0], wnids)
-    else:
-        samples = _val_samples(split_paths[0], split_paths[1], wnids)
+    files = _located_tiny_imagenet(split, root, download)
+    samples, info = tiny_imagenet_samples(files, split)
     if not samples:
-        raise CorruptDataError(f"{split_paths[0]}: holds no images; re-extract tiny-imagenet-200.zip")
+        raise CorruptDataError(f"{files[2]}: holds no images; re-extract tiny-imagenet-200.zip")
     return ImageFiles(
         paths=tuple(str(path) for path, _ in samples),
         labels=np.array([label for _, label in samples], dtype=np.int64),
         info=info,
-        folder=wnids_path.parent / ("train" if split == "train" else "val"),
+        folder=files[0].parent / ("train" if split == "train" else "val"),
     )
 
 

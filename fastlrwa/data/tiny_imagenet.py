@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fastlrwa.data.catalog import dataset_info
+from fastlrwa.data.catalog import DatasetInfo, dataset_info
 from fastlrwa.data.locate import FileSpec
 from fastlrwa.data.source import DiskSource, Split
 from fastlrwa.data.split import ArraySplit, CorruptDataError, checked_split
@@ -98,7 +98,12 @@ def _decode_all(paths: list[Path]) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def _read(files: tuple[Path, ...], split: Split) -> ArraySplit:
+def tiny_imagenet_samples(files: tuple[Path, ...], split: Split) -> tuple[list[tuple[Path, int]], DatasetInfo]:
+    """(JPEG path, label) of every image of a located split, labels by sorted wnid, and the split's info.
+
+    ``files`` is what the locator found: wnids.txt, words.txt, then the split's folder (and, for val,
+    its annotations). Both readers (PIL here, DALI) list the split through this one function.
+    """
     wnids_path, words_path, *split_paths = files
     wnids = sorted(set(_read_lines(wnids_path)))
     if not wnids:
@@ -110,8 +115,14 @@ def _read(files: tuple[Path, ...], split: Split) -> ArraySplit:
         samples = _train_samples(split_paths[0], wnids)
     else:
         samples = _val_samples(split_paths[0], split_paths[1], wnids)
+    return samples, info
+
+
+def _read(files: tuple[Path, ...], split: Split) -> ArraySplit:
+    samples, info = tiny_imagenet_samples(files, split)
     images = _decode_all([path for path, _ in samples])
     labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
+    wnids_path = files[0]
     return checked_split(images, labels, info, str(wnids_path.parent / ("train" if split == "train" else "val")))
 
 
