@@ -22,8 +22,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from fastlrwa.export import run_export
 from fastlrwa.models import ModelMeta, build_model, save_model_checkpoint
 
-pytestmark = pytest.mark.slow
-
+# Not marked slow although it compiles (AOTInductor) and builds the C++ runner (CMake): CI must run it.
+# ResNet-18 is left out here (its BatchNorm folding is checked in test_export.py) to keep it to minutes.
 REPOSITORY = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4
 BUILD_TIMEOUT_S = 1800
@@ -31,7 +31,6 @@ BUILD_TIMEOUT_S = 1800
 STUDENTS = {
     "lenet5_half": ("lenet5_half", 10, 1, "digits", None),
     "wrn16_1": ("wrn16_1", 10, 3, "cifar10", None),
-    "resnet18": ("resnet18", 3, 3, None, None),
     "lenet5_half_batch3": ("lenet5_half", 10, 1, "digits", 3),
 }
 
@@ -87,7 +86,7 @@ def run_runner(runner: Path, package: Path, shape: tuple[int, ...], payload: byt
                           timeout=300)
 
 
-@pytest.mark.parametrize("name, batch", [("lenet5_half", 5), ("wrn16_1", 7), ("wrn16_1", 1), ("resnet18", 3)])
+@pytest.mark.parametrize("name, batch", [("lenet5_half", 5), ("wrn16_1", 7), ("wrn16_1", 1)])
 def test_python_aoti_package_matches_eager_model(exported, name, batch):
     model, folder, _ = exported[name]
     compiled = torch._inductor.aoti_load_package(str(folder / "model.pt2"))
@@ -98,7 +97,7 @@ def test_python_aoti_package_matches_eager_model(exported, name, batch):
 
 
 @pytest.mark.parametrize("name, batch",
-                         [("lenet5_half", 5), ("wrn16_1", 7), ("resnet18", 1), ("lenet5_half_batch3", 3)])
+                         [("lenet5_half", 5), ("wrn16_1", 7), ("wrn16_1", 1), ("lenet5_half_batch3", 3)])
 def test_cpp_runner_matches_eager_model(runner, exported, name, batch):
     model, folder, summary = exported[name]
     x = torch.randn(batch, model.in_channels, 32, 32)
