@@ -195,7 +195,8 @@ class Trainer:
         for _ in range(self.config.schedule.student_steps):
             with torch.no_grad(), torch.autocast(p.device.type, dtype=p.autocast_dtype or torch.float32,
                                                  enabled=p.autocast_dtype is not None):
-                images = p.generator(self._latent())
+                # float32 for the student step: its inner step and HVP run outside autocast
+                images = p.generator(self._latent()).float()
                 teacher_logits = p.teacher(images).float()
             memory = p.replay.sample() if p.replay is not None and p.replay.is_ready() else (None, None)
             self.stats.add(p.student_update.step(images, teacher_logits, *memory))
