@@ -3,8 +3,8 @@
     python benchmarks/bench_generator_losses.py [--device cpu|cuda] [--repeats 10] [--out results.json]
 
 For each setting it times, forward + backward, median over ``--repeats`` after two warm-up calls:
-the whole generator step of the JS + priors objective (generator -> teacher -> student -> loss ->
-backward into the generator), and the loss head alone (``generator_loss`` on logits and features that
+the whole generator step of the JS + priors objective (the trainer's ``GeneratorUpdate.step``:
+generator -> teacher -> student -> loss -> backward into the generator -> Adam), and the loss head alone (``generator_loss`` on logits and features that
 require grad, then backward to them). The head is O(N*C); the networks are O(N*pixels*channels), so
 the share does not depend on the batch size much; the paper-size setting uses a small batch to stay
 within CPU time. Prints a markdown table and writes JSON.
@@ -28,6 +28,7 @@ from fastlrwa.losses.generator_objectives import generator_loss  # noqa: E402
 from fastlrwa.models import build_model  # noqa: E402
 from fastlrwa.models.generator import build_generator  # noqa: E402
 from fastlrwa.runtime import environment_versions  # noqa: E402
+from fastlrwa.updates.generator_step import GeneratorUpdate  # noqa: E402
 
 # name: teacher, student, classes, channels, image size, generator width, batch
 SETTINGS = {
@@ -44,24 +45,24 @@ def measure(name: str, device: torch.device, repeats: int) -> dict[str, object]:
     for p in [*teacher.parameters(), *student.parameters()]:
         p.requires_grad_(False)
     weights = LossConfig()
+    update = GeneratorUpdate(
+        generator, teacher, student, objective="js_priors", weights=weights,
+        optimizer=torch.optim.Adam(generator.parameters(), lr=1e-3), autocast_dtype=None,
+        scaler=torch.amp.GradScaler(device.type, enabled=False), compile=False,
+    )
     z = torch.randn(batch, 100, device=device)
 
-    def whole_step() -> None:
+    with torch.no_grad():
         images = generator(z)
         t_logits, features = teacher(images, return_features=True)
-        loss, _ = generator_loss("js_priors", t_logits, features, student(images), weights)
-        loss.backward()
-
-    with torch.no_grad():
-        t_logits, features = teacher(generator(z), return_features=True)
-        s_logits = student(generator(z))
+        s_logits = student(images)
     head_inputs = [t.detach().clone().requires_grad_(True) for t in (t_logits, features, s_logits)]
 
     def head_only() -> None:
         loss, _ = generator_loss("js_priors", head_inputs[0], head_inputs[1], head_inputs[2], weights)
         loss.backward()
 
-    whole = median_seconds(whole_step, device, repeats)
+    whole = median_seconds(lambda: update.step(z), device, repeats)
     head = median_seconds(head_only, device, repeats)
     return {"setting": name, "teacher": teacher_arch, "student": student_arch, "classes": classes,
             "batch": batch, "generator_width": width, "step_s": whole, "loss_head_s": head,
