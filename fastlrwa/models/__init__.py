@@ -1,7 +1,7 @@
 """Classifiers and the generator, built by name; model checkpoints saved atomically and loaded safely.
 
 Every classifier follows ``Classifier``: ``forward(x, return_features=False)`` gives logits or
-``(logits, features)``, the features being the input of the final Linear from the same pass.
+``(logits, features)``, the features being the last feature map (DAFL's ``features_T[-1]``) from the same pass.
 
 All models work with ``torch.func.functional_call`` and nested ``torch.func.grad``. BatchNorm (and the
 generator's spectral norm) update their buffers in place in train mode, so under a ``torch.func``
