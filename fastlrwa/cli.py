@@ -52,6 +52,8 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--momentum", "student.momentum", float, "student SGD momentum"),
     ("--weight-decay", "student.weight_decay", float, "student weight decay"),
     ("--lr-schedule", "student.schedule", click.Choice(["cosine", "constant"]), "student learning-rate schedule"),
+    ("--student-init", "student.init", click.Choice(["layer_default", "kaiming"]),
+     "student initialisation: each layer's PyTorch default (the authors') or Kaiming-normal"),
     ("--lr-generator", "generator.lr", float, "generator Adam learning rate"),
     ("--latent-dim", "generator.latent_dim", int, "generator latent size"),
     ("--generator-width", "generator.width", int, "channels of the generator's first conv (paper: 128)"),

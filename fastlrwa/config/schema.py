@@ -36,6 +36,9 @@ class StudentConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"  # cosine | constant
+    # layer_default: every layer's own PyTorch initialisation, as the authors' students keep it | kaiming:
+    # Kaiming-normal convolutions and zero Linear biases (fastlrwa's teacher init)
+    init: str = "layer_default"
 
 
 @dataclass

@@ -27,6 +27,7 @@ def validate_train_config(config: TrainConfig) -> None:
     _choice("lrwa.exact_method", config.lrwa.exact_method, ("auto", "forward", "reverse"))
     _choice("replay.joint_objective", config.replay.joint_objective, ("official", "paper"))
     _choice("student.schedule", config.student.schedule, ("cosine", "constant"))
+    _choice("student.init", config.student.init, ("layer_default", "kaiming"))
     _choice("runtime.amp", config.runtime.amp, AMP_MODES)
     s = config.schedule
     for name in ("epochs", "iters_per_epoch", "batch_size"):

@@ -10,7 +10,7 @@ transform pass the buffers as an *argument* of the transformed function, not fro
 """
 
 from fastlrwa.models.checkpoint import check_num_classes, load_checkpoint, load_checkpoint_with_meta, save_model_checkpoint
-from fastlrwa.models.classifier import Classifier
+from fastlrwa.models.classifier import Classifier, layer_default_init
 from fastlrwa.models.generator import Generator, build_generator
 from fastlrwa.models.meta import ModelMeta
 from fastlrwa.models.registry import CLASSIFIER_NAMES, build_model
@@ -23,6 +23,7 @@ __all__ = [
     "build_generator",
     "build_model",
     "check_num_classes",
+    "layer_default_init",
     "load_checkpoint",
     "load_checkpoint_with_meta",
     "save_model_checkpoint",

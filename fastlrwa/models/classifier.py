@@ -75,3 +75,11 @@ def init_weights(model: nn.Module) -> None:
             nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+def layer_default_init(model: nn.Module) -> None:
+    """Re-draw every layer's weights with its own PyTorch initialisation (``reset_parameters``): the
+    initialisation the authors' students keep, where :func:`init_weights` is fastlrwa's."""
+    for module in model.modules():
+        if module is not model and hasattr(module, "reset_parameters"):
+            module.reset_parameters()

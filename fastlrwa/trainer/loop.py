@@ -27,6 +27,7 @@ from fastlrwa.errors import CheckpointError, NonFiniteLossError
 from fastlrwa.metrics.run_log import MetricsLog
 from fastlrwa.models import ModelMeta, save_model_checkpoint
 from fastlrwa.progress import EpochProgress
+from fastlrwa.runtime import at_least_float32
 from fastlrwa.trainer.build import RunParts
 from fastlrwa.distributed import rank_seed
 from fastlrwa.trainer.epoch_stats import EpochStats, format_live
@@ -196,8 +197,8 @@ class Trainer:
             with torch.no_grad(), torch.autocast(p.device.type, dtype=p.autocast_dtype or torch.float32,
                                                  enabled=p.autocast_dtype is not None):
                 # float32 for the student step: its inner step and HVP run outside autocast
-                images = p.generator(self._latent()).float()
-                teacher_logits = p.teacher(images).float()
+                images = at_least_float32(p.generator(self._latent()))
+                teacher_logits = at_least_float32(p.teacher(images))
             memory = p.replay.sample() if p.replay is not None and p.replay.is_ready() else (None, None)
             self.stats.add(p.student_update.step(images, teacher_logits, *memory))
             if p.replay is not None:
