@@ -226,6 +226,38 @@ def report(run_dirs: tuple[str, ...], out_md: str | None, out_csv: str | None, a
 
 
 @cli.command()
+@click.option("--preset", default=None, help="named config every run starts from (as for train; default: digits)")
+@click.option("--methods", default=None, metavar="M1,M2", help="methods to run, comma-separated (default: the preset's)")
+@click.option("--seeds", default="0", show_default=True, help="seeds: a list and/or ranges, e.g. 0-4 or 0,1,7")
+@click.option("--set", "axes", multiple=True, metavar="KEY=V1,V2",
+              help="a grid axis: a dotted config key with a train flag (generator.lr=1e-3,3e-3); repeat for more axes")
+@click.option("--fix", "fixed", multiple=True, metavar="KEY=VALUE",
+              help="an override every run gets (schedule.epochs=10); not part of the run directories' names")
+@click.option("--root", default=None, help="folder of the sweep's runs and tables (default: sweeps/PRESET)")
+@click.option("--jobs", type=int, default=None, help="runs at once (default: one per CPU core / per visible GPU)")
+@click.option("--threads", type=int, default=None, help="CPU threads per run (default: 1 on CPU)")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="where the runs train; cuda spreads them over the visible GPUs")
+@click.option("--resume", is_flag=True, help="continue runs that were interrupted (finished runs are always skipped)")
+@click.option("--dry-run", is_flag=True, help="print the train command of every run still to do (e.g. for a SLURM array)")
+@click.option("--compare", default=None, metavar="BASELINE", help="baseline of the final comparisons, as for report")
+def sweep(preset: str | None, methods: str | None, seeds: str, axes: tuple[str, ...], fixed: tuple[str, ...],
+          root: str | None, jobs: int | None, threads: int | None, device: str, resume: bool, dry_run: bool,
+          compare: str | None) -> None:
+    """Run a grid of methods x seeds x --set values as parallel train runs; skip finished runs, write Table 1
+    with 95 % intervals of the differences."""
+    from fastlrwa.commands.sweep import SweepOptions, run_sweep
+    from fastlrwa.commands.sweep_grid import Grid
+    from fastlrwa.commands.train_argv import TrainArgv
+
+    train_argv = TrainArgv.of(train)
+    grid = Grid.parse(preset=preset, methods=methods, seeds=seeds, axes=axes, fixed=fixed, root=root,
+                      train_argv=train_argv)
+    run_sweep(grid, SweepOptions(jobs=jobs, threads=threads, device=device, resume=resume, dry_run=dry_run,
+                                 compare=compare), train_argv)
+
+
+@cli.command()
 @click.option("--checkpoint", required=True, help="student or teacher model file (RUN/student.pt, OUT/model.pt)")
 @click.option("--out", required=True, help="folder for model.pt2 (AOTInductor package) and meta.json")
 @click.option("--batch", type=int, default=None, help="fix the batch size (default: any batch size)")
