@@ -214,7 +214,8 @@ def evaluate(checkpoint: str, dataset: str, arch: str | None, data_root: str | N
 @click.option("--equal-time", is_flag=True, help="also compare the runs cut at the same cumulative training time")
 @click.option("--time-budget", type=float, default=None, metavar="SECONDS",
               help="training time for --equal-time (default: the shortest compared run's total)")
-@click.option("--compare-csv", "out_compare_csv", default=None, help="write the comparisons (one row per quantity) as CSV here")
+@click.option("--compare-csv", "out_compare_csv", default=None,
+              help="write the comparisons (one row per quantity) as CSV here")
 def report(run_dirs: tuple[str, ...], out_md: str | None, out_csv: str | None, as_json: bool, plot: str | None,
            compare: str | None, equal_time: bool, time_budget: float | None, out_compare_csv: str | None) -> None:
     """Table 1 of the paper for one or more run directories: mean/variance past each percentile, best accuracy;
@@ -227,7 +228,8 @@ def report(run_dirs: tuple[str, ...], out_md: str | None, out_csv: str | None, a
 
 @cli.command()
 @click.option("--preset", default=None, help="named config every run starts from (as for train; default: digits)")
-@click.option("--methods", default=None, metavar="M1,M2", help="methods to run, comma-separated (default: the preset's)")
+@click.option("--methods", default=None, metavar="M1,M2",
+              help="methods to run, comma-separated (default: the preset's)")
 @click.option("--seeds", default="0", show_default=True, help="seeds: a list and/or ranges, e.g. 0-4 or 0,1,7")
 @click.option("--set", "axes", multiple=True, metavar="KEY=V1,V2",
               help="a grid axis: a dotted config key with a train flag (generator.lr=1e-3,3e-3); repeat for more axes")
@@ -239,7 +241,8 @@ def report(run_dirs: tuple[str, ...], out_md: str | None, out_csv: str | None, a
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="where the runs train; cuda spreads them over the visible GPUs")
 @click.option("--resume", is_flag=True, help="continue runs that were interrupted (finished runs are always skipped)")
-@click.option("--dry-run", is_flag=True, help="print the train command of every run still to do (e.g. for a SLURM array)")
+@click.option("--dry-run", is_flag=True,
+              help="print the train command of every run still to do (e.g. for a SLURM array)")
 @click.option("--compare", default=None, metavar="BASELINE", help="baseline of the final comparisons, as for report")
 def sweep(preset: str | None, methods: str | None, seeds: str, axes: tuple[str, ...], fixed: tuple[str, ...],
           root: str | None, jobs: int | None, threads: int | None, device: str, resume: bool, dry_run: bool,

@@ -204,7 +204,8 @@ def _result_line(cell: Cell) -> str:
 def _last_error(job: Job) -> str:
     """The last non-empty line of a run's log (``train`` ends with its ``error: ...`` line)."""
     try:
-        lines = [line for line in job.log_path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        text = job.log_path.read_text(encoding="utf-8", errors="replace")
+        lines = [line for line in text.splitlines() if line.strip()]
     except OSError:
         return "no log"
     return lines[-1].strip()[:300] if lines else "no output"
@@ -257,9 +258,9 @@ def run_sweep(grid: Grid, options: SweepOptions, train_argv: TrainArgv, *, out: 
     continue_with = grid.command_line(jobs=options.jobs, threads=options.threads, device=options.device,
                                       compare=options.compare, resume=True)
     with _sweep_lock(grid.root):
+        where = f"cpu ({plan.threads} thread(s) each)" if plan.kind == "cpu" else f"GPUs {', '.join(plan.gpus)}"
         _say(f"sweep {grid.root}: {len(cells)} runs ({len(grid.methods)} methods x {len(grid.value_cells())} cells x "
-             f"{len(grid.seeds)} seeds); {skipped} already finished, {len(todo)} to run, {jobs} at a time on "
-             f"{plan.kind}" + (f" ({plan.threads} thread(s) each)" if plan.kind == "cpu" else f" {', '.join(plan.gpus)}"))
+             f"{len(grid.seeds)} seeds); {skipped} already finished, {len(todo)} to run, {jobs} at a time on {where}")
         if todo:
             _resolve_teachers([cell for cell, _ in todo])
         progress = _Progress(len(cells), skipped)

@@ -119,7 +119,7 @@ def cell_dir(root: Path, method: str, values: tuple[tuple[str, Any], ...], seed:
     """ROOT/method[/key=value,...]/seed-N (see the module docstring)."""
     levels = [_safe(method)]
     if values:
-        levels.append(_safe(",".join(f"{key}={format_value(value)}" for key, value in values)))
+        levels.append(",".join(_safe(f"{key}={format_value(value)}") for key, value in values))
     return root.joinpath(*levels, f"seed-{seed}")
 
 

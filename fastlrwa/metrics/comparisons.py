@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
+
 from fastlrwa.errors import ConfigError, UserFacingError
 from fastlrwa.metrics.compare import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Difference, difference
 from fastlrwa.metrics.equal_time import accuracies_within, default_budget
@@ -155,8 +156,11 @@ def _check_baseline(aggregates: Sequence[AggregateSummary], baseline: Baseline) 
                           "name a method or key=value of a setting the report aggregates")
 
 
+Pair = tuple[AggregateSummary, AggregateSummary]
+
+
 def comparison_pairs(aggregates: Sequence[AggregateSummary],
-                     baseline: Baseline | None = None) -> tuple[list[tuple[AggregateSummary, AggregateSummary]], list[str]]:
+                     baseline: Baseline | None = None) -> tuple[list[Pair], list[str]]:
     """The (a, b) pairs to compare, and a note for each setting left without a counterpart."""
     if baseline is None:
         cells: dict[tuple[Block, Setting, int], list[AggregateSummary]] = {}

@@ -70,7 +70,8 @@ def render_comparisons_markdown(comparisons: Sequence[Comparison], notes: Sequen
     """A section per (block, view): one row per compared quantity; then the notes. Empty without comparisons."""
     if not comparisons and not notes:
         return ""
-    lines = ["# Differences between settings (95 % intervals over seeds)", "", compare_legend(resamples, seed, equal_time=any(c.view == "equal_time" for c in comparisons)), ""]
+    legend = compare_legend(resamples, seed, equal_time=any(c.view == "equal_time" for c in comparisons))
+    lines = ["# Differences between settings (95 % intervals over seeds)", "", legend, ""]
     sections: dict[tuple[Block, str], list[Comparison]] = {}
     for comparison in comparisons:
         sections.setdefault((comparison.block, comparison.view), []).append(comparison)
