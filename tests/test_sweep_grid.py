@@ -249,6 +249,10 @@ def test_one_sweep_at_a_time_on_a_root(tmp_path) -> None:
                 pass
     with _sweep_lock(tmp_path / "sw"):
         pass
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ConfigError, match=f"cannot write to {tmp_path / 'file' / 'sw'}: .*; choose a writable --root"):
+        with _sweep_lock(tmp_path / "file" / "sw"):
+            pass
 
 
 def test_nothing_to_run_writes_the_table_without_starting_a_process(tmp_path, monkeypatch, capsys) -> None:

@@ -120,8 +120,12 @@ def _extra_arguments(state: CellState) -> tuple[str, ...]:
 @contextmanager
 def _sweep_lock(root: Path) -> Iterator[None]:
     """One sweep at a time on a root: two would start the same runs."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / LOCK_FILE, "a+") as handle:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(root / LOCK_FILE, "a+")
+    except OSError as error:
+        raise ConfigError(f"cannot write to {root}: {error.strerror}; choose a writable --root") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
