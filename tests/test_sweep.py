@@ -136,6 +136,21 @@ def test_an_interrupted_run_is_resumed_not_restarted(tmp_path, lenet_teacher) ->
     assert {path: path.read_bytes() for path in finished_files} == finished_files
 
 
+def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, lenet_teacher) -> None:
+    root = tmp_path / "sw"
+    result = _sweep(["--methods", "dfad", "--seeds", "0", "--set", "student.lr=0.05,1e12", *tiny_fixes(lenet_teacher, 2),
+                     "--root", str(root), "--device", "cpu", "--jobs", "2"])
+    assert result.exit_code == 1
+    good, bad = root / "dfad" / "student.lr=0.05" / "seed-0", root / "dfad" / "student.lr=1000000000000.0" / "seed-0"
+    [failed] = [line for line in result.stderr.splitlines() if " FAILED " in line]
+    assert f"dfad/{bad.parent.name}/seed-0 (exit 3): error: " in failed and "became nan" in failed
+    assert failed.endswith(f"(log: {bad / 'train.log'})")
+    assert len(_accuracies(good)) == 2 and "| dfad (seed 0) |" in (root / "report.md").read_text()
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: 1 of 2 runs failed (logs: {bad / 'train.log'}); fix the cause and continue with: "
+                           "fastlrwa sweep --preset digits --methods dfad --seeds 0 --set student.lr=0.05,1000000000000.0")
+
+
 @pytest.mark.slow
 def test_ctrl_c_checkpoints_and_resume_finishes(tmp_path, lenet_teacher) -> None:
     root, epochs = tmp_path / "sw", 40
