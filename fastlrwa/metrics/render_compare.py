@@ -75,7 +75,7 @@ def render_comparisons_markdown(comparisons: Sequence[Comparison], notes: Sequen
     sections: dict[tuple[Block, str], list[Comparison]] = {}
     for comparison in comparisons:
         sections.setdefault((comparison.block, comparison.view), []).append(comparison)
-    header = ["A − B", "seeds", "quantity", "A", "B", "Δ", "95 % Welch", "95 % bootstrap", "A is"]
+    header = ["A − B", "seeds", "quantity", "A", "B", "Δ", "95 % Welch", "95 % bootstrap", "A vs B"]
     for (block, view), members in sections.items():
         lines += [f"## {block.title} · {VIEW_TITLES[view]}", ""]
         if view == "equal_time":
