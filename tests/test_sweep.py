@@ -138,8 +138,8 @@ def test_an_interrupted_run_is_resumed_not_restarted(tmp_path, lenet_teacher) ->
 
 def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, lenet_teacher) -> None:
     root = tmp_path / "sw"
-    result = _sweep(["--methods", "dfad", "--seeds", "0", "--set", "student.lr=0.05,1e12", *tiny_fixes(lenet_teacher, 2),
-                     "--root", str(root), "--device", "cpu", "--jobs", "2"])
+    result = _sweep(["--methods", "dfad", "--seeds", "0", "--set", "student.lr=0.05,1e12",
+                     *tiny_fixes(lenet_teacher, 2), "--root", str(root), "--device", "cpu", "--jobs", "2"])
     assert result.exit_code == 1
     good, bad = root / "dfad" / "student.lr=0.05" / "seed-0", root / "dfad" / "student.lr=1000000000000.0" / "seed-0"
     [failed] = [line for line in result.stderr.splitlines() if " FAILED " in line]
@@ -148,7 +148,8 @@ def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, lenet_teacher)
     assert len(_accuracies(good)) == 2 and "| dfad (seed 0) |" in (root / "report.md").read_text()
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: 1 of 2 runs failed (logs: {bad / 'train.log'}); fix the cause and continue with: "
-                           "fastlrwa sweep --preset digits --methods dfad --seeds 0 --set student.lr=0.05,1000000000000.0")
+                           "fastlrwa sweep --preset digits --methods dfad --seeds 0 "
+                           "--set student.lr=0.05,1000000000000.0")
 
 
 @pytest.mark.slow
@@ -163,8 +164,9 @@ def test_ctrl_c_checkpoints_and_resume_finishes(tmp_path, lenet_teacher) -> None
     assert stopped.exit_code == 130, stopped.output
     assert "stopping: 1 run(s) finish their iteration and write a checkpoint" in stopped.stderr
     last = stopped.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: stopped: 1 run(s) saved a checkpoint, 0 not started, 0/1 finished; continue with: "
-                           "fastlrwa sweep --preset digits --methods dfad --seeds 3 ") and last.endswith("--resume")
+    assert last.startswith("error: stopped: 1 run(s) stopped at their last checkpoint, 0 not started, 0/1 finished; "
+                           "continue with: fastlrwa sweep --preset digits --methods dfad --seeds 3 ")
+    assert last.endswith("--resume")
     logged = len(_accuracies(run_dir))
     assert 1 <= logged < epochs and (run_dir / "checkpoint.pt").is_file()
     assert "continue with: fastlrwa train" in (run_dir / "train.log").read_text()

@@ -277,8 +277,9 @@ def run_sweep(grid: Grid, options: SweepOptions, train_argv: TrainArgv, *, out: 
         ])
         _write_report(grid, cells, options.compare, out)
     if pool.stop_requests:
-        raise SweepInterrupted(f"stopped: {len(progress.stopped)} run(s) saved a checkpoint, {len(never_started)} not "
-                               f"started, {progress.done}/{len(cells)} finished; continue with: {continue_with}")
+        raise SweepInterrupted(f"stopped: {len(progress.stopped)} run(s) stopped at their last checkpoint, "
+                               f"{len(never_started)} not started, {progress.done}/{len(cells)} finished; "
+                               f"continue with: {continue_with}")
     if progress.failed:
         logs = "; ".join(str(finished.job.log_path) for _, finished in progress.failed[:3])
         raise SweepFailed(f"{len(progress.failed)} of {len(cells)} runs failed (logs: {logs}"
