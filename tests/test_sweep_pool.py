@@ -117,3 +117,20 @@ def test_ctrl_c_is_passed_on_once_and_stops_new_starts(tmp_path) -> None:
         assert "checkpoint written on SIGINT" in (tmp_path / tag / "train.log").read_text()
     assert not (tmp_path / "run2").exists()
     assert signal.getsignal(signal.SIGINT) is handler_before
+
+
+def test_an_error_in_the_sweep_stops_the_children_it_started(tmp_path) -> None:
+    waiting = tmp_path / "run1" / "train.log"
+    wait_for_sibling = (f"import pathlib, time\nlog = pathlib.Path({str(waiting)!r})\n"
+                        "while not (log.exists() and 'ready' in log.read_text()):\n    time.sleep(0.02)\n")
+    jobs = [Job([sys.executable, "-c", wait_for_sibling], tmp_path / "run0" / "train.log", "run0"),
+            _jobs(tmp_path, 2, CHECKPOINT_ON_SIGINT)[1]]
+
+    def broken_bookkeeping(result) -> None:
+        raise RuntimeError("bookkeeping failed")
+
+    pool = Pool(2, DevicePlan("cpu", 1), on_start=lambda job, gpu: None, on_finish=broken_bookkeeping,
+                on_stop=lambda *a: None)
+    with pytest.raises(RuntimeError, match="bookkeeping failed"):
+        pool.run(jobs)
+    assert "checkpoint written on SIGINT" in waiting.read_text()

@@ -172,11 +172,11 @@ class _Progress:
     def finished(self, finished: Finished) -> None:
         self.running -= 1
         cell: Cell = finished.job.tag
-        state = inspect_cell(cell.run_dir, cell.config)
+        state = _state_after_run(cell)
         if finished.returncode == 0 and state.state is CellState.DONE:
             self.done += 1
             _say(f"{self._counts()} done    {cell.name} in {finished.seconds:.0f} s: {_result_line(cell)}")
-        elif finished.returncode == 0:  # --fix runtime.stop_after=N: paused with a checkpoint, as asked
+        elif finished.returncode == 0 and state.state is CellState.INTERRUPTED:  # --fix runtime.stop_after=N
             self.paused.append(cell)
             _say(f"{self._counts()} paused  {cell.name} after {state.epochs_done}/{cell.config.schedule.epochs} "
                  "epochs (--stop-after)")
@@ -185,7 +185,8 @@ class _Progress:
             _say(f"{self._counts()} stopped {cell.name}")
         else:
             self.failed.append((cell, finished))
-            _say(f"{self._counts()} FAILED  {cell.name} (exit {finished.returncode}): {_last_error(finished.job)}  "
+            reason = state.problem or _last_error(finished.job)
+            _say(f"{self._counts()} FAILED  {cell.name} (exit {finished.returncode}): {reason}  "
                  f"(log: {finished.job.log_path})")
 
     def stopping(self, signals: int, asked: int) -> None:
@@ -194,6 +195,14 @@ class _Progress:
                  "(Ctrl-C again to stop them at once)")
         else:
             _say(f"stopping {asked} run(s) at once; their last checkpoint is kept")
+
+
+def _state_after_run(cell: Cell) -> Inspection:
+    """The cell's state after its process ended; a log the run left unreadable makes it a failure, not a crash."""
+    try:
+        return inspect_cell(cell.run_dir, cell.config)
+    except UserFacingError as error:
+        return Inspection(CellState.CONFLICT, 0, str(error))
 
 
 def _complete(cell: Cell) -> bool:

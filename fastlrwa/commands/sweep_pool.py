@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 POLL_SECONDS = 0.2
+# A child asked to stop finishes its iteration and writes a checkpoint; paper-size iterations take seconds.
+ABANDON_WAIT_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -161,13 +163,31 @@ class Pool:
         """Run ``jobs`` in order; returns those never started because the sweep was stopped."""
         pending = collections.deque(jobs)
         with _counting_stop_signals() as received:
-            while self._running or (pending and not received[0]):
-                if received[0] > self.stop_requests:
-                    self.stop_requests = received[0]
-                    self._stop_children()
-                while pending and len(self._running) < self.jobs and not received[0]:
-                    self._start(pending.popleft())
-                time.sleep(POLL_SECONDS)
-                self._reap()
+            try:
+                while self._running or (pending and not received[0]):
+                    if received[0] > self.stop_requests:
+                        self.stop_requests = received[0]
+                        self._stop_children()
+                    while pending and len(self._running) < self.jobs and not received[0]:
+                        self._start(pending.popleft())
+                    time.sleep(POLL_SECONDS)
+                    self._reap()
+            except BaseException:
+                self._abandon()
+                raise
             self.stop_requests = received[0]
         return list(pending)
+
+    def _abandon(self) -> None:
+        """The sweep itself failed: stop the children as on Ctrl-C rather than leave them running unwatched."""
+        for running in self._running:
+            if running.process.poll() is None:
+                running.process.send_signal(signal.SIGINT)
+        for running in self._running:
+            try:
+                running.process.wait(timeout=ABANDON_WAIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                running.process.kill()
+                running.process.wait()
+            running.log.close()
+        self._running = []
