@@ -20,8 +20,9 @@ from scipy import stats
 from fastlrwa.cli import cli
 from fastlrwa.config.schema import TrainConfig, to_dict
 from fastlrwa.errors import ConfigError, UserFacingError
+from fastlrwa.metrics.plot import plot_learning_curves
 from fastlrwa.metrics.report import run_report
-from fastlrwa.metrics.run_log import MetricsLog
+from fastlrwa.metrics.run_log import MetricsLog, read_run
 
 EPOCHS = 12
 
@@ -251,3 +252,15 @@ def test_command_line_writes_the_comparison_csv(grid, tmp_path) -> None:
     bad = CliRunner().invoke(cli, ["report", *map(str, _dirs(grid)), "--compare", "dfad"])
     assert bad.exit_code == 2 and bad.output.startswith("error: --compare 'dfad'")
 
+
+
+def test_figure_draws_each_setting_apart(tmp_path, rng) -> None:
+    curves = {lr: [curve(rng, 70.0 + 1000 * lr) for _ in range(2)] for lr in (1e-3, 3e-3)}
+    dirs = [write_run(tmp_path, "lrwa-mb", seed, accuracies, lr=lr)
+            for lr, runs in curves.items() for seed, accuracies in enumerate(runs)]
+    top, _ = plot_learning_curves([read_run(run_dir) for run_dir in dirs]).axes
+    legend = [text.get_text() for text in top.get_legend().get_texts()]
+    assert legend == [f"lrwa-mb · generator.lr={lr} (2 seeds, mean and min-max)" for lr in ("0.001", "0.003")]
+    for line, lr in zip(top.get_lines(), (1e-3, 3e-3)):
+        expected = [statistics.fmean(run[k] for run in curves[lr]) for k in range(EPOCHS)]
+        assert list(line.get_ydata()) == pytest.approx(expected, rel=1e-12)

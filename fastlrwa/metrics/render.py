@@ -7,7 +7,7 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fastlrwa.metrics.settings import Setting, cell_label
+from fastlrwa.metrics.settings import Setting, cell_label, setting_name
 from fastlrwa.metrics.summary import AggregateSummary, Block, RunSummary, TableGroup
 from fastlrwa.metrics.table import PERCENTILES, MeanStd
 
@@ -24,12 +24,6 @@ def _escape(text: str) -> str:
     for special in ("\\", "|", "*", "`"):
         text = text.replace(special, "\\" + special)
     return text
-
-
-def setting_name(method: str, setting: Setting, cell_keys: Sequence[str]) -> str:
-    """``method`` or ``method · key=value, ...`` for the keys that tell a block's settings apart."""
-    cell = cell_label(setting, cell_keys)
-    return f"{method} · {cell}" if cell else method
 
 
 def _run_label(run: RunSummary, cell_keys: Sequence[str]) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastlrwa.metrics.compare import Difference, Interval
 from fastlrwa.metrics.comparisons import Comparison, QuantityDifference
-from fastlrwa.metrics.render import setting_name
+from fastlrwa.metrics.settings import setting_name
 from fastlrwa.metrics.summary import AggregateSummary, Block
 
 VIEW_TITLES = {"epochs": "equal epochs", "equal_time": "equal training time"}

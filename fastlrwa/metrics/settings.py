@@ -73,3 +73,9 @@ def cell_label(setting: Setting, keys: Iterable[str]) -> str:
     """``key=value`` of ``keys`` joined by ", " (empty when no key is given); missing keys read "unset"."""
     values = dict(setting)
     return ", ".join(f"{key}={format_value(values[key]) if key in values else 'unset'}" for key in keys)
+
+
+def setting_name(method: str, setting: Setting, cell_keys: Iterable[str]) -> str:
+    """``method`` or ``method · key=value, ...`` for the keys that tell a block's settings apart."""
+    cell = cell_label(setting, cell_keys)
+    return f"{method} · {cell}" if cell else method
