@@ -213,11 +213,56 @@ def evaluate(checkpoint: str, dataset: str, arch: str | None, data_root: str | N
 @click.option("--csv", "out_csv", default=None, help="write a CSV here")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.option("--plot", default=None, help="draw Figure 4 (accuracy and cumulative mean per epoch) into this image (.png, .pdf, .svg)")
-def report(run_dirs: tuple[str, ...], out_md: str | None, out_csv: str | None, as_json: bool, plot: str | None) -> None:
-    """Table 1 of the paper for one or more run directories: mean/variance past each percentile, best accuracy."""
+@click.option("--compare", default=None, metavar="BASELINE",
+              help="compare every setting with a baseline: a method (mb-dfkd), key=value (generator.lr=0.001) or both "
+                   "(mb-dfkd,generator.lr=0.001); default: settings that differ only in the method, pairwise")
+@click.option("--equal-time", is_flag=True, help="also compare the runs cut at the same cumulative training time")
+@click.option("--time-budget", type=float, default=None, metavar="SECONDS",
+              help="training time for --equal-time (default: the shortest compared run's total)")
+@click.option("--compare-csv", "out_compare_csv", default=None,
+              help="write the comparisons (one row per quantity) as CSV here")
+def report(run_dirs: tuple[str, ...], out_md: str | None, out_csv: str | None, as_json: bool, plot: str | None,
+           compare: str | None, equal_time: bool, time_budget: float | None, out_compare_csv: str | None) -> None:
+    """Table 1 of the paper for one or more run directories: mean/variance past each percentile, best accuracy;
+    for settings with >= 2 seeds, 95 % Welch and bootstrap intervals of their differences."""
     from fastlrwa.metrics.report import run_report
 
-    run_report(list(run_dirs), out_md=out_md, out_csv=out_csv, as_json=as_json, plot=plot)
+    run_report(list(run_dirs), out_md=out_md, out_csv=out_csv, as_json=as_json, plot=plot, compare=compare,
+               equal_time=equal_time, time_budget_s=time_budget, out_compare_csv=out_compare_csv)
+
+
+@cli.command()
+@click.option("--preset", default=None, help="named config every run starts from (as for train; default: digits)")
+@click.option("--methods", default=None, metavar="M1,M2",
+              help="methods to run, comma-separated (default: the preset's)")
+@click.option("--seeds", default="0", show_default=True, help="seeds: a list and/or ranges, e.g. 0-4 or 0,1,7")
+@click.option("--set", "axes", multiple=True, metavar="KEY=V1,V2",
+              help="a grid axis: a dotted config key with a train flag (generator.lr=1e-3,3e-3); repeat for more axes")
+@click.option("--fix", "fixed", multiple=True, metavar="KEY=VALUE",
+              help="an override every run gets (schedule.epochs=10); not part of the run directories' names")
+@click.option("--root", default=None, help="folder of the sweep's runs and tables (default: sweeps/PRESET)")
+@click.option("--jobs", type=int, default=None, help="runs at once (default: one per CPU core / per visible GPU)")
+@click.option("--threads", type=int, default=None, help="CPU threads per run (default: 1 on CPU)")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="where the runs train; cuda spreads them over the visible GPUs")
+@click.option("--resume", is_flag=True, help="continue runs that were interrupted (finished runs are always skipped)")
+@click.option("--dry-run", is_flag=True,
+              help="print the train command of every run still to do (e.g. for a SLURM array)")
+@click.option("--compare", default=None, metavar="BASELINE", help="baseline of the final comparisons, as for report")
+def sweep(preset: str | None, methods: str | None, seeds: str, axes: tuple[str, ...], fixed: tuple[str, ...],
+          root: str | None, jobs: int | None, threads: int | None, device: str, resume: bool, dry_run: bool,
+          compare: str | None) -> None:
+    """Run a grid of methods x seeds x --set values as parallel train runs; skip finished runs, write Table 1
+    with 95 % intervals of the differences."""
+    from fastlrwa.commands.sweep import SweepOptions, run_sweep
+    from fastlrwa.commands.sweep_grid import Grid
+    from fastlrwa.commands.train_argv import TrainArgv
+
+    train_argv = TrainArgv.of(train)
+    grid = Grid.parse(preset=preset, methods=methods, seeds=seeds, axes=axes, fixed=fixed, root=root,
+                      train_argv=train_argv)
+    run_sweep(grid, SweepOptions(jobs=jobs, threads=threads, device=device, resume=resume, dry_run=dry_run,
+                                 compare=compare), train_argv)
 
 
 @cli.command()

@@ -82,7 +82,8 @@ def test_json_document(runs, capsys) -> None:
     for method, method_runs in runs.items():
         for run_dir, accuracies in method_runs:
             entry = by_dir[str(run_dir)]
-            assert set(entry) == {"run", "method", "dataset", "seed", "epochs", "acc_max", "percentiles"}
+            assert set(entry) == {"run", "method", "cell", "dataset", "seed", "epochs", "acc_max", "percentiles"}
+            assert entry["cell"] == {}
             assert (entry["method"], entry["dataset"], entry["epochs"]) == (method, "digits", len(accuracies))
             expected = reference_cells(accuracies)
             assert entry["acc_max"] == expected["acc_max"]

@@ -1,8 +1,10 @@
 """Per-epoch metrics, the Table-1 percentile statistics and reports.
 
 ``table`` holds the pure statistics, ``run_log`` reads and writes a run's ``metrics.jsonl``,
-``summary`` turns runs into table rows, ``render`` formats them, ``plot`` draws Figure 4 and
-``report`` is the ``fastlrwa report`` command.
+``settings`` says which runs are seeds of one setting, ``summary`` turns runs into table rows,
+``render`` formats them, ``plot`` draws Figure 4; ``compare`` holds the two-sample intervals,
+``comparisons`` picks the settings to compare (``equal_time`` cuts runs at one training time) and
+``render_compare`` formats them; ``report`` is the ``fastlrwa report`` command.
 """
 
 from fastlrwa.metrics.run_log import MetricsLog, RunRecord, read_run

@@ -1,7 +1,8 @@
 """The paper's Figure 4: test accuracy (top) and cumulative mean accuracy (bottom) per epoch.
 
-One column per table block (dataset, teacher, student), methods overlaid, one colour per method
-across the figure. Several seeds of a method are drawn as their mean with a min-max band. The
+One column per table block (dataset, teacher, student), settings overlaid, one colour per setting
+across the figure (a setting is a method, or a method and the config values that tell it apart, as
+in the table). Several seeds of a setting are drawn as their mean with a min-max band. The
 figure is built on the Agg canvas directly (no pyplot), so nothing needs a display and nothing
 lingers in a global figure registry.
 """
@@ -21,13 +22,14 @@ from matplotlib.ticker import MaxNLocator
 from fastlrwa.atomic_io import atomic_write_with
 from fastlrwa.errors import ConfigError
 from fastlrwa.metrics.run_log import RunRecord
+from fastlrwa.metrics.settings import differing_keys, setting_name, setting_of
 from fastlrwa.metrics.summary import Block
 from fastlrwa.metrics.table import cumulative_mean
 
 
-def _method_colours(methods: Sequence[str]) -> dict[str, tuple[float, ...]]:
-    palette = matplotlib.colormaps["tab10" if len(methods) <= 10 else "tab20"].colors
-    return {method: palette[index % len(palette)] for index, method in enumerate(methods)}
+def _colours(names: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    palette = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"].colors
+    return {name: palette[index % len(palette)] for index, name in enumerate(names)}
 
 
 def _padded(curves: Sequence[Sequence[float]]) -> np.ndarray:
@@ -38,7 +40,7 @@ def _padded(curves: Sequence[Sequence[float]]) -> np.ndarray:
     return table
 
 
-def _draw_method(axes, curves: Sequence[Sequence[float]], colour, label: str) -> None:
+def _draw_setting(axes, curves: Sequence[Sequence[float]], colour, label: str) -> None:
     table = _padded(curves)
     epochs = np.arange(1, table.shape[1] + 1)
     axes.plot(epochs, np.nanmean(table, axis=0), color=colour, label=label, linewidth=1.5)
@@ -47,21 +49,33 @@ def _draw_method(axes, curves: Sequence[Sequence[float]], colour, label: str) ->
                           alpha=0.2, linewidth=0)
 
 
+def _columns(records: Sequence[RunRecord]) -> dict[Block, dict[str, list[RunRecord]]]:
+    """Block -> setting name -> its runs, in the order they are given."""
+    blocks: dict[Block, list[RunRecord]] = {}
+    for record in records:
+        blocks.setdefault(Block.of(record), []).append(record)
+    columns: dict[Block, dict[str, list[RunRecord]]] = {}
+    for block, members in blocks.items():
+        keys = differing_keys(setting_of(record.config) for record in members)
+        for record in members:
+            name = setting_name(record.method, setting_of(record.config), keys)
+            columns.setdefault(block, {}).setdefault(name, []).append(record)
+    return columns
+
+
 def plot_learning_curves(records: Sequence[RunRecord]) -> Figure:
     """Figure 4 for the given runs; the caller saves it (``save_figure``)."""
-    columns: dict[Block, dict[str, list[RunRecord]]] = {}
-    for record in records:
-        columns.setdefault(Block.of(record), {}).setdefault(record.method, []).append(record)
-    colours = _method_colours(list(dict.fromkeys(record.method for record in records)))
+    columns = _columns(records)
+    colours = _colours(list(dict.fromkeys(name for settings in columns.values() for name in settings)))
     figure = Figure(figsize=(5.0 * len(columns), 7.0), layout="constrained")
     FigureCanvasAgg(figure)
     grid = figure.subplots(2, len(columns), squeeze=False, sharex="col")
-    for column, (block, methods) in enumerate(columns.items()):
+    for column, (block, settings) in enumerate(columns.items()):
         top, bottom = grid[0, column], grid[1, column]
-        for method, runs in methods.items():
-            label = method if len(runs) == 1 else f"{method} ({len(runs)} seeds, mean and min-max)"
-            _draw_method(top, [run.accuracies for run in runs], colours[method], label)
-            _draw_method(bottom, [cumulative_mean(run.accuracies) for run in runs], colours[method], label)
+        for name, runs in settings.items():
+            label = name if len(runs) == 1 else f"{name} ({len(runs)} seeds, mean and min-max)"
+            _draw_setting(top, [run.accuracies for run in runs], colours[name], label)
+            _draw_setting(bottom, [cumulative_mean(run.accuracies) for run in runs], colours[name], label)
         top.set_title(block.title)
         top.set_ylabel("Accuracy (%)")
         bottom.set_ylabel("Cumulative mean accuracy (%)")

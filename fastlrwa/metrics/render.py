@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fastlrwa.metrics.settings import Setting, cell_label, setting_name
 from fastlrwa.metrics.summary import AggregateSummary, Block, RunSummary, TableGroup
 from fastlrwa.metrics.table import PERCENTILES, MeanStd
 
 MARKDOWN_LEGEND = (
     "μ and σ² past the n-th percentile: mean and population variance (%²) of the student's test accuracy (%) "
     "over the epochs k > n·E/100 of an E-epoch run. Acc_max: the best test accuracy of the run. "
-    "Rows \"method (n seeds)\": mean ± sample standard deviation (ddof = 1) over the seeds."
+    "Rows \"method (n seeds)\": mean ± sample standard deviation (ddof = 1) over the seeds. "
+    "Where runs of a method differ in more than their seed, \"method · key=value\" names the config keys that differ."
 )
 
 
@@ -24,35 +26,36 @@ def _escape(text: str) -> str:
     return text
 
 
-def _run_label(run: RunSummary) -> str:
+def _run_label(run: RunSummary, cell_keys: Sequence[str]) -> str:
     record = run.record
     note = "" if record.complete else f", {len(record.accuracies)}/{record.epochs_configured} epochs"
-    return f"{_escape(record.method)} (seed {record.seed}{note})"
+    return f"{_escape(setting_name(record.method, run.setting, cell_keys))} (seed {record.seed}{note})"
 
 
-def _aggregate_label(aggregate: AggregateSummary) -> str:
+def _aggregate_label(aggregate: AggregateSummary, cell_keys: Sequence[str]) -> str:
     note = "" if aggregate.complete else f", {aggregate.n_epochs} epochs"
-    return f"{_escape(aggregate.method)} ({aggregate.stats.n_runs} seeds{note})"
+    name = setting_name(aggregate.method, aggregate.setting, cell_keys)
+    return f"{_escape(name)} ({aggregate.stats.n_runs} seeds{note})"
 
 
 def _mean_std(cell: MeanStd) -> str:
     return f"{cell.mean:.2f} ± {cell.std:.2f}"
 
 
-def _run_cells(run: RunSummary) -> list[str]:
+def _run_cells(run: RunSummary, cell_keys: Sequence[str]) -> list[str]:
     cells = []
     for p in PERCENTILES:
         stat = run.stats.percentiles[p]
         cells += [f"{stat.mean:.2f}", f"{stat.var:.2f}"]
-    return [_run_label(run), *cells, f"{run.stats.acc_max:.2f}"]
+    return [_run_label(run, cell_keys), *cells, f"{run.stats.acc_max:.2f}"]
 
 
-def _aggregate_cells(aggregate: AggregateSummary) -> list[str]:
+def _aggregate_cells(aggregate: AggregateSummary, cell_keys: Sequence[str]) -> list[str]:
     cells = []
     for p in PERCENTILES:
         stat = aggregate.stats.percentiles[p]
         cells += [_mean_std(stat.mean), _mean_std(stat.var)]
-    return [_aggregate_label(aggregate), *cells, _mean_std(aggregate.stats.acc_max)]
+    return [_aggregate_label(aggregate, cell_keys), *cells, _mean_std(aggregate.stats.acc_max)]
 
 
 def _group_heading(group: TableGroup) -> list[str]:
@@ -80,14 +83,15 @@ def render_markdown(groups: Sequence[TableGroup]) -> str:
         lines += _group_heading(group)
         lines += [_table_line(header), _table_line([":---"] + ["---:"] * (len(header) - 1))]
         for row in group.rows:
-            lines.append(_table_line(_run_cells(row) if isinstance(row, RunSummary) else _aggregate_cells(row)))
+            cells = _run_cells if isinstance(row, RunSummary) else _aggregate_cells
+            lines.append(_table_line(cells(row, group.cell_keys)))
         lines.append("")
     return "\n".join(lines)
 
 
 def csv_columns() -> list[str]:
     """Column names of the CSV; ``*_std`` columns are filled only on aggregate rows."""
-    columns = ["row_type", "run", "method", "dataset", "teacher", "student", "seed", "n_runs", "epochs",
+    columns = ["row_type", "run", "method", "cell", "dataset", "teacher", "student", "seed", "n_runs", "epochs",
                "epochs_configured", "complete", "acc_max", "acc_max_std"]
     for p in PERCENTILES:
         columns += [f"p{p}_mean", f"p{p}_mean_std", f"p{p}_var", f"p{p}_var_std"]
@@ -98,10 +102,11 @@ def _block_columns(block: Block) -> dict[str, str]:
     return {"dataset": block.dataset, "teacher": block.teacher or "", "student": block.student or ""}
 
 
-def _run_csv_row(run: RunSummary) -> dict[str, Any]:
+def _run_csv_row(run: RunSummary, cell_keys: Sequence[str]) -> dict[str, Any]:
     record = run.record
     row: dict[str, Any] = {
-        "row_type": "run", "run": str(record.path), "method": record.method, **_block_columns(Block.of(record)),
+        "row_type": "run", "run": str(record.path), "method": record.method,
+        "cell": cell_label(run.setting, cell_keys), **_block_columns(Block.of(record)),
         "seed": record.seed, "n_runs": 1, "epochs": run.stats.n_epochs,
         "epochs_configured": record.epochs_configured, "complete": int(record.complete),
         "acc_max": run.stats.acc_max,
@@ -112,12 +117,13 @@ def _run_csv_row(run: RunSummary) -> dict[str, Any]:
     return row
 
 
-def _aggregate_csv_row(aggregate: AggregateSummary) -> dict[str, Any]:
+def _aggregate_csv_row(aggregate: AggregateSummary, cell_keys: Sequence[str]) -> dict[str, Any]:
     stats = aggregate.stats
     configured = {run.record.epochs_configured for run in aggregate.runs}
     row: dict[str, Any] = {
         "row_type": "aggregate", "run": ";".join(str(run.record.path) for run in aggregate.runs),
-        "method": aggregate.method, **_block_columns(aggregate.block),
+        "method": aggregate.method, "cell": cell_label(aggregate.setting, cell_keys),
+        **_block_columns(aggregate.block),
         "n_runs": stats.n_runs, "epochs": aggregate.n_epochs,
         "epochs_configured": configured.pop() if len(configured) == 1 else "",
         "complete": int(aggregate.complete),
@@ -137,7 +143,8 @@ def render_csv(groups: Sequence[TableGroup]) -> str:
     writer.writeheader()
     for group in groups:
         for row in group.rows:
-            writer.writerow(_run_csv_row(row) if isinstance(row, RunSummary) else _aggregate_csv_row(row))
+            csv_row = _run_csv_row if isinstance(row, RunSummary) else _aggregate_csv_row
+            writer.writerow(csv_row(row, group.cell_keys))
     return buffer.getvalue()
 
 
@@ -145,13 +152,24 @@ def _mean_std_dict(cell: MeanStd) -> dict[str, float]:
     return {"mean": cell.mean, "std": cell.std}
 
 
-def report_document(runs: Sequence[RunSummary], aggregates: Sequence[AggregateSummary]) -> dict[str, Any]:
-    """The ``--json`` document: ``{"runs": [...], "aggregates": [...]}``."""
+def _cell(setting: Setting, keys: Sequence[str]) -> dict[str, Any]:
+    values = dict(setting)
+    return {key: values.get(key) for key in keys}
+
+
+def report_document(runs: Sequence[RunSummary], aggregates: Sequence[AggregateSummary],
+                    cell_keys: Mapping[Block, Sequence[str]] | None = None) -> dict[str, Any]:
+    """The ``--json`` document: ``{"runs": [...], "aggregates": [...]}``.
+
+    ``cell``: the values of the config keys that tell the settings of the entry's block apart (``cell_keys``).
+    """
+    cell_keys = cell_keys or {}
     return {
         "runs": [
             {
                 "run": str(run.record.path),
                 "method": run.record.method,
+                "cell": _cell(run.setting, cell_keys.get(Block.of(run.record), [])),
                 "dataset": run.record.dataset,
                 "seed": run.record.seed,
                 "epochs": run.stats.n_epochs,
@@ -165,6 +183,7 @@ def report_document(runs: Sequence[RunSummary], aggregates: Sequence[AggregateSu
         "aggregates": [
             {
                 "method": aggregate.method,
+                "cell": _cell(aggregate.setting, cell_keys.get(aggregate.block, [])),
                 "dataset": aggregate.block.dataset,
                 "n_runs": aggregate.stats.n_runs,
                 "runs": [str(run.record.path) for run in aggregate.runs],

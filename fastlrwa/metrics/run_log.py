@@ -16,7 +16,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ class RunRecord:
 
     ``accuracies[k - 1]`` is the test accuracy (%) after epoch k and ``metrics[k - 1]`` that epoch's
     full log record; ``complete`` says whether every configured epoch has been logged. The student
-    and teacher fields are None where config.json does not record them.
+    and teacher fields are None where config.json does not record them; ``config`` is the resolved
+    config the run recorded (nested, as ``to_dict`` writes it), empty where it records none.
     """
 
     path: Path
@@ -50,6 +51,7 @@ class RunRecord:
     accuracies: list[float]
     metrics: list[dict[str, Any]]
     complete: bool
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 def _is_int(value: Any) -> bool:
@@ -174,6 +176,7 @@ def read_run(run_dir: str | os.PathLike) -> RunRecord:
         accuracies=accuracies,
         metrics=[records[epoch][1] for epoch in range(1, len(accuracies) + 1)],
         complete=len(accuracies) >= epochs,
+        config=_optional(config, "config", dict) or {},
     )
 
 

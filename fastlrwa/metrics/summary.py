@@ -2,13 +2,15 @@
 
 Runs are grouped into *blocks* like the paper's table: one per (dataset, teacher, student), the
 teacher identified by its file's hash where config.json records it, since runs distilled from
-different teachers are not comparable. A *setting* is a block, a method and the number of logged
-epochs E: runs of one setting differ only in their seed, so their cells can be averaged. Keeping
-E in the key stops a run that stopped early from being averaged with finished ones (its
-percentiles cover different epochs).
+different teachers are not comparable. A *setting* is a block, a method, the rest of the recorded
+config (``metrics.settings``: e.g. two generator learning rates of one sweep are two settings) and
+the number of logged epochs E: runs of one setting differ only in their seed, so their cells can be
+averaged. Keeping E in the key stops a run that stopped early from being averaged with finished
+ones (its percentiles cover different epochs).
 
-Within a block, methods come in the order they first appear among the runs given, each method's
-runs followed by its aggregated row.
+Within a block, methods come in the order they first appear among the runs given, then each of a
+method's settings in that order, its runs followed by its aggregated row. Settings of a block that
+differ in more than the method are labelled with the config keys on which they differ.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fastlrwa.metrics.run_log import RunRecord
+from fastlrwa.metrics.settings import Setting, differing_keys, setting_of
 from fastlrwa.metrics.table import AggregateStats, RunStats, aggregate_runs, run_stats
 
 logger = logging.getLogger(__name__)
@@ -54,6 +57,10 @@ class RunSummary:
     record: RunRecord
     stats: RunStats
 
+    @property
+    def setting(self) -> Setting:
+        return setting_of(self.record.config)
+
 
 @dataclass(frozen=True)
 class AggregateSummary:
@@ -61,6 +68,7 @@ class AggregateSummary:
 
     block: Block
     method: str
+    setting: Setting
     runs: list[RunSummary]
     stats: AggregateStats
 
@@ -75,10 +83,11 @@ class AggregateSummary:
 
 @dataclass(frozen=True)
 class TableGroup:
-    """The rows of one block of the table, in display order."""
+    """The rows of one block of the table, in display order, and the config keys that tell its settings apart."""
 
     block: Block
     rows: list[RunSummary | AggregateSummary]
+    cell_keys: list[str]
 
     @property
     def runs(self) -> list[RunSummary]:
@@ -91,27 +100,33 @@ def summarise_runs(records: Sequence[RunRecord]) -> tuple[list[RunSummary], list
     Every record needs at least one logged epoch.
     """
     runs = [RunSummary(record, run_stats(record.accuracies)) for record in records]
-    by_setting: dict[tuple[Block, str, int], list[RunSummary]] = {}
+    by_setting: dict[tuple[Block, str, Setting, int], list[RunSummary]] = {}
     for run in runs:
-        key = (Block.of(run.record), run.record.method, run.stats.n_epochs)
+        key = (Block.of(run.record), run.record.method, run.setting, run.stats.n_epochs)
         by_setting.setdefault(key, []).append(run)
     aggregates = []
-    for (block, method, _), members in by_setting.items():
+    for (block, method, setting, _), members in by_setting.items():
         if len(members) < 2:
             continue
         seeds = [run.record.seed for run in members]
         if len(set(seeds)) < len(seeds):
             logger.warning("%s on %s: several runs share a seed (%s); their spread is not a spread over seeds",
                            method, block.title, ", ".join(map(str, seeds)))
-        aggregates.append(AggregateSummary(block, method, members, aggregate_runs([run.stats for run in members])))
+        aggregates.append(AggregateSummary(block, method, setting, members,
+                                           aggregate_runs([run.stats for run in members])))
     return runs, aggregates
 
 
 def table_groups(runs: Sequence[RunSummary], aggregates: Sequence[AggregateSummary]) -> list[TableGroup]:
     """Runs and aggregates arranged into the table's blocks."""
-    blocks: dict[Block, dict[str, list[RunSummary | AggregateSummary]]] = {}
+    blocks: dict[Block, dict[str, dict[Setting, list[RunSummary | AggregateSummary]]]] = {}
     for run in runs:
-        blocks.setdefault(Block.of(run.record), {}).setdefault(run.record.method, []).append(run)
+        methods = blocks.setdefault(Block.of(run.record), {})
+        methods.setdefault(run.record.method, {}).setdefault(run.setting, []).append(run)
     for aggregate in aggregates:
-        blocks[aggregate.block][aggregate.method].append(aggregate)
-    return [TableGroup(block, [row for rows in methods.values() for row in rows]) for block, methods in blocks.items()]
+        blocks[aggregate.block][aggregate.method][aggregate.setting].append(aggregate)
+    groups = []
+    for block, methods in blocks.items():
+        rows = [row for settings in methods.values() for members in settings.values() for row in members]
+        groups.append(TableGroup(block, rows, differing_keys(s for settings in methods.values() for s in settings)))
+    return groups

@@ -1,0 +1,81 @@
+"""What makes two runs the same setting, and how a setting is named (pure, no I/O).
+
+A run's ``config.json`` records its whole resolved config. Two runs are seeds of one *setting* when
+their configs agree on every key that changes what is computed; the keys below do not (where the
+run is written, which device, the progress display, evaluation batching, compilation, a pause with
+``--stop-after``, where the data lives), so they never split a setting. The report also ignores the
+method and the seed (kept apart as their own columns) and the teacher's path (the teacher is identified
+by its file's hash in the table block).
+
+A setting is named by the keys on which it differs from the others it is shown with, as
+``key=value`` with ``format_value``: ``lrwa-mb · generator.lr=0.001``. ``fastlrwa sweep`` names its
+run directories with the same function, so a directory and its table row read the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+RUN_LOCAL_KEYS = frozenset({
+    "runtime.out", "runtime.device", "runtime.progress", "runtime.eval_batch_size", "runtime.compile",
+    "runtime.stop_after", "teacher.trust_pickle", "data.data_root", "data.download",
+})
+REPORT_IGNORED_KEYS = RUN_LOCAL_KEYS | {"method", "runtime.seed", "teacher.path"}
+
+Setting = tuple[tuple[str, Any], ...]
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"schedule": {"epochs": 4}}`` -> ``{"schedule.epochs": 4}``."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_hashable(item) for item in value)
+    return value
+
+
+def setting_of(config: Mapping[str, Any], ignored: Iterable[str] = REPORT_IGNORED_KEYS) -> Setting:
+    """The sorted ``(dotted key, value)`` pairs of a nested config that define its setting."""
+    ignored = frozenset(ignored)
+    return tuple(sorted((key, _hashable(value)) for key, value in flatten_config(config).items()
+                        if key not in ignored))
+
+
+def format_value(value: Any) -> str:
+    """A config value as written in a setting's name: floats in their shortest exact form (1e-05, 0.001)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def differing_keys(settings: Iterable[Setting]) -> list[str]:
+    """The keys whose values are not the same in every setting (a key missing from one counts as differing)."""
+    settings = [dict(setting) for setting in settings]
+    keys = sorted({key for setting in settings for key in setting})
+    missing = object()
+    return [key for key in keys if len({repr(setting.get(key, missing)) for setting in settings}) > 1]
+
+
+def cell_label(setting: Setting, keys: Iterable[str]) -> str:
+    """``key=value`` of ``keys`` joined by ", " (empty when no key is given); missing keys read "unset"."""
+    values = dict(setting)
+    return ", ".join(f"{key}={format_value(values[key]) if key in values else 'unset'}" for key in keys)
+
+
+def setting_name(method: str, setting: Setting, cell_keys: Iterable[str]) -> str:
+    """``method`` or ``method · key=value, ...`` for the keys that tell a block's settings apart."""
+    cell = cell_label(setting, cell_keys)
+    return f"{method} · {cell}" if cell else method
