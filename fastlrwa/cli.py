@@ -52,12 +52,17 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--momentum", "student.momentum", float, "student SGD momentum"),
     ("--weight-decay", "student.weight_decay", float, "student weight decay"),
     ("--lr-schedule", "student.schedule", click.Choice(["cosine", "constant"]), "student learning-rate schedule"),
+    ("--student-init", "student.init", click.Choice(["layer_default", "kaiming"]),
+     "student initialisation: each layer's PyTorch default (the authors') or Kaiming-normal"),
     ("--lr-generator", "generator.lr", float, "generator Adam learning rate"),
     ("--latent-dim", "generator.latent_dim", int, "generator latent size"),
     ("--generator-width", "generator.width", int, "channels of the generator's first conv (paper: 128)"),
     ("--lr-inner", "lrwa.alpha", float, "LRWA inner step size alpha"),
     ("--inner-weight-decay", "lrwa.weight_decay", float, "LRWA inner-step weight decay lambda"),
-    ("--lrwa-objective", "lrwa.objective", click.Choice(["official", "paper"]), "LRWA outer objective"),
+    ("--lrwa-objective", "lrwa.objective", click.Choice(["official", "paper", "released"]),
+     "LRWA outer objective: official (eq. 6, the authors' outer loss on cat(new, memory)), paper (eq. 6 as "
+     "written), released (what the authors' released code computes: equals mb-dfkd with --joint-objective "
+     "official, no meta-gradient; see README)"),
     ("--hvp", "lrwa.hvp", click.Choice(["exact", "fd", "first_order"]), "LRWA Hessian-vector product mode"),
     ("--exact-method", "lrwa.exact_method", click.Choice(["auto", "forward", "reverse"]),
      "exact HVP by forward-over-reverse (less memory) or reverse-over-reverse"),

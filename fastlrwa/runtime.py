@@ -29,6 +29,12 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32, or in its own dtype where that is wider: outputs of a bf16/fp16 autocast region come
+    back to float32, and a float64 run (the reference tests) stays float64."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``--amp`` mode; fp16 needs CUDA (CPU autocast is bf16)."""
     dtype = _AMP_DTYPES[mode]

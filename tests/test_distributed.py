@@ -180,7 +180,7 @@ def _lrwa_gradient_worker(rank: int, port: int, teacher: Path, out: Path) -> Non
         update = parts.student_update
         z = torch.randn(config.schedule.batch_size, config.generator.latent_dim, generator=parts.rng)
         images, teacher_logits, _ = parts.generator_update.step(z)
-        parts.replay.observe(images, teacher_logits)
+        parts.replay.observe_student_batch(images, teacher_logits)
         parts.replay.end_epoch(1)
         x_mem, t_mem = parts.replay.sample()
         buffers = {name: value.clone() for name, value in update.buffers.items()}

@@ -110,3 +110,19 @@ def test_generator_objective_pushes_disagreement_up(outputs):
     (grad,) = torch.autograd.grad(loss, s)
     _, after = generator_loss("js_priors", t, f, (s - 0.1 * grad).detach(), weights)
     assert after["js"].item() > parts["js"].item()
+
+
+@pytest.mark.parametrize("variant", ["official", "paper"])
+def test_js_reaches_the_generator_through_the_student_alone(outputs, variant):
+    """The authors pass ``outputs_T.detach()`` to their JS: the teacher's logits get gradient from the priors
+    only, and exactly the gradient the priors alone give them."""
+    t, s, f = outputs
+    t = t.clone().requires_grad_(True)
+    s = s.clone().requires_grad_(True)
+    weights = LossConfig(**{**WEIGHTS.__dict__, "js_variant": variant})
+    loss, _ = generator_loss("js_priors", t, f, s, weights)
+    grad_t, grad_s = torch.autograd.grad(loss, (t, s))
+    priors_only = LossConfig(**{**weights.__dict__, "adv": 0.0})
+    (expected_t,) = torch.autograd.grad(generator_loss("js_priors", t, f, s, priors_only)[0], t)
+    torch.testing.assert_close(grad_t, expected_t, rtol=1e-12, atol=1e-15)
+    assert grad_s.abs().max() > 0

@@ -65,6 +65,8 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 def reference_lrwa(model, x_new, t_new, x_mem, t_mem, *, objective: str, first_order: bool):
     """Eq. 6 by plain autograd on a copy of the model's buffers, forwards in the documented order.
 
+    With the official objective only the cat forward updates the running statistics (the authors'
+    inner and retention forwards run through higher's patched copy, whose buffers are its own).
     Returns the flat gradient, the objective's parts, cos(∇L_Acq(θ), ∇L_Ret(θ)) and the buffers
     after the update.
     """
@@ -78,12 +80,13 @@ def reference_lrwa(model, x_new, t_new, x_mem, t_mem, *, objective: str, first_o
     parts = {}
     if objective == "official":
         parts["loss_cat"] = loss(theta, torch.cat([x_new, x_mem]), torch.cat([t_new, t_mem]), buffers)
-    loss_acq = loss(theta, x_new, t_new, buffers)
+    inner_buffers = {name: b.clone() for name, b in buffers.items()} if objective == "official" else buffers
+    loss_acq = loss(theta, x_new, t_new, inner_buffers)
     g_acq = torch.autograd.grad(loss_acq, list(theta.values()), create_graph=not first_order, retain_graph=True)
     if first_order:
         g_acq = [g.detach() for g in g_acq]
     theta_prime = {name: theta[name] - ALPHA * (g + WEIGHT_DECAY * theta[name]) for name, g in zip(names, g_acq)}
-    loss_ret = loss(theta_prime, x_mem, t_mem, buffers)
+    loss_ret = loss(theta_prime, x_mem, t_mem, inner_buffers)
     outer = parts["loss_cat"] if objective == "official" else loss_acq
     total = torch.autograd.grad(outer + loss_ret, list(theta.values()), retain_graph=True)
 

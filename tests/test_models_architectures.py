@@ -133,15 +133,22 @@ def test_shapes_and_features_per_dataset(arch: str, dataset: str, channels: int,
     x = torch.randn(batch, channels, size, size)
     captured = {}
     head = final_linear(model)
-    handle = head.register_forward_hook(lambda module, inputs, output: captured.update(input=inputs[0], output=output))
+    handles = [head.register_forward_hook(lambda module, inputs, output: captured.update(input=inputs[0], output=output))]
+    if arch.startswith("lenet"):
+        # DAFL's and the authors' features_T[-1] for LeNet-5: conv3's output after its ReLU, flattened.
+        handles.append(model.conv3.register_forward_hook(
+            lambda module, inputs, output: captured.update(features=torch.flatten(F.relu(output), 1))))
     with torch.no_grad():
         logits, features = model(x, return_features=True)
         plain_logits = model(x)
-    handle.remove()
+    for handle in handles:
+        handle.remove()
     assert logits.shape == (batch, classes)
     assert features.shape == (batch, model.feature_dim)
-    assert isinstance(head, nn.Linear) and head.in_features == model.feature_dim
-    torch.testing.assert_close(features, captured["input"], rtol=0, atol=0)
+    assert isinstance(head, nn.Linear)
+    expected_features = captured["features"] if arch.startswith("lenet") else captured["input"]
+    assert model.feature_dim == (model.conv3.out_channels if arch.startswith("lenet") else head.in_features)
+    torch.testing.assert_close(features, expected_features, rtol=0, atol=0)
     torch.testing.assert_close(logits, captured["output"], rtol=0, atol=0)
     torch.testing.assert_close(plain_logits, logits)
 

@@ -18,9 +18,9 @@ def generator_parameter_count(latent: int, channels: int, size: int) -> int:
         + 2 * 128  # BN(128)
         + 128 * 128 * 9 + 128  # spectral-normed conv 128->128 (one weight, stored as ".original")
         + 2 * 128  # BN(128, eps 0.8)
-        + 128 * 64 * 9 + 64  # conv 128->64
+        + 128 * 64 * 9 + 64  # spectral-normed conv 128->64
         + 2 * 64  # BN(64, eps 0.8)
-        + 64 * channels * 9 + channels  # conv 64->C
+        + 64 * channels * 9 + channels  # spectral-normed conv 64->C
     )  # the final BN has no affine parameters
 
 
@@ -49,24 +49,71 @@ def test_output_is_standardised_by_a_final_batchnorm_without_affine() -> None:
     torch.testing.assert_close(images, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_inner_batchnorms_use_the_authors_eps_and_conv_is_spectrally_normalised() -> None:
+def test_inner_batchnorms_use_the_authors_eps_and_every_conv_is_spectrally_normalised() -> None:
     generator = build_generator(latent_dim=100, channels=3, image_size=32)
     eps = [m.eps for m in generator.modules() if isinstance(m, nn.BatchNorm2d)]
     assert eps == [1e-5, 0.8, 0.8, 1e-5]
-    parametrized = [m for m in generator.modules() if isinstance(m, nn.Conv2d) and hasattr(m, "parametrizations")]
-    assert len(parametrized) == 1 and parametrized[0].in_channels == 128 and parametrized[0].out_channels == 128
+    convs = [m for m in generator.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(128, 128), (128, 64), (64, 3)]
+    assert all(hasattr(c, "parametrizations") for c in convs)
     for _ in range(3):  # train-mode forwards run the power iteration
         generator(torch.randn(4, 100))
     generator.eval()
-    conv = parametrized[0]
-    original = conv.parametrizations.weight.original.detach().flatten(1)
-    u = conv.parametrizations.weight[0]._u
-    v = conv.parametrizations.weight[0]._v
-    estimate = u @ original @ v  # the power-iteration estimate of the largest singular value
-    torch.testing.assert_close(conv.weight.detach().flatten(1), original / estimate)
-    # The estimate approaches the largest singular value from below, so the normalised weight's is just above 1.
-    normalised = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2).item()
-    assert 1 - 1e-4 <= normalised < 1.1
+    for conv in convs:
+        original = conv.parametrizations.weight.original.detach().flatten(1)
+        u = conv.parametrizations.weight[0]._u
+        v = conv.parametrizations.weight[0]._v
+        estimate = u @ original @ v  # the power-iteration estimate of the largest singular value
+        torch.testing.assert_close(conv.weight.detach().flatten(1), original / estimate)
+
+
+def test_power_iteration_is_the_hook_versions_the_authors_use() -> None:
+    """Against ``torch.nn.utils.spectral_norm`` (the authors'), started from the same u, v and weight:
+    v = N(W^T u) before u = N(W v) at every training forward, sigma = u^T W v, no warm-up iterations."""
+    generator = build_generator(latent_dim=16, channels=3, image_size=16, width=10).train()
+    ours = generator.decode[5]
+    reference = nn.Conv2d(ours.in_channels, ours.out_channels, kernel_size=3, padding=1).double()
+    reference = torch.nn.utils.spectral_norm(reference)
+    parametrization = ours.parametrizations.weight[0]
+    with torch.no_grad():
+        reference.weight_orig.copy_(ours.parametrizations.weight.original)
+        reference.bias.copy_(ours.bias)
+        reference.weight_u.copy_(parametrization._u)
+        reference.weight_v.copy_(parametrization._v)
+    ours.double()
+    for _ in range(4):
+        x = torch.randn(3, ours.in_channels, 5, 7, dtype=torch.float64)
+        torch.testing.assert_close(ours(x), reference(x), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(parametrization._u, reference.weight_u, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(parametrization._v, reference.weight_v, rtol=1e-12, atol=1e-12)
+    # By hand from the stored vectors: one more iteration, v first.
+    w = ours.parametrizations.weight.original.detach().flatten(1)
+    u0 = parametrization._u.clone()
+    v1 = w.t() @ u0
+    v1 = v1 / v1.norm()
+    u1 = w @ v1
+    u1 = u1 / u1.norm()
+    weight = ours.weight.detach()
+    torch.testing.assert_close(weight.flatten(1), w / (u1 @ w @ v1), rtol=1e-12, atol=1e-12)
+
+
+def test_weights_start_uniform_in_the_authors_range_with_zero_biases() -> None:
+    generator = build_generator(latent_dim=200, channels=3, image_size=32, width=64)
+    layers = [m for m in generator.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(layers) == 4
+    for layer in layers:
+        weight = layer.parametrizations.weight.original if hasattr(layer, "parametrizations") else layer.weight
+        assert weight.abs().max() <= 0.08
+        # U(-0.08, 0.08): mean 0, standard deviation 0.08 / sqrt(3), within sampling error.
+        n = weight.numel()
+        assert abs(weight.mean().item()) < 4 * 0.08 / (3 * n) ** 0.5
+        assert abs(weight.std().item() - 0.08 / 3**0.5) < 0.1 * 0.08 / 3**0.5
+        assert torch.count_nonzero(layer.bias) == 0
+    # The spectral-norm vectors start as normalised draws.
+    for conv in layers[1:]:
+        parametrization = conv.parametrizations.weight[0]
+        torch.testing.assert_close(parametrization._u.norm(), torch.tensor(1.0))
+        torch.testing.assert_close(parametrization._v.norm(), torch.tensor(1.0))
 
 
 def test_gradient_reaches_every_parameter() -> None:

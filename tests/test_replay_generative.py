@@ -113,7 +113,7 @@ def test_observe_reports_the_loss_of_the_step_it_takes():
     noise = torch.randn(6, LATENT, generator=torch.Generator().manual_seed(8))
     expected = vae_loss(vae_before, replay.teacher, images, targets, noise, kl_weight=0.01, logit_weight=0.5)
 
-    logged = replay.observe(images, targets)
+    logged = replay.observe_generator_batch(images, targets)
 
     assert set(logged) == {"vae/loss", "vae/recon_mse", "vae/logit_mae", "vae/kl"}
     for name, value in logged.items():
@@ -127,8 +127,8 @@ def test_observe_takes_half_precision_images_from_a_mixed_precision_generator():
     replay, reference = make_replay(seed=4), make_replay(seed=4)
     images, targets = fresh_batch(6, replay.teacher)
     low_precision = images.to(torch.bfloat16)
-    logged = replay.observe(low_precision, targets)
-    expected = reference.observe(low_precision.float(), targets)
+    logged = replay.observe_generator_batch(low_precision, targets)
+    expected = reference.observe_generator_batch(low_precision.float(), targets)
     assert logged["vae/loss"].dtype == torch.float32
     torch.testing.assert_close(logged["vae/loss"], expected["vae/loss"], rtol=0, atol=0)
 
@@ -155,7 +155,7 @@ def test_a_few_observe_steps_reduce_the_loss_on_a_fixed_batch():
 
     before = loss()
     for _ in range(30):
-        replay.observe(images, targets)
+        replay.observe_generator_batch(images, targets)
     assert loss() < 0.9 * before
 
 
@@ -176,7 +176,7 @@ def test_is_ready_after_warmup_steps():
     images, targets = fresh_batch(5, replay.teacher)
     readiness = []
     for epoch in range(1, 5):
-        replay.observe(images, targets)
+        replay.observe_generator_batch(images, targets)
         replay.end_epoch(epoch)
         readiness.append(replay.is_ready())
     assert readiness == [False, False, True, True]
@@ -187,7 +187,7 @@ def test_resume_gives_identical_next_losses_and_samples():
     teacher = original.teacher
     batches = [fresh_batch(20 + step, teacher) for step in range(5)]
     for batch in batches[:3]:
-        original.observe(*batch)
+        original.observe_generator_batch(*batch)
     buffer = io.BytesIO()
     torch.save(original.state_dict(), buffer)
     buffer.seek(0)
@@ -196,7 +196,7 @@ def test_resume_gives_identical_next_losses_and_samples():
     assert resumed.observed_steps == 3
 
     for batch in batches[3:]:
-        expected, got = original.observe(*batch), resumed.observe(*batch)
+        expected, got = original.observe_generator_batch(*batch), resumed.observe_generator_batch(*batch)
         for name in expected:
             assert torch.equal(expected[name], got[name]), name
     for expected, got in zip(original.sample(), resumed.sample()):

@@ -33,20 +33,23 @@ def test_is_a_replay_scheme():
     assert isinstance(make_bank(push_every=5), ReplayScheme)
 
 
-def test_end_epoch_pushes_the_latest_batch_only_on_multiples_of_push_every():
+def test_end_epoch_pushes_the_last_student_batch_on_the_authors_schedule():
+    """The authors push at ``epoch % push_every == 0`` with epochs counted from 0: after epochs 1, 4, 7, 10."""
     bank = make_bank(push_every=3)
     batches = epoch_batches(10, seed=1)
     filled_after = []
     for epoch, (images, logits) in enumerate(batches, start=1):
-        # Two generator steps per epoch: only the last one may be pushed.
-        assert bank.observe(torch.randn(BATCH, *IMAGE_SHAPE), torch.randn(BATCH, CLASSES)) == {}
-        bank.observe(images, logits)
+        # Generator batches are never stored; of the student batches only the epoch's last may be pushed.
+        assert bank.observe_generator_batch(torch.randn(BATCH, *IMAGE_SHAPE), torch.randn(BATCH, CLASSES)) == {}
+        bank.observe_student_batch(torch.randn(BATCH, *IMAGE_SHAPE), torch.randn(BATCH, CLASSES))
+        bank.observe_student_batch(images, logits)
+        bank.observe_generator_batch(torch.randn(BATCH, *IMAGE_SHAPE), torch.randn(BATCH, CLASSES))
         bank.end_epoch(epoch)
         filled_after.append(bank.ring.filled)
-        assert bank.is_ready() == (epoch >= 3)
-    assert filled_after == [0, 0, 1, 1, 1, 2, 2, 2, 3, 3]
+        assert bank.is_ready()
+    assert filled_after == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
     state = bank.ring.state_dict()
-    for slot, epoch in enumerate([3, 6, 9]):
+    for slot, epoch in enumerate([1, 4, 7, 10]):
         images, logits = batches[epoch - 1]
         assert torch.equal(state["images"][slot], images[:SLOT_SIZE])
         assert torch.equal(state["logits"][slot], logits[:SLOT_SIZE])
@@ -56,7 +59,7 @@ def test_sample_returns_a_pushed_slot():
     bank = make_bank(push_every=1)
     batches = epoch_batches(2, seed=2)
     for epoch, batch in enumerate(batches, start=1):
-        bank.observe(*batch)
+        bank.observe_student_batch(*batch)
         bank.end_epoch(epoch)
     for _ in range(10):
         images, logits = bank.sample()
@@ -69,7 +72,7 @@ def test_observe_drops_the_autograd_graph():
     bank = make_bank(push_every=1)
     weight = torch.randn(BATCH, 1, 1, 1, requires_grad=True)
     images = weight * torch.randn(BATCH, *IMAGE_SHAPE)
-    bank.observe(images, torch.randn(BATCH, CLASSES))
+    bank.observe_student_batch(images, torch.randn(BATCH, CLASSES))
     bank.end_epoch(1)
     pushed, _ = bank.sample()
     assert not pushed.requires_grad
@@ -83,7 +86,7 @@ def test_resume_between_the_last_step_and_the_push_is_exact():
         bank = make_bank(push_every=2, seed=4)
         samples = []
         for epoch, batch in enumerate(batches, start=1):
-            bank.observe(*batch)
+            bank.observe_student_batch(*batch)
             if epoch == resume_after_epoch:
                 buffer = io.BytesIO()
                 torch.save(bank.state_dict(), buffer)
@@ -96,8 +99,8 @@ def test_resume_between_the_last_step_and_the_push_is_exact():
         return samples
 
     uninterrupted = run(None)
-    assert len(uninterrupted) == 5
-    for epoch in (2, 3):
+    assert len(uninterrupted) == 6  # pushes after epochs 1, 3 and 5: something to replay from epoch 1 on
+    for epoch in (1, 2, 3):
         resumed = run(epoch)
         assert all(torch.equal(a, b) for a, b in zip(uninterrupted, resumed, strict=True))
 

@@ -68,6 +68,18 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+# The authors' released configs run the replay baselines at batch 1024 and 36 iterations an epoch
+# (MB-DFKD.json, PRE-DFKD.json: 36 * (1024 // batch)) and LRWA at 512 x 72; a memory slot holds batch // 8
+# samples. Applied on top of a paper preset for these methods, before the flags.
+_REPLAY_BASELINE_SCHEDULE: dict[str, Any] = {
+    "schedule": {"batch_size": 1024, "iters_per_epoch": 36},
+    "replay": {"slot_size": 128, "replay_batch": 128},
+}
+METHOD_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    preset: {"mb-dfkd": _REPLAY_BASELINE_SCHEDULE, "pre-dfkd": _REPLAY_BASELINE_SCHEDULE}
+    for preset in ("svhn", "cifar10", "cifar100", "tiny-imagenet")
+}
+
 # Teacher recipes: SGD + momentum, cosine schedule; crop + flip where the dataset calls for it.
 PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "digits": {"arch": "lenet5", "epochs": 30, "batch_size": 64, "lr": 0.05},
@@ -83,12 +95,16 @@ DEFAULT_TRAIN_PRESET = "digits"
 
 
 def train_config(preset: str | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """The preset's config (default: ``digits``) with dotted-path ``overrides`` applied on top."""
+    """The preset's config (default: ``digits``), its settings for the chosen method
+    (``METHOD_PRESETS``), then dotted-path ``overrides`` on top."""
     name = preset or DEFAULT_TRAIN_PRESET
     if name not in TRAIN_PRESETS:
         raise ConfigError(f"unknown preset '{name}'; choose one of: {', '.join(TRAIN_PRESETS)}")
+    overrides = overrides or {}
     config = apply_overrides(TrainConfig(), TRAIN_PRESETS[name], origin=f"preset {name}")
-    return apply_overrides(config, overrides or {}, origin="flag")
+    method = overrides.get("method", config.method)
+    config = apply_overrides(config, METHOD_PRESETS.get(name, {}).get(method, {}), origin=f"preset {name} for {method}")
+    return apply_overrides(config, overrides, origin="flag")
 
 
 def pretrain_config(dataset: str, overrides: dict[str, Any] | None = None) -> PretrainConfig:

@@ -36,6 +36,9 @@ class StudentConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"  # cosine | constant
+    # layer_default: every layer's own PyTorch initialisation, as the authors' students keep it | kaiming:
+    # Kaiming-normal convolutions and zero Linear biases (fastlrwa's teacher init)
+    init: str = "layer_default"
 
 
 @dataclass
@@ -67,7 +70,10 @@ class LRWAConfig:
 
     alpha: float = 0.9
     weight_decay: float = 5e-4
-    objective: str = "official"  # official (authors' code) | paper (eq. 6)
+    # official: eq. 6 with the authors' outer loss on cat(new, memory) | paper: eq. 6 as written | released: what
+    # the authors' released code computes (higher's copy_initial_weights=True drops the meta-gradient): the joint
+    # MB-DFKD step on cat(new, memory), i.e. mb-dfkd with replay.joint_objective=official
+    objective: str = "official"
     hvp: str = "exact"  # exact | fd | first_order
     # How the exact Hessian-vector product is taken: forward (forward-over-reverse, less memory) | reverse
     # | auto: forward, except compiled on CUDA, where the Triton MAE has no forward-mode rule under Dynamo.

@@ -22,11 +22,12 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
 def validate_train_config(config: TrainConfig) -> None:
     spec = method_spec(config.method)
     _choice("loss.js_variant", config.loss.js_variant, ("official", "paper"))
-    _choice("lrwa.objective", config.lrwa.objective, ("official", "paper"))
+    _choice("lrwa.objective", config.lrwa.objective, ("official", "paper", "released"))
     _choice("lrwa.hvp", config.lrwa.hvp, ("exact", "fd", "first_order"))
     _choice("lrwa.exact_method", config.lrwa.exact_method, ("auto", "forward", "reverse"))
     _choice("replay.joint_objective", config.replay.joint_objective, ("official", "paper"))
     _choice("student.schedule", config.student.schedule, ("cosine", "constant"))
+    _choice("student.init", config.student.init, ("layer_default", "kaiming"))
     _choice("runtime.amp", config.runtime.amp, AMP_MODES)
     s = config.schedule
     for name in ("epochs", "iters_per_epoch", "batch_size"):

@@ -66,6 +66,8 @@ def evaluate(
             total_per_class = torch.zeros(num_classes, dtype=torch.int64, device=device)
             for start in range(0, len(test_set), batch_size):
                 images = test_set.normalize(test_set.images[start:start + batch_size])
+                if param is not None:
+                    images = images.to(param.dtype)
                 labels = test_set.labels[start:start + batch_size]
                 hits = (model(images).argmax(dim=1) == labels).to(torch.int64)
                 correct_per_class.index_add_(0, labels, hits)

@@ -5,6 +5,8 @@
 - ``dfq``: adversarial KL + BatchNorm-statistics matching + batch entropy: ``-adv*KL(p_T||p_S) + bn*L_BN + ie*L_EM``.
 - ``js_priors`` (DFKD*, MB-DFKD, PRE-DFKD, LRWA; paper eq. 15): JS disagreement + priors. With the
   authors' JS form the disagreement term is ``adv * (1 - clamp(JS, 0, 1))``; with the paper's it is ``-adv * JS``.
+  The teacher's logits enter JS detached, as in the authors' code (``outputs_T.detach()``): the
+  disagreement reaches the generator through the student alone, the priors through the teacher.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def generator_loss(
         parts["adv"] = -adversarial_kl(teacher_logits, student_logits)
         parts["bn"] = bn_loss
     elif objective == "js_priors":
-        js = fused_js(teacher_logits, student_logits, temperature=weights.js_temperature, variant=weights.js_variant)
+        js = fused_js(teacher_logits.detach(), student_logits, temperature=weights.js_temperature,
+                      variant=weights.js_variant)
         parts["js"] = js
         parts["adv"] = 1.0 - js.clamp(0.0, 1.0) if weights.js_variant == "official" else -js
     elif objective != "dafl":

@@ -13,10 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
-    """Statistics in float32 at least (bf16 logits under autocast), float64 kept for references."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
+from fastlrwa.runtime import at_least_float32
 
 
 def one_hot_loss(teacher_logits: torch.Tensor) -> torch.Tensor:
@@ -34,14 +31,14 @@ def batch_entropy_loss(teacher_logits: torch.Tensor, log_base: float = math.e) -
 
     The authors' code takes log10; ``log_base`` picks the logarithm (the paper's is natural).
     """
-    p_bar = F.softmax(_at_least_fp32(teacher_logits), dim=1).mean(dim=0)
+    p_bar = F.softmax(at_least_float32(teacher_logits), dim=1).mean(dim=0)
     return (p_bar * torch.log(p_bar)).sum() / math.log(log_base)
 
 
 def adversarial_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
     """DFQ's disagreement: KL(p_T || p_S), batch mean (the generator maximises it)."""
-    return F.kl_div(F.log_softmax(_at_least_fp32(student_logits), dim=1),
-                    F.log_softmax(_at_least_fp32(teacher_logits), dim=1),
+    return F.kl_div(F.log_softmax(at_least_float32(student_logits), dim=1),
+                    F.log_softmax(at_least_float32(teacher_logits), dim=1),
                     reduction="batchmean", log_target=True)
 
 
@@ -62,7 +59,7 @@ class BatchNormStatistics:
     def _hook(self, module: nn.modules.batchnorm._BatchNorm, inputs: tuple[torch.Tensor, ...]) -> None:
         if not self._recording:
             return
-        x = _at_least_fp32(inputs[0])
+        x = at_least_float32(inputs[0])
         dims = [d for d in range(x.dim()) if d != 1]
         mean = x.mean(dim=dims)
         std = torch.sqrt(x.var(dim=dims, unbiased=False) + module.eps)

@@ -1,7 +1,7 @@
 """Classifiers and the generator, built by name; model checkpoints saved atomically and loaded safely.
 
 Every classifier follows ``Classifier``: ``forward(x, return_features=False)`` gives logits or
-``(logits, features)``, the features being the input of the final Linear from the same pass.
+``(logits, features)``, the features being the last feature map (DAFL's ``features_T[-1]``) from the same pass.
 
 All models work with ``torch.func.functional_call`` and nested ``torch.func.grad``. BatchNorm (and the
 generator's spectral norm) update their buffers in place in train mode, so under a ``torch.func``
@@ -10,7 +10,7 @@ transform pass the buffers as an *argument* of the transformed function, not fro
 """
 
 from fastlrwa.models.checkpoint import check_num_classes, load_checkpoint, load_checkpoint_with_meta, save_model_checkpoint
-from fastlrwa.models.classifier import Classifier
+from fastlrwa.models.classifier import Classifier, layer_default_init
 from fastlrwa.models.generator import Generator, build_generator
 from fastlrwa.models.meta import ModelMeta
 from fastlrwa.models.registry import CLASSIFIER_NAMES, build_model
@@ -23,6 +23,7 @@ __all__ = [
     "build_generator",
     "build_model",
     "check_num_classes",
+    "layer_default_init",
     "load_checkpoint",
     "load_checkpoint_with_meta",
     "save_model_checkpoint",

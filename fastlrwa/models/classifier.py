@@ -9,12 +9,14 @@ import torch.nn as nn
 
 
 class Classifier(abc.ABC, nn.Module):
-    """An image classifier that can hand back the input of its final Linear layer.
+    """An image classifier that can hand back its last feature map.
 
     ``forward(x, return_features=False)`` returns logits ``[N, num_classes]``, or ``(logits, features)``
-    where ``features`` ``[N, feature_dim]`` is the input of the final Linear (after pooling and
-    flattening), from the same forward pass: the generator's activation loss reads the teacher's
-    features without a second teacher forward.
+    from the same forward pass, where ``features`` ``[N, feature_dim]`` is what DAFL's and the LRWA
+    authors' activation prior reads (their ``features_T[-1]``): the pooled features, i.e. the input
+    of the final Linear, for the ResNets, WRNs and torchvision models; LeNet-5's conv3 output, whose
+    head is two Linear layers. The generator's activation loss reads the teacher's features without
+    a second teacher forward.
 
     ``stem_weight_key`` and ``head_weight_key`` name the state_dict entries of the first convolution's
     weight and the final Linear's weight; a bare state_dict's input channels and class count are read
@@ -37,11 +39,11 @@ class Classifier(abc.ABC, nn.Module):
 
     @abc.abstractmethod
     def extract_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Everything before the final Linear: images ``[N, C, H, W]`` to features ``[N, feature_dim]``."""
+        """Everything before the classifier head: images ``[N, C, H, W]`` to features ``[N, feature_dim]``."""
 
     @abc.abstractmethod
     def classify(self, features: torch.Tensor) -> torch.Tensor:
-        """The final Linear: features ``[N, feature_dim]`` to logits ``[N, num_classes]``."""
+        """The classifier head: features ``[N, feature_dim]`` to logits ``[N, num_classes]``."""
 
     def canonical_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Rename the keys of a state_dict saved by another program to this model's keys.
@@ -73,3 +75,11 @@ def init_weights(model: nn.Module) -> None:
             nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+def layer_default_init(model: nn.Module) -> None:
+    """Re-draw every layer's weights with its own PyTorch initialisation (``reset_parameters``): the
+    initialisation the authors' students keep, where :func:`init_weights` is fastlrwa's."""
+    for module in model.modules():
+        if module is not model and hasattr(module, "reset_parameters"):
+            module.reset_parameters()

@@ -4,27 +4,33 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from torch.nn.utils.parametrizations import spectral_norm
 
 from fastlrwa.errors import ConfigError
+from fastlrwa.models.spectral_norm import spectral_norm
 
 BASE_CHANNELS = 128
 # eps=0.8 in the two inner BatchNorms is the authors' setting (inherited from DAFL), not a typo for 1e-5.
 INNER_BN_EPS = 0.8
 LEAKY_SLOPE = 0.2
+# The authors initialise every Conv2d and Linear weight uniformly in [-0.08, 0.08], biases zero.
+INIT_BOUND = 0.08
 
 
 class Generator(nn.Module):
-    """Linear(latent -> W*(s/4)^2) -> (W, s/4, s/4) -> BN -> up x2 -> spectral-normed conv3x3 W
-    -> BN(eps 0.8) -> LeakyReLU(0.2) -> up x2 -> conv3x3 W/2 -> BN(eps 0.8) -> LeakyReLU(0.2)
-    -> conv3x3 to ``channels`` -> tanh -> BN without affine; W = ``width``, 128 in the paper.
+    """Linear(latent -> W*(s/4)^2) -> (W, s/4, s/4) -> BN -> up x2 -> SN conv3x3 W -> BN(eps 0.8)
+    -> LeakyReLU(0.2) -> up x2 -> SN conv3x3 W/2 -> BN(eps 0.8) -> LeakyReLU(0.2) -> SN conv3x3 to
+    ``channels`` -> tanh -> BN without affine; W = ``width``, 128 in the paper. SN: spectral norm.
 
-    Its cost grows with W^2 and dwarfs a LeNet student's, so the CPU presets use a narrower W.
+    This is the authors' generator (their ``networks/generator.py``): spectral norm on all three
+    convolutions, computed as their ``torch.nn.utils.spectral_norm`` does (see
+    :mod:`fastlrwa.models.spectral_norm`), every Conv2d and Linear weight drawn from U(-0.08, 0.08)
+    with zero biases. Its cost grows with W^2 and dwarfs a LeNet student's, so the CPU presets use
+    a narrower W.
 
     The last BatchNorm standardises every channel, which puts the images in the (normalised) range the
-    teacher was trained on. Spectral norm is the parametrization version, so it works with
-    ``torch.func.functional_call`` and appears in the state_dict as ``...parametrizations.weight.original``
-    plus the power-iteration buffers ``_u`` and ``_v`` (updated in train mode, like BatchNorm statistics).
+    teacher was trained on. A spectral-normed weight appears in the state_dict as
+    ``...parametrizations.weight.original`` plus the power-iteration buffers ``_u`` and ``_v``
+    (updated in train mode, like BatchNorm statistics).
     """
 
     def __init__(self, latent_dim: int, channels: int, image_size: int, width: int = BASE_CHANNELS) -> None:
@@ -34,18 +40,18 @@ class Generator(nn.Module):
         self.channels = channels
         self.image_size = image_size
         self.base_size = image_size // 4
-        self.project = nn.Linear(latent_dim, width * self.base_size**2)
+        self.project = _uniform_init(nn.Linear(latent_dim, width * self.base_size**2))
         self.project_norm = nn.BatchNorm2d(width)
         self.decode = nn.Sequential(
             nn.Upsample(scale_factor=2),
-            spectral_norm(nn.Conv2d(width, width, kernel_size=3, stride=1, padding=1)),
+            _conv(width, width),
             nn.BatchNorm2d(width, eps=INNER_BN_EPS),
             nn.LeakyReLU(LEAKY_SLOPE),
             nn.Upsample(scale_factor=2),
-            nn.Conv2d(width, width // 2, kernel_size=3, stride=1, padding=1),
+            _conv(width, width // 2),
             nn.BatchNorm2d(width // 2, eps=INNER_BN_EPS),
             nn.LeakyReLU(LEAKY_SLOPE),
-            nn.Conv2d(width // 2, channels, kernel_size=3, stride=1, padding=1),
+            _conv(width // 2, channels),
             nn.Tanh(),
             nn.BatchNorm2d(channels, affine=False),
         )
@@ -54,6 +60,18 @@ class Generator(nn.Module):
         """Latent ``[N, latent_dim]`` to images ``[N, channels, image_size, image_size]``."""
         x = self.project(z).unflatten(1, (self.width, self.base_size, self.base_size))
         return self.decode(self.project_norm(x))
+
+
+def _uniform_init(layer: nn.Conv2d | nn.Linear) -> nn.Conv2d | nn.Linear:
+    nn.init.uniform_(layer.weight, -INIT_BOUND, INIT_BOUND)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def _conv(in_channels: int, out_channels: int) -> nn.Module:
+    """A spectral-normed 3x3 convolution, initialised before the norm is attached (as the authors' in-place
+    init of ``weight``, which shares its storage with ``weight_orig``, amounts to)."""
+    return spectral_norm(_uniform_init(nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1)))
 
 
 def build_generator(*, latent_dim: int, channels: int, image_size: int, width: int = BASE_CHANNELS) -> Generator:

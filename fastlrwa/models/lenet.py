@@ -20,7 +20,9 @@ class LeNet5(Classifier):
     """conv5x5(in->c1)-ReLU-maxpool2-conv5x5(c1->c2)-ReLU-maxpool2-conv5x5(c2->c3)-ReLU-fc(c3->f)-ReLU-fc(f->classes).
 
     LeNet-5 is (c1, c2, c3, f) = (6, 16, 120, 84); LeNet-5-Half halves them to (3, 8, 60, 42).
-    Features are the f-dimensional vector after the first fully connected layer.
+    Features are the c3-dimensional output of conv3 (after its ReLU): the last feature map, which
+    DAFL's and the authors' activation prior reads (their ``features_T[-1]``); the head is
+    fc1-ReLU-fc2.
     """
 
     stem_weight_key = "conv1.weight"
@@ -28,7 +30,7 @@ class LeNet5(Classifier):
 
     def __init__(self, arch: str, num_classes: int, in_channels: int, widths: tuple[int, int, int, int]) -> None:
         conv1_out, conv2_out, conv3_out, hidden = widths
-        super().__init__(arch, num_classes, in_channels, feature_dim=hidden)
+        super().__init__(arch, num_classes, in_channels, feature_dim=conv3_out)
         self.conv1 = nn.Conv2d(in_channels, conv1_out, kernel_size=5)
         self.conv2 = nn.Conv2d(conv1_out, conv2_out, kernel_size=5)
         self.conv3 = nn.Conv2d(conv2_out, conv3_out, kernel_size=5)
@@ -39,18 +41,17 @@ class LeNet5(Classifier):
     def extract_features(self, x: torch.Tensor) -> torch.Tensor:
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = torch.flatten(F.relu(self.conv3(x)), 1)
-        return F.relu(self.fc1(x))
+        return torch.flatten(F.relu(self.conv3(x)), 1)
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc2(features)
+        return self.fc2(F.relu(self.fc1(features)))
 
 
 def lenet5(num_classes: int, in_channels: int) -> LeNet5:
-    """LeNet-5: 6, 16, 120 channels, 84 features."""
+    """LeNet-5: 6, 16, 120 channels, 84 hidden units."""
     return LeNet5("lenet5", num_classes, in_channels, widths=(6, 16, 120, 84))
 
 
 def lenet5_half(num_classes: int, in_channels: int) -> LeNet5:
-    """LeNet-5-Half: 3, 8, 60 channels, 42 features."""
+    """LeNet-5-Half: 3, 8, 60 channels, 42 hidden units."""
     return LeNet5("lenet5_half", num_classes, in_channels, widths=(3, 8, 60, 42))

@@ -110,8 +110,8 @@ class GenerativeReplay:
             images = self.vae.decode(latents)
             return images, self.teacher(images)
 
-    def observe(self, images: Tensor, teacher_logits: Tensor) -> dict[str, Tensor]:
-        """One Adam step of the VAE on the fresh batch; returns the loss terms as 0-dim device tensors."""
+    def observe_generator_batch(self, images: Tensor, teacher_logits: Tensor) -> dict[str, Tensor]:
+        """One Adam step of the VAE on the generator step's batch; returns the loss terms as 0-dim device tensors."""
         noise = torch.randn(images.shape[0], self.vae.latent_dim, device=self.device, generator=self._generator)
         with torch.enable_grad():
             terms = vae_loss(
@@ -129,6 +129,9 @@ class GenerativeReplay:
         self.optimizer.step()
         self.observed_steps += 1
         return {name: value.detach() for name, value in terms.items()}
+
+    def observe_student_batch(self, images: Tensor, teacher_logits: Tensor) -> None:
+        """The VAE learns from the generator steps' batches only."""
 
     def end_epoch(self, epoch: int) -> None:
         """Nothing happens at epoch ends: the VAE learns at every generator step."""

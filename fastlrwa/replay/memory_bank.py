@@ -1,4 +1,4 @@
-"""MB-DFKD's replay: every few epochs a slice of the latest generated batch goes into a ring."""
+"""MB-DFKD's replay: every few epochs a slice of the last batch the student trained on goes into a ring."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ from fastlrwa.replay.ring import ReplayRing
 class MemoryBankReplay:
     """The memory-bank replay scheme (MB-DFKD, Ours-1) over a :class:`ReplayRing`.
 
-    The authors' schedule: every ``push_every`` = 5 epochs the first ``slot_size`` = 64 samples of
-    the last generated batch are pushed into a 10-slot ring; a replay batch is one random slot.
+    The authors' schedule: at the end of every epoch with ``epoch % 5 == 0``, epochs counted from 0
+    (so the first push follows the first epoch, then every ``push_every`` = 5), the first
+    ``slot_size`` = 64 (batch // 8) samples of the last batch a student step trained on are pushed
+    into a 10-slot ring; a replay batch is one random slot.
 
-    ``observe`` only keeps a reference to the batch, no copy per step. That is safe because the
-    generator's forward returns a new tensor every step and nothing writes into it afterwards,
-    so the referenced batch still holds exactly the samples of that step when an epoch ends.
-    The cost is that one generated batch stays alive between steps.
+    ``observe_student_batch`` only keeps a reference to the batch, no copy per step. That is safe
+    because the generator's forward returns a new tensor every step and nothing writes into it
+    afterwards, so the referenced batch still holds exactly the samples of that step when an epoch
+    ends. The cost is that one generated batch stays alive between steps.
     """
 
     def __init__(self, ring: ReplayRing, *, push_every: int = 5):
@@ -35,15 +37,19 @@ class MemoryBankReplay:
         """One random filled slot: (images [slot_size, C, H, W], teacher logits [slot_size, K])."""
         return self.ring.sample()
 
-    def observe(self, images: Tensor, teacher_logits: Tensor) -> dict[str, Tensor]:
-        """Remember the latest generated batch by reference; nothing to log."""
-        # detach() so a caller that forgot to detach does not keep the generator's graph alive.
-        self._latest = (images.detach(), teacher_logits.detach())
+    def observe_generator_batch(self, images: Tensor, teacher_logits: Tensor) -> dict[str, Tensor]:
+        """The generator's own batches are not stored; nothing to log."""
         return {}
 
+    def observe_student_batch(self, images: Tensor, teacher_logits: Tensor) -> None:
+        """Remember the batch a student step just trained on, by reference."""
+        # detach() so a caller that forgot to detach does not keep the generator's graph alive.
+        self._latest = (images.detach(), teacher_logits.detach())
+
     def end_epoch(self, epoch: int) -> None:
-        """Push the latest batch on epochs that are multiples of ``push_every``."""
-        if epoch % self.push_every == 0 and self._latest is not None:
+        """Push the latest student batch after epochs 1, 1 + ``push_every``, 1 + 2 ``push_every``, ...
+        (``epoch`` counts from 1, the authors' from 0)."""
+        if (epoch - 1) % self.push_every == 0 and self._latest is not None:
             self.ring.push(*self._latest)
 
     def state_dict(self) -> dict:

@@ -17,17 +17,21 @@ from fastlrwa.errors import CheckpointError, ConfigError
 from fastlrwa.replay.prefetch import HostPrefetcher
 from fastlrwa.replay.rng import canonical_device, generator_on
 
-LOGITS_DTYPE = torch.float32
 
 
 def ring_storage_bytes(
     slots: int, slot_size: int, image_shape: tuple[int, int, int], num_classes: int, dtype: torch.dtype
 ) -> int:
-    """Bytes taken by a ring's images (in ``dtype``) and teacher logits (float32)."""
+    """Bytes taken by a ring's images (in ``dtype``) and teacher logits (see :func:`logits_dtype`)."""
     samples = slots * slot_size
     image_bytes = samples * math.prod(image_shape) * torch.empty((), dtype=dtype).element_size()
-    logit_bytes = samples * num_classes * torch.empty((), dtype=LOGITS_DTYPE).element_size()
+    logit_bytes = samples * num_classes * torch.empty((), dtype=logits_dtype(dtype)).element_size()
     return image_bytes + logit_bytes
+
+
+def logits_dtype(image_dtype: torch.dtype) -> torch.dtype:
+    """Teacher logits are stored in float32 at least, also beside bf16 images."""
+    return torch.promote_types(image_dtype, torch.float32)
 
 
 def uses_host_tier(storage_bytes: int, device: torch.device, device_budget_bytes: int | None) -> bool:
@@ -56,7 +60,7 @@ class ReplayRing:
         image_shape: (C, H, W) of a generated image.
         num_classes: K, the teacher's number of logits.
         device: the training device.
-        dtype: storage dtype of the images; teacher logits are always stored in float32.
+        dtype: storage dtype of the images; teacher logits are stored in float32 (float64 beside float64 images).
         device_budget_bytes: on CUDA, storage larger than this lives in pinned host memory.
         generator: draws slot indices; one on another device than the indices is replaced by a
             generator there seeded with its initial seed (see :func:`~fastlrwa.replay.rng.generator_on`).
@@ -95,7 +99,7 @@ class ReplayRing:
             (slots, slot_size, *self.image_shape), dtype=dtype, device=storage_device, pin_memory=pin
         )
         self._logits = torch.empty(
-            (slots, slot_size, num_classes), dtype=LOGITS_DTYPE, device=storage_device, pin_memory=pin
+            (slots, slot_size, num_classes), dtype=logits_dtype(dtype), device=storage_device, pin_memory=pin
         )
         self._generator = generator_on(storage_device, generator)
         self._prefetcher = (
@@ -120,7 +124,7 @@ class ReplayRing:
     def sample(self) -> tuple[Tensor, Tensor]:
         """One uniformly random filled slot: (images [slot_size, C, H, W], logits [slot_size, K]).
 
-        Images come in the storage dtype, logits in float32, both on the training device.
+        Images come in the storage dtype, logits in :func:`logits_dtype`, both on the training device.
 
         The slot index is drawn on the storage's device and gathered there: no host sync. In the
         host tier the batch comes from a device staging buffer that the next call refills, so

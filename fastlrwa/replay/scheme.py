@@ -23,11 +23,15 @@ class ReplayScheme(Protocol):
         """A replay batch: (images [B, C, H, W], teacher logits [B, K]) on the training device, no grad."""
         ...
 
-    def observe(self, images: Tensor, teacher_logits: Tensor) -> dict[str, Tensor]:
-        """Take in the batch the generator just produced (detached) and the teacher's logits on it.
+    def observe_generator_batch(self, images: Tensor, teacher_logits: Tensor) -> dict[str, Tensor]:
+        """Take in the batch of a generator step (detached) and the teacher's logits on it.
 
         Returns 0-dim device tensors to log; never converts them to Python numbers.
         """
+        ...
+
+    def observe_student_batch(self, images: Tensor, teacher_logits: Tensor) -> None:
+        """Take in the fresh batch a student step just trained on (detached) and the teacher's logits on it."""
         ...
 
     def end_epoch(self, epoch: int) -> None:

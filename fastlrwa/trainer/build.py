@@ -14,7 +14,7 @@ from fastlrwa.config.schema import TrainConfig
 from fastlrwa.data import DatasetInfo, DeviceImageSet, dataset_info, load_split
 from fastlrwa.distributed import DistributedContext, rank_seed
 from fastlrwa.errors import ConfigError
-from fastlrwa.models import ModelMeta, build_generator, build_model
+from fastlrwa.models import ModelMeta, build_generator, build_model, layer_default_init
 from fastlrwa.replay import VAE, GenerativeReplay, MemoryBankReplay, ReplayRing, ReplayScheme
 from fastlrwa.runtime import amp_dtype, configure_compile_cache
 from fastlrwa.trainer.teacher import load_frozen_teacher
@@ -76,7 +76,7 @@ def _replay(config: TrainConfig, spec: MethodSpec, info: DatasetInfo, teacher: n
     if spec.replay == "memory":
         ring = ReplayRing(
             r.slots, r.slot_size, (info.channels, info.image_size, info.image_size), info.num_classes, device,
-            device_budget_bytes=int(r.device_budget_mb * 2**20), generator=rng,
+            dtype=torch.get_default_dtype(), device_budget_bytes=int(r.device_budget_mb * 2**20), generator=rng,
         )
         return MemoryBankReplay(ring, push_every=r.push_every)
     if spec.replay == "generative":
@@ -114,7 +114,10 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
             load_split(info.name, "test", root=config.data.data_root, download=config.data.download), device,
         ) if context.is_main else None
         student = build_model(config.student.arch, info.num_classes, in_channels=info.channels,
-                              image_size=info.image_size).to(device)
+                              image_size=info.image_size)
+        if config.student.init == "layer_default":
+            layer_default_init(student)
+        student = student.to(device)
         generator = build_generator(latent_dim=config.generator.latent_dim, channels=info.channels,
                                     image_size=info.image_size, width=config.generator.width).to(device)
     if device.type == "cuda":

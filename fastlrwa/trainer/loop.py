@@ -27,6 +27,7 @@ from fastlrwa.errors import CheckpointError, NonFiniteLossError
 from fastlrwa.metrics.run_log import MetricsLog
 from fastlrwa.models import ModelMeta, save_model_checkpoint
 from fastlrwa.progress import EpochProgress
+from fastlrwa.runtime import at_least_float32
 from fastlrwa.trainer.build import RunParts
 from fastlrwa.distributed import rank_seed
 from fastlrwa.trainer.epoch_stats import EpochStats, format_live
@@ -36,7 +37,7 @@ from fastlrwa.trainer.run_dir import RunDir
 from fastlrwa.trainer.teacher import file_sha256
 
 CHECKPOINT_FORMAT = "fastlrwa-train"
-CHECKPOINT_VERSION = 2  # 2: per-rank parts under "ranks"
+CHECKPOINT_VERSION = 3  # 2: per-rank parts under "ranks"; 3: the authors' generator (spectral norm on every conv)
 WATCHED_LOSSES = ("loss_student", "loss_generator")
 LIVE_KEYS = ("loss_student", "loss_generator", "grad_cos")
 
@@ -190,16 +191,18 @@ class Trainer:
         for _ in range(self.config.schedule.gen_steps):
             images, teacher_logits, logged = p.generator_update.step(self._latent())
             if p.replay is not None:
-                logged.update(p.replay.observe(images, teacher_logits))
+                logged.update(p.replay.observe_generator_batch(images, teacher_logits))
             self.stats.add(logged)
         for _ in range(self.config.schedule.student_steps):
             with torch.no_grad(), torch.autocast(p.device.type, dtype=p.autocast_dtype or torch.float32,
                                                  enabled=p.autocast_dtype is not None):
                 # float32 for the student step: its inner step and HVP run outside autocast
-                images = p.generator(self._latent()).float()
-                teacher_logits = p.teacher(images).float()
+                images = at_least_float32(p.generator(self._latent()))
+                teacher_logits = at_least_float32(p.teacher(images))
             memory = p.replay.sample() if p.replay is not None and p.replay.is_ready() else (None, None)
             self.stats.add(p.student_update.step(images, teacher_logits, *memory))
+            if p.replay is not None:
+                p.replay.observe_student_batch(images, teacher_logits)
 
     # ----- one epoch -----------------------------------------------------------------------------------------------
     def _finish_epoch(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import torch.nn as nn
 from fastlrwa.config.schema import LossConfig
 from fastlrwa.losses.generator_objectives import generator_loss
 from fastlrwa.losses.priors import BatchNormStatistics
+from fastlrwa.runtime import at_least_float32
 
 
 class GeneratorUpdate:
@@ -63,8 +64,8 @@ class GeneratorUpdate:
                 bn_loss = None
             student_logits = self.student(images) if self.objective != "dafl" else None
         loss, parts = generator_loss(
-            self.objective, teacher_logits.float(), features.float(),
-            None if student_logits is None else student_logits.float(), self.weights, bn_loss,
+            self.objective, at_least_float32(teacher_logits), at_least_float32(features),
+            None if student_logits is None else at_least_float32(student_logits), self.weights, bn_loss,
         )
         return loss, parts, images, teacher_logits
 
@@ -77,4 +78,4 @@ class GeneratorUpdate:
         self.scaler.update()
         logged = {f"gen_{name}": value.detach() for name, value in parts.items()}
         logged["loss_generator"] = loss.detach()
-        return images.detach(), teacher_logits.detach().float(), logged
+        return images.detach(), at_least_float32(teacher_logits.detach()), logged

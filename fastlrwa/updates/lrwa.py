@@ -33,9 +33,11 @@ Hessian-vector product (``hvp``):
   * ``"first_order"``: the Hessian term dropped, dθ'/dθ = (1 − αλ) I.
 
 BatchNorm in train mode: every forward normalises with its own batch statistics. Running
-statistics are updated by the forwards the authors' code runs, in this order: (official only)
-cat(x_new, x_mem) at θ, then x_new at θ (inner step), then x_mem at θ' (retention); so
-``num_batches_tracked`` grows by 2 (paper) or 3 (official) per call. The extra forwards (the
+statistics: ``official`` updates them from the cat(x_new, x_mem) forward at θ alone, as the
+authors' code does (its inner and retention forwards run through ``higher``'s patched copy of the
+student, which keeps buffers of its own: tests/test_released_update.py), so
+``num_batches_tracked`` grows by 1 per call; ``paper`` (no authors' code to follow) updates them from
+x_new at θ (inner step), then x_mem at θ' (retention), growing by 2. The extra forwards (the
 ``forward`` HVP, the finite difference, the alignment probe) update nothing.
 
 Alignment (section 3.4): ``aux["grad_cos_inner"]`` = cos(∇L_Acq(θ), ∇L_Ret(θ')) is free.
@@ -204,12 +206,13 @@ def lrwa_grads(
             params, buffers, torch.cat([x_new, x_mem]), torch.cat([t_new, t_mem]))
         aux["loss_cat"] = loss_cat
 
+    inner_buffers = frozen if objective == "official" else buffers
     if hvp == "exact" and exact_method == "reverse":
         g_acq, loss_acq, v, loss_ret, hv = _exact_reverse(
-            model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision)
+            model, params, inner_buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision)
     else:
         g_acq, loss_acq, logits_new, v, loss_ret = _inner_and_retention(
-            model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision)
+            model, params, inner_buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision)
         with precision.full_precision():
             if hvp == "exact":
                 hv = _hvp_forward(model, params, frozen, x_new, t_new, v)

@@ -3,6 +3,12 @@
 Until the replay scheme has something to replay (the memory bank fills on its schedule, the VAE
 after its warm-up), the replay methods update with the plain acquisition step, as the authors do.
 
+The LRWA objective ``released`` is what the authors' released LRWA step computes: it calls
+``higher.innerloop_ctx`` with ``copy_initial_weights=True`` (higher's default), so its retention loss
+after the inner step sends no gradient to the student and the update is the joint step on
+cat(x_new, x_mem) of MB-DFKD (tests/test_released_update.py). It is built as that joint step,
+without the inner step whose result is discarded.
+
 In a distributed run the gradients are averaged over the ranks between the pure step and the
 optimiser (``average_grads``), so every rank applies the same update to the same weights.
 """
@@ -36,8 +42,9 @@ class StudentUpdate:
         self.plain = make_student_step("plain", student, **common)
         if kind == "plain":
             self.with_replay = None
-        elif kind == "joint":
-            self.with_replay = make_student_step("joint", student, objective=joint_objective, **common)
+        elif kind == "joint" or lrwa.objective == "released":
+            objective = "official" if kind == "lrwa" else joint_objective
+            self.with_replay = make_student_step("joint", student, objective=objective, **common)
         else:
             exact_method = lrwa.exact_method
             if exact_method == "auto":
