@@ -7,13 +7,14 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from fastlrwa.metrics.summary import AggregateSummary, Block, RunSummary, TableGroup
+from fastlrwa.metrics.summary import AggregateSummary, Block, RunSummary, TableGroup, runs_label
 from fastlrwa.metrics.table import PERCENTILES, MeanStd
 
 MARKDOWN_LEGEND = (
     "μ and σ² past the n-th percentile: mean and population variance (%²) of the student's test accuracy (%) "
     "over the epochs k > n·E/100 of an E-epoch run. Acc_max: the best test accuracy of the run. "
-    "Rows \"method (n seeds)\": mean ± sample standard deviation (ddof = 1) over the seeds."
+    "Rows \"method (n seeds)\": mean ± sample standard deviation (ddof = 1) over the seeds "
+    "(\"n runs, k seeds\" where runs share a seed)."
 )
 
 
@@ -32,7 +33,7 @@ def _run_label(run: RunSummary) -> str:
 
 def _aggregate_label(aggregate: AggregateSummary) -> str:
     note = "" if aggregate.complete else f", {aggregate.n_epochs} epochs"
-    return f"{_escape(aggregate.method)} ({aggregate.stats.n_runs} seeds{note})"
+    return f"{_escape(aggregate.method)} ({runs_label([run.record.seed for run in aggregate.runs])}{note})"
 
 
 def _mean_std(cell: MeanStd) -> str:
