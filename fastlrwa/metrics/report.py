@@ -16,6 +16,7 @@ from fastlrwa.metrics.plot import image_format, plot_learning_curves, save_figur
 from fastlrwa.metrics.render import render_csv, render_markdown, report_document
 from fastlrwa.metrics.run_log import METRICS_FILE, RunRecord, read_run
 from fastlrwa.metrics.summary import AggregateSummary, RunSummary, summarise_runs, table_groups
+from fastlrwa.paths import require_writable_file
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,15 @@ def run_report(
 
     stdout gets the ``--json`` document when ``as_json``, otherwise the markdown unless ``out_md``
     is given. ``out_md``, ``out_csv`` and ``plot`` (Figure 4; format from the suffix, e.g. .png) are
-    written atomically, each announced on stderr; an unknown image type is refused before anything
-    is read or written. Raises ``UserFacingError`` for a path that is not a run, a damaged log or an
+    written atomically, each announced on stderr; an unknown image type or an unwritable path is
+    refused before anything is read or written. Raises ``UserFacingError`` for a path that is not a run, a damaged log or an
     unwritable output.
     """
     if plot is not None:
         image_format(plot)
+    for flag, path in (("--out", out_md), ("--csv", out_csv), ("--plot", plot)):
+        if path is not None:
+            require_writable_file(path, flag)
     records = _read_runs(run_dirs)
     runs, aggregates = summarise_runs(records)
     groups = table_groups(runs, aggregates)
