@@ -333,14 +333,18 @@ def presets() -> None:
                    f"lr {recipe['lr']}")
 
 
-def main() -> None:
-    # Library code warns through logging (e.g. a crash-cut metrics line); show it like the error lines.
+def configure_output() -> None:
+    """How the process reports besides the error lines: library warnings as ``warning: ...`` lines, and none of
+    the notices from torch a user cannot act on, which would break into the log: the CUDA toolkit probe of
+    torch.utils.cpp_extension on a machine without a GPU (export, --compile), and torch's own use of the
+    deprecated torch.jit.script when forward-mode AD (the exact LRWA Hessian-vector product) first runs."""
     logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
-    # Notices from torch a user cannot act on, which would break into the log lines: the CUDA toolkit probe of
-    # torch.utils.cpp_extension on a machine without a GPU (export, --compile), and torch's own use of the
-    # deprecated torch.jit.script when forward-mode AD (the exact LRWA Hessian-vector product) first runs.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+
+
+def main() -> None:
+    configure_output()
     cli(prog_name="fastlrwa")
 
 
