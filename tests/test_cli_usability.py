@@ -43,8 +43,8 @@ def test_the_cli_and_the_train_checks_import_no_heavy_module():
 
 
 def test_a_missing_teacher_is_answered_before_any_heavy_import(tmp_path):
-    code = (f"from fastlrwa.cli import cli\n"
-            f"try:\n    cli(['train', '--teacher', {str(tmp_path / 'none.pt')!r}, '--out', {str(tmp_path / 'run')!r}])\n"
+    args = ["train", "--teacher", str(tmp_path / "none.pt"), "--out", str(tmp_path / "run")]
+    code = (f"from fastlrwa.cli import cli\ntry:\n    cli({args!r})\n"
             f"except SystemExit as exit:\n    assert exit.code == 2, exit.code")
     assert _loaded_after(code) == []
 

@@ -125,7 +125,7 @@ def test_pickled_module_needs_trust(tmp_path: Path) -> None:
     loaded, meta = load_checkpoint_with_meta(path, trust_pickle=True)
     assert meta.arch == "wrn16_1" and meta.num_classes == 10
     assert_same_weights(loaded, model)
-    assert "'wrn16_2'" in refusal(path, trust_pickle=True, arch="wrn16_2")
+    assert "--arch wrn16_2" in refusal(path, trust_pickle=True, arch="wrn16_2")
 
 
 def test_random_bytes_are_refused(tmp_path: Path) -> None:

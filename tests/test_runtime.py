@@ -26,7 +26,8 @@ assert torch.allclose(double_sine(x), (2 * x).sin())
 
 
 def _fresh_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
+    inherited = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
+    env = {key: value for key, value in os.environ.items() if key not in inherited}
     return {**env, "FASTLRWA_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1", **extra}
 
 

@@ -59,7 +59,8 @@ def plot_learning_curves(records: Sequence[RunRecord]) -> Figure:
     for column, (block, methods) in enumerate(columns.items()):
         top, bottom = grid[0, column], grid[1, column]
         for method, runs in methods.items():
-            label = method if len(runs) == 1 else f"{method} ({runs_label([run.seed for run in runs])}, mean and min-max)"
+            seeds = runs_label([run.seed for run in runs])
+            label = method if len(runs) == 1 else f"{method} ({seeds}, mean and min-max)"
             _draw_method(top, [run.accuracies for run in runs], colours[method], label)
             _draw_method(bottom, [cumulative_mean(run.accuracies) for run in runs], colours[method], label)
         top.set_title(block.title)

@@ -176,7 +176,9 @@ class Trainer:
             # A NaN in the first epoch comes before any checkpoint: say what is really on disk.
             kept = (f"the last good checkpoint {self.run.checkpoint} (epoch {self.epoch}) is kept"
                     if self.run.checkpoint.exists() else "no checkpoint was written yet, so there is nothing to resume")
-            retry = "lower --lr-student / --lr-generator" + (" or drop --amp" if self.config.runtime.amp != "none" else "")
+            retry = "lower --lr-student / --lr-generator"
+            if self.config.runtime.amp != "none":
+                retry += " or drop --amp"
             raise NonFiniteLossError(
                 f"{name} became {value}{where} at training step {step} (epoch {self.epoch + 1}, around iteration "
                 f"{(step - 1) // max(steps_per_iteration, 1) % iterations + 1}); stopped: {kept}; start again with "
