@@ -141,7 +141,8 @@ def render_block(measurement: dict[str, Any]) -> str:
     ]
     table = [f"| quick start `{measurement['command']}` (digits, {cached['method']}, seed {cached['seed']}) | measured |",
              "|---|---|", *(f"| {what} | {value} |" for what, value in rows)]
-    return "\n".join([BEGIN, *table, END])
+    # Blank lines around the table: markdown ends an HTML comment block at its line, a table at a blank line.
+    return "\n".join([BEGIN, "", *table, "", END])
 
 
 def replace_block(text: str, block: str) -> str:
