@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -22,11 +24,12 @@ from fastlrwa.atomic_io import atomic_write_json
 from fastlrwa.config.schema import PretrainConfig
 from fastlrwa.config.validate import validate_pretrain_config
 from fastlrwa.distributed import DistributedContext, batchnorm_running_stats, rank_seed
-from fastlrwa.errors import ConfigError, NonFiniteLossError
+from fastlrwa.errors import ConfigError, Interrupted, NonFiniteLossError
 from fastlrwa.data import DeviceImageSet, DatasetInfo, dataset_info, evaluate, load_split, random_crop_flip
 from fastlrwa.data.dali import DaliTrainBatches, check_loader, load_split_with
 from fastlrwa.data.dali_sources import dali_source
 from fastlrwa.models import ModelMeta, build_model, save_model_checkpoint
+from fastlrwa.paths import require_writable_dir
 from fastlrwa.progress import epoch_progress
 from fastlrwa.runtime import amp_dtype, configure_compile_cache, environment_versions, resolve_device, seed_everything
 
@@ -90,15 +93,42 @@ def _train_batches(config: PretrainConfig, context: DistributedContext) -> Train
                               world_size=context.world_size)
 
 
-def run_pretrain(config: PretrainConfig, context: DistributedContext | None = None) -> dict | None:
+def check_pretrain_output(config: PretrainConfig, *, force: bool = False,
+                          flags: Mapping[str, str] | None = None) -> None:
+    """Before any work: ``--out`` can be written and holds no teacher (``train`` never overwrites a run either)."""
+    out_flag = (flags or {}).get("out", "out")
+    require_writable_dir(config.out, out_flag)
+    model = Path(config.out) / "model.pt"
+    if model.exists() and not force:
+        raise ConfigError(f"{config.out} already holds a teacher ({model}); pass --force to replace it, "
+                          f"or choose another {out_flag}")
+
+
+@contextmanager
+def _stopped_by_ctrl_c(current_epoch: Callable[[], int], epochs: int) -> Iterator[None]:
+    """Ctrl-C ends as one line and exit code 130, as in ``train``; a half-trained teacher is never written."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"stopped in epoch {current_epoch()}/{epochs} of teacher pretraining; nothing was saved (a teacher is "
+            "written when its training ends); run the same command again to train it"
+        ) from None
+
+
+def run_pretrain(config: PretrainConfig, context: DistributedContext | None = None, *, force: bool = False,
+                 flags: Mapping[str, str] | None = None) -> dict | None:
     """Train, evaluate every epoch, write ``OUT/model.pt`` and ``OUT/metrics.json``; returns the metrics.
 
     ``config.loader`` is ``torch`` (the split held on the device) or ``dali`` (an NVIDIA DALI pipeline).
     Under torchrun pass the ``context``: each rank trains on its shard with DDP, rank 0 evaluates and
     writes the files and returns the metrics (the other ranks return None). Without one, it runs in this
     process alone, whatever the environment (``train`` pretrains its teacher this way on rank 0).
+    An ``OUT/model.pt`` is replaced only with ``force``; ``flags`` spells the config keys as the command's
+    flags in messages. Ctrl-C stops with ``Interrupted`` and writes nothing.
     """
-    validate_pretrain_config(config)
+    validate_pretrain_config(config, flags)
+    check_pretrain_output(config, force=force, flags=flags)
     check_loader(config.loader)
     context = context or DistributedContext(0, 1, 0, resolve_device(config.device))
     device = context.device
@@ -137,7 +167,9 @@ def run_pretrain(config: PretrainConfig, context: DistributedContext | None = No
 
     history: list[dict] = []
     started = time.perf_counter()
-    with epoch_progress(config.progress and context.is_main, silent=not context.is_main) as progress:
+    epoch = 0
+    with epoch_progress(config.progress and context.is_main, silent=not context.is_main) as progress, \
+            _stopped_by_ctrl_c(lambda: epoch, config.epochs):
         for epoch in range(1, config.epochs + 1):
             model.train()
             loss_sum = torch.zeros((), device=device)
