@@ -91,7 +91,7 @@ def test_several_axes_name_every_value_and_unsafe_values_are_kept_apart(tmp_path
 
 @pytest.mark.parametrize("flags, problem", [
     ({"axes": ("generator.beta1=0.5,0.9",)}, "--set generator.beta1: `fastlrwa train` has no flag"),
-    ({"fixed": ("schedule.epochs=0",)}, "schedule.epochs=0 must be > 0"),
+    ({"fixed": ("schedule.epochs=0",)}, "schedule.epochs=0: must be > 0"),
     ({"fixed": ("schedule.epochs=3", "schedule.epochs=4")}, "given twice with --fix"),
     ({"axes": ("generator.lr=1e-3",), "fixed": ("generator.lr=1e-2",)}, "generator.lr is given more than once"),
     ({"methods": "lrwa-mb,nope"}, "unknown method 'nope'"),
