@@ -105,10 +105,12 @@ def _timed_call(loss_fn: LossFn, a: torch.Tensor, b: torch.Tensor, mode: str) ->
     return forward_backward
 
 
-def _providers(loss: Loss, compile_cache: dict[str, LossFn]) -> dict[str, LossFn]:
-    if loss.name not in compile_cache:
+def _providers(loss: Loss, compile_cache: dict[str, LossFn], wanted: Sequence[str]) -> dict[str, LossFn]:
+    """The implementations of ``loss`` in ``wanted``, in the order of PROVIDERS (eager first: the others' baseline)."""
+    if "torch.compile" in wanted and loss.name not in compile_cache:
         compile_cache[loss.name] = torch.compile(loss.reference, dynamic=False)
-    return {"torch": loss.reference, "torch.compile": compile_cache[loss.name], "triton": loss.fused}
+    every = {"torch": loss.reference, "torch.compile": compile_cache.get(loss.name), "triton": loss.fused}
+    return {name: every[name] for name in PROVIDERS if name in wanted}
 
 
 def _cuda_quantiles_ms(call: Callable[[], object]) -> tuple[float, float, float]:
@@ -166,9 +168,7 @@ def run_sweep(
                 b = (torch.randn(rows, cols, device=device, generator=generator) * 3).to(dtype).requires_grad_()
                 for mode in modes:
                     eager_ms = None
-                    for provider, loss_fn in _providers(loss, compile_cache).items():
-                        if provider not in providers:
-                            continue
+                    for provider, loss_fn in _providers(loss, compile_cache, providers).items():
                         median, p20, p80 = quantiles_ms(_timed_call(loss_fn, a, b, mode))
                         gb_per_s = ELEMENT_TRAFFIC[mode] * a.numel() * a.element_size() / (median * 1e-3) / 1e9
                         eager_ms = median if provider == "torch" else eager_ms

@@ -465,13 +465,18 @@ def markdown_table(result: dict) -> str:
              f"{result['shape']['memory']}), objective `{result['objective']}`"
              + (f", `--amp` ({result['amp']} autocast)" if result.get("amp") else "")
              + f", {result['device']}, torch {result['torch']}, {result['date']}; {method}",
-             "",
-             "Ratios are against the joint (MB-DFKD) step of the same compile mode. First call: the "
-             "variant's first step, its compilation included for a compiled one.",
-             "",
-             "| variant | median s | × joint | min s | first call s | GFLOP | × joint | peak MiB | × joint "
-             "| live tensor MiB | × joint |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             ""]
+    if result.get("compile_only"):
+        lines += ["| variant | first call s | second call s | error |", "|---|---:|---:|---|"]
+        lines += [f"| {row['variant']} | {_fmt(row['first_call_s'], '.2f')} | {_fmt(row['second_call_s'], '.3f')} | "
+                  f"{row['error'] or ''} |" for row in result["rows"]]
+        return "\n".join(lines) + "\n"
+    lines += ["Ratios are against the joint (MB-DFKD) step of the same compile mode. First call: the variant's "
+              "first step, its compilation included for a compiled one.",
+              "",
+              "| variant | median s | × joint | min s | first call s | GFLOP | × joint | peak MiB | × joint "
+              "| live tensor MiB | × joint |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in result["rows"]:
         lines.append("| " + " | ".join([
             row["variant"], _fmt(row["median_s"], ".3f"), _fmt(row["time_ratio"], ".2f"), _fmt(row["min_s"], ".3f"),

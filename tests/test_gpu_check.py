@@ -49,7 +49,7 @@ def _check(out: Path, work: Path, *options: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
     out, work = tmp_path_factory.mktemp("out"), tmp_path_factory.mktemp("work")
-    completed = _check(out, work, "--budget", "900")
+    completed = _check(out, work)
     assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-2000:]
     return completed, out, json.loads((out / "summary.json").read_text())
 
