@@ -2,6 +2,7 @@
 
     python benchmarks/bench_kernels.py                 # on a CUDA machine: the whole sweep
     python benchmarks/bench_kernels.py --cpu-reference --rows 1024 --cols 100   # CPU: eager vs compile
+    python benchmarks/bench_kernels.py --dtype bf16 --rows 4096 16384 --cols 100 1000 --modes forward+backward
 
 Providers: ``torch`` (the reference from fastlrwa.kernels, eager), ``torch.compile`` (the same
 reference compiled) and ``triton`` (``fused_*(backend="triton")``). Losses: MAE, JS (paper, T=1)
@@ -43,6 +44,7 @@ ROWS = (1024, 4096, 16384)
 COLS = (10, 100, 200, 1000)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MODES = ("forward", "forward+backward")
+PROVIDERS = ("torch", "torch.compile", "triton")
 # Elements moved per logit element: forward reads a and b; the backward reads them again and
 # writes both gradients.
 ELEMENT_TRAFFIC = {"forward": 2, "forward+backward": 6}
@@ -103,10 +105,12 @@ def _timed_call(loss_fn: LossFn, a: torch.Tensor, b: torch.Tensor, mode: str) ->
     return forward_backward
 
 
-def _providers(loss: Loss, compile_cache: dict[str, LossFn]) -> dict[str, LossFn]:
-    if loss.name not in compile_cache:
+def _providers(loss: Loss, compile_cache: dict[str, LossFn], wanted: Sequence[str]) -> dict[str, LossFn]:
+    """The implementations of ``loss`` in ``wanted``, in the order of PROVIDERS (eager first: the others' baseline)."""
+    if "torch.compile" in wanted and loss.name not in compile_cache:
         compile_cache[loss.name] = torch.compile(loss.reference, dynamic=False)
-    return {"torch": loss.reference, "torch.compile": compile_cache[loss.name], "triton": loss.fused}
+    every = {"torch": loss.reference, "torch.compile": compile_cache.get(loss.name), "triton": loss.fused}
+    return {name: every[name] for name in PROVIDERS if name in wanted}
 
 
 def _cuda_quantiles_ms(call: Callable[[], object]) -> tuple[float, float, float]:
@@ -148,6 +152,7 @@ def run_sweep(
     providers: Sequence[str],
     copy_gb_per_s: float | None,
     device_name: str,
+    modes: Sequence[str] = MODES,
 ) -> list[Result]:
     dtype = DTYPES[dtype_name]
     quantiles_ms = _cuda_quantiles_ms if device.type == "cuda" else _cpu_quantiles_ms
@@ -161,11 +166,9 @@ def run_sweep(
                 generator = torch.Generator(device=device).manual_seed(rows * 10_000 + cols)
                 a = (torch.randn(rows, cols, device=device, generator=generator) * 3).to(dtype).requires_grad_()
                 b = (torch.randn(rows, cols, device=device, generator=generator) * 3).to(dtype).requires_grad_()
-                for mode in MODES:
+                for mode in modes:
                     eager_ms = None
-                    for provider, loss_fn in _providers(loss, compile_cache).items():
-                        if provider not in providers:
-                            continue
+                    for provider, loss_fn in _providers(loss, compile_cache, providers).items():
                         median, p20, p80 = quantiles_ms(_timed_call(loss_fn, a, b, mode))
                         gb_per_s = ELEMENT_TRAFFIC[mode] * a.numel() * a.element_size() / (median * 1e-3) / 1e9
                         eager_ms = median if provider == "torch" else eager_ms
@@ -256,17 +259,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
     parser.add_argument("--rows", type=int, nargs="+", default=list(ROWS), help="batch sizes N")
     parser.add_argument("--cols", type=int, nargs="+", default=list(COLS), help="class counts C")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--providers", nargs="+", choices=PROVIDERS, default=list(PROVIDERS),
+                        help="which implementations to time (triton only on CUDA)")
     parser.add_argument("--cpu-reference", action="store_true", help="time torch eager vs torch.compile on the CPU")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
+    if "torch.compile" in args.providers:  # one compiled graph per shape, dtype and mode
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
 
     if args.cpu_reference:
         device_name = f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
         print(f"{device_name}: torch eager vs torch.compile only (Triton on CPU is the interpreter)")
-        results = run_sweep(
-            torch.device("cpu"), args.dtype, args.rows, args.cols, ("torch", "torch.compile"), None, device_name
-        )
+        providers = [provider for provider in args.providers if provider != "triton"]
+        results = run_sweep(torch.device("cpu"), args.dtype, args.rows, args.cols, providers, None, device_name,
+                            args.modes)
         write_results(results, args.out_dir, "kernels_cpu_reference", {"device": device_name})
         return 0
 
@@ -279,9 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     device_name = torch.cuda.get_device_name(device)
     copy_gb_per_s = copy_bandwidth_gb_per_s(device)
     print(f"{device_name}: device-to-device copy {copy_gb_per_s:.1f} GB/s")
-    results = run_sweep(
-        device, args.dtype, args.rows, args.cols, ("torch", "torch.compile", "triton"), copy_gb_per_s, device_name
-    )
+    results = run_sweep(device, args.dtype, args.rows, args.cols, args.providers, copy_gb_per_s, device_name,
+                        args.modes)
     goals = goal_report(results)
     print("\n".join(goals) if goals else "no forward+backward case with N >= 4096 and C >= 100 in this sweep")
     write_results(

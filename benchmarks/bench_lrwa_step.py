@@ -6,34 +6,45 @@ generator step computes them anyway); the authors' approach also re-runs the tea
 batch, as their code does, while fastlrwa takes the logits stored with the memory samples.
 
 Timings are interleaved (one call of each variant per round) and the median of ``--repeats``
-rounds after ``--warmup`` is reported. FLOPs (``FlopCounterMode``) and the peak of live tensor bytes
+rounds after ``--warmup`` is reported; the first call of each variant (its compilation, for a
+compiled one) is kept as ``first_call_s``. A variant that fails to build or to run its first
+call is reported with its error and left out of the rounds; the others go on. ``--amp``: bf16
+autocast as the trainer's ``--amp`` (fastlrwa's steps run their inner step and Hessian-vector
+product in float32 regardless; the ``higher`` step runs whole under autocast, the authors' code
+having no mixed precision). On CUDA the student is in channels_last, as the trainer keeps it. FLOPs (``FlopCounterMode``) and the peak of live tensor bytes
 (:class:`LiveTensorBytes`) are counted for the update alone on the ``meta`` device, so they are the
 same on every run and machine (a compiled variant shows the counts of its eager graph). Peak
 memory of the whole update: on CUDA ``max_memory_allocated`` above what was allocated before the
-call; on CPU the peak RSS above the RSS before the call, each variant in its own process.
+call; on CPU the peak RSS above the RSS before the call, each variant in its own process. The
+counts are of the float32 graph also under ``--amp`` (autocast has no ``meta`` device).
 
     python benchmarks/bench_lrwa_step.py --size small                 # CPU, ~94k-parameter CNN, 256+32
     python benchmarks/bench_lrwa_step.py --size paper --counts-only      # FLOPs and live tensors, seconds
     python benchmarks/bench_lrwa_step.py --size paper --repeats 1 --warmup 1 --no-compile
     python benchmarks/bench_lrwa_step.py --device cuda --check-budgets  # the GPU CI job
+    python benchmarks/bench_lrwa_step.py --device cuda --size paper --amp --objective official --no-counts
+    python benchmarks/bench_lrwa_step.py --device cuda --size paper --amp --compile-only --variants joint+compile
+        # compiles (fills Inductor's cache) and reports the first and second call only
 
-Results: ``benchmarks/results/lrwa_<size>_<objective>_<device or counts>.json`` and ``.md``.
+Results: ``benchmarks/results/lrwa_<size>_<objective>_<device or counts>[_amp][_compile].json`` and ``.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -74,7 +85,10 @@ class Size:
     image: int = 32
 
 
-SIZES = {"small": Size("small_cnn", "small_cnn", 10, 256, 32), "paper": Size("resnet18", "resnet34", 100, 512, 64)}
+SIZES = {"small": Size("small_cnn", "small_cnn", 10, 256, 32), "paper": Size("resnet18", "resnet34", 100, 512, 64),
+         # Seconds on a CPU: for dry runs of the benchmark itself (benchmarks/gpu_check.sh --dry-run).
+         "tiny": Size("small_cnn", "small_cnn", 10, 16, 4, image=16)}
+AMP_DTYPE = torch.bfloat16
 
 
 def build(arch: str, classes: int) -> nn.Module:
@@ -100,6 +114,8 @@ class Problem:
 def make_problem(size: Size, device: torch.device, seed: int = 0) -> Problem:
     torch.manual_seed(seed)
     student = build(size.student, size.classes).to(device).train()
+    if device.type == "cuda":
+        student = student.to(memory_format=torch.channels_last)  # as the trainer keeps it on CUDA
     teacher = build(size.teacher, size.classes).to(device).eval()
     x_new = torch.randn(size.batch, 3, size.image, size.image, device=device)
     x_mem = torch.randn(size.memory, 3, size.image, size.image, device=device)
@@ -124,12 +140,12 @@ def outer_optimizer(model: nn.Module) -> torch.optim.SGD:
 
 
 def fastlrwa_variant(problem: Problem, kind: str, objective: str, compiled: bool, hvp: str = "exact",
-                     exact_method: str = "forward") -> Variant:
+                     exact_method: str = "forward", amp_dtype: Optional[torch.dtype] = None) -> Variant:
     """A fastlrwa step on a private copy of the student."""
     student = copy.deepcopy(problem.student)
     params, buffers = dict(student.named_parameters()), dict(student.named_buffers())
     step = make_student_step(kind, student, objective=objective, alpha=ALPHA, weight_decay=WEIGHT_DECAY, hvp=hvp,
-                             exact_method=exact_method, compile=compiled)
+                             exact_method=exact_method, amp_dtype=amp_dtype, compile=compiled)
     batches = (problem.x_new, problem.t_new) + (() if kind == "plain" else (problem.x_mem, problem.t_mem))
 
     def update() -> None:
@@ -139,18 +155,21 @@ def fastlrwa_variant(problem: Problem, kind: str, objective: str, compiled: bool
     return Variant(update, outer_optimizer(student))
 
 
-def higher_variant(problem: Problem) -> Variant:
+def higher_variant(problem: Problem, amp_dtype: Optional[torch.dtype] = None) -> Variant:
     """The authors' LRWA step: ``higher`` unrolls SGD(α, momentum 0.9, λ) once on MAE(x_new); the outer
-    loss is MAE over cat(x_new, x_mem) at θ plus MAE(x_mem) at θ', the teacher re-run on x_mem."""
+    loss is MAE over cat(x_new, x_mem) at θ plus MAE(x_mem) at θ', the teacher re-run on x_mem.
+    With ``amp_dtype`` the whole update runs under autocast."""
     import higher
 
     student = copy.deepcopy(problem.student)
     inner_optimizer = torch.optim.SGD(student.parameters(), lr=ALPHA, momentum=0.9, weight_decay=WEIGHT_DECAY)
     x_cat = torch.cat([problem.x_new, problem.x_mem])
+    device_type = problem.x_new.device.type
 
     def update() -> None:
         student.zero_grad(set_to_none=True)
-        with higher.innerloop_ctx(student, inner_optimizer, copy_initial_weights=False) as (fmodel, diffopt):
+        with (torch.autocast(device_type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()), \
+                higher.innerloop_ctx(student, inner_optimizer, copy_initial_weights=False) as (fmodel, diffopt):
             diffopt.step(F.l1_loss(fmodel(problem.x_new), problem.t_new))
             with torch.no_grad():
                 t_mem = problem.teacher(problem.x_mem)
@@ -171,14 +190,23 @@ def variant_names(objective: str, compiled: bool) -> list[str]:
     return names
 
 
-def make_variant(name: str, problem: Problem, objective: str) -> Variant:
+def make_variant(name: str, problem: Problem, objective: str, amp_dtype: Optional[torch.dtype] = None) -> Variant:
     base, compiled = name.removesuffix("+compile"), name.endswith("+compile")
     if base == "higher":
-        return higher_variant(problem)
+        return higher_variant(problem, amp_dtype)
     if base == BASELINE:
-        return fastlrwa_variant(problem, "joint", objective, compiled)
+        return fastlrwa_variant(problem, "joint", objective, compiled, amp_dtype=amp_dtype)
     hvp, exact_method = LRWA_MODES[base]
-    return fastlrwa_variant(problem, "lrwa", objective, compiled, hvp=hvp, exact_method=exact_method)
+    return fastlrwa_variant(problem, "lrwa", objective, compiled, hvp=hvp, exact_method=exact_method,
+                            amp_dtype=amp_dtype)
+
+
+def unavailable_variants(names: list[str]) -> dict[str, str]:
+    """Variants that cannot run here, each with the reason (the authors' step needs ``higher``)."""
+    if "higher" in names and importlib.util.find_spec("higher") is None:
+        return {"higher": "skipped: the higher package is not installed (pip install higher==0.2.1, "
+                          "or carry its wheel: BENCHMARKS.md)"}
+    return {}
 
 
 def update_counts(name: str, size: Size, objective: str) -> tuple[int, int]:
@@ -254,6 +282,7 @@ def rss_peak_bytes_here(run: Callable[[], None]) -> int:
 def rss_peak_bytes_in_subprocess(name: str, args: argparse.Namespace) -> int:
     command = [sys.executable, str(Path(__file__).resolve()), "--size", args.size, "--device", "cpu",
                "--objective", args.objective, "--threads", str(args.threads), "--rss-of", name]
+    command += ["--amp"] if args.amp else []
     # A fixed mmap threshold makes glibc return every large block on free, so memory kept from the
     # warm-up call is not silently reused and the measured peak covers the whole step.
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
@@ -261,17 +290,55 @@ def rss_peak_bytes_in_subprocess(name: str, args: argparse.Namespace) -> int:
     return int(result.stdout.strip().splitlines()[-1])
 
 
+def timed_call(run: Callable[[], None], device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    run()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _error_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:300] if text else ''}"
+
+
+def build_variants(names: list[str], problem: Problem, objective: str,
+                   amp_dtype: Optional[torch.dtype]) -> tuple[dict[str, Variant], dict[str, str]]:
+    """The variants that could be built, and an error line for each that could not."""
+    variants, errors = {}, {}
+    for name in names:
+        try:
+            variants[name] = make_variant(name, problem, objective, amp_dtype)
+        except Exception as error:  # a benchmark reports a broken variant and measures the others
+            errors[name] = _error_line(error)
+    return variants, errors
+
+
+def first_calls(variants: dict[str, Variant], device: torch.device) -> tuple[dict[str, float], dict[str, str]]:
+    """Each variant's first call (with its compilation, for a compiled one) in seconds, or its error."""
+    seconds, errors = {}, {}
+    for name, run in variants.items():
+        try:
+            seconds[name] = timed_call(run, device)
+            print(f"first call of {name}: {seconds[name]:.2f} s", file=sys.stderr, flush=True)
+        except Exception as error:  # e.g. a graph Dynamo cannot capture, or out of memory
+            errors[name] = _error_line(error)
+            print(f"{name} failed: {errors[name]}", file=sys.stderr, flush=True)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return seconds, errors
+
+
 def time_variants(variants: dict[str, Callable[[], None]], device: torch.device, warmup: int,
                   repeats: int) -> dict[str, list[float]]:
+    """``warmup`` untimed rounds, then ``repeats`` timed ones, each calling every variant once."""
     times: dict[str, list[float]] = {name: [] for name in variants}
     for round_index in range(warmup + repeats):
         for name, run in variants.items():
-            _sync(device)
-            start = time.perf_counter()
-            run()
-            _sync(device)
+            elapsed = timed_call(run, device)
             if round_index >= warmup:
-                times[name].append(time.perf_counter() - start)
+                times[name].append(elapsed)
         print(f"round {round_index + 1}/{warmup + repeats} done", file=sys.stderr, flush=True)
     return times
 
@@ -294,25 +361,38 @@ def ratios(values: dict[str, float | None]) -> dict[str, float | None]:
 def measure(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     size = SIZES[args.size]
-    names = [name for name in variant_names(args.objective, args.compile and not args.counts_only)
-             if not args.variants or name in args.variants]
-    if args.counts_only:
-        variants = {}
-        median: dict[str, float | None] = dict.fromkeys(names)
-        times: dict[str, list[float]] = {name: [] for name in names}
-    else:
+    amp_dtype = AMP_DTYPE if args.amp else None
+    requested = [name for name in variant_names(args.objective, args.compile and not args.counts_only)
+                 if not args.variants or name in args.variants]
+    skipped = unavailable_variants(requested)
+    for name, reason in skipped.items():
+        print(f"{name}: {reason}", file=sys.stderr, flush=True)
+    names = [name for name in requested if name not in skipped]
+    errors: dict[str, str] = {}
+    first: dict[str, float] = {}
+    second: dict[str, float] = {}
+    times: dict[str, list[float]] = {name: [] for name in names}
+    if not args.counts_only:
         problem = make_problem(size, device)
-        variants = {name: make_variant(name, problem, args.objective) for name in names}
-        times = time_variants(variants, device, args.warmup, args.repeats)
-        median = {name: statistics.median(values) for name, values in times.items()}
+        variants, errors = build_variants(names, problem, args.objective, amp_dtype)
+        first, call_errors = first_calls(variants, device)
+        errors.update(call_errors)
+        variants = {name: run for name, run in variants.items() if name not in errors}
+        if args.compile_only:
+            second = {name: timed_call(run, device) for name, run in variants.items()}
+        else:
+            times.update(time_variants(variants, device, max(args.warmup - 1, 0), args.repeats))
+    measured = [name for name in names if name not in errors]
+    median = {name: statistics.median(times[name]) if times[name] else None for name in names}
 
-    flops: dict[str, float | None] = {}
-    live: dict[str, float | None] = {}
-    peak: dict[str, float | None] = {}
-    for name in names:
-        flops[name], live[name] = update_counts(name, size, args.objective)
-        if args.no_memory or args.counts_only:
-            peak[name] = None
+    flops: dict[str, float | None] = dict.fromkeys(names)
+    live: dict[str, float | None] = dict.fromkeys(names)
+    peak: dict[str, float | None] = dict.fromkeys(names)
+    for name in measured:
+        if not (args.no_counts or args.compile_only):
+            flops[name], live[name] = update_counts(name, size, args.objective)
+        if args.no_memory or args.counts_only or args.compile_only:
+            pass
         elif device.type == "cuda":
             peak[name] = cuda_peak_bytes(variants[name], device)
         else:
@@ -322,7 +402,8 @@ def measure(args: argparse.Namespace) -> dict:
     columns = {"median_s": median, "flops": flops, "peak_bytes": peak, "peak_live_tensor_bytes": live}
     ratio_names = {"median_s": "time_ratio", "flops": "flops_ratio", "peak_bytes": "peak_memory_ratio",
                    "peak_live_tensor_bytes": "live_memory_ratio"}
-    rows = [{"variant": name, "baseline": baseline_of(name, names), "times_s": times[name],
+    rows = [{"variant": name, "baseline": baseline_of(name, names), "error": errors.get(name),
+             "first_call_s": first.get(name), "second_call_s": second.get(name), "times_s": times[name],
              "min_s": min(times[name], default=None)} for name in names]
     for column, values in columns.items():
         column_ratios = ratios(values)
@@ -333,6 +414,7 @@ def measure(args: argparse.Namespace) -> dict:
         "size": args.size,
         "shape": vars(size),
         "objective": args.objective,
+        "amp": "bf16" if args.amp else None,
         "device": device_description(device),
         "device_type": device.type,
         "threads": torch.get_num_threads(),
@@ -341,6 +423,8 @@ def measure(args: argparse.Namespace) -> dict:
         "warmup": args.warmup,
         "repeats": args.repeats,
         "counts_only": args.counts_only,
+        "compile_only": args.compile_only,
+        "skipped": skipped,
         "meta_overhead_mib": {figure: overhead_mib(rows, figure)
                               for figure in ("peak_bytes", "peak_live_tensor_bytes")},
         "rows": rows,
@@ -371,25 +455,41 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def markdown_table(result: dict) -> str:
+    if result["counts_only"]:
+        method = "FLOP and live-tensor counts only."
+    elif result.get("compile_only"):
+        method = "first and second call only (--compile-only)."
+    else:
+        method = f"median of {result['repeats']} after {result['warmup']} warm-up (the first call included)."
     lines = [f"Size `{result['size']}` ({result['shape']['student']} student, batch {result['shape']['batch']} + "
-             f"{result['shape']['memory']}), objective `{result['objective']}`, {result['device']}, torch "
-             f"{result['torch']}, {result['date']}; "
-             + ("FLOP and live-tensor counts only." if result["counts_only"]
-                else f"median of {result['repeats']} after {result['warmup']} warm-up."),
-             "",
-             "Ratios are against the joint (MB-DFKD) step of the same compile mode.",
-             "",
-             "| variant | median s | × joint | min s | GFLOP | × joint | peak MiB | × joint "
-             "| live tensor MiB | × joint |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"{result['shape']['memory']}), objective `{result['objective']}`"
+             + (f", `--amp` ({result['amp']} autocast)" if result.get("amp") else "")
+             + f", {result['device']}, torch {result['torch']}, {result['date']}; {method}",
+             ""]
+    if result.get("compile_only"):
+        lines += ["| variant | first call s | second call s | error |", "|---|---:|---:|---|"]
+        lines += [f"| {row['variant']} | {_fmt(row['first_call_s'], '.2f')} | {_fmt(row['second_call_s'], '.3f')} | "
+                  f"{row['error'] or ''} |" for row in result["rows"]]
+        return "\n".join(lines) + "\n"
+    lines += ["Ratios are against the joint (MB-DFKD) step of the same compile mode. First call: the variant's "
+              "first step, its compilation included for a compiled one.",
+              "",
+              "| variant | median s | × joint | min s | first call s | GFLOP | × joint | peak MiB | × joint "
+              "| live tensor MiB | × joint |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in result["rows"]:
         lines.append("| " + " | ".join([
             row["variant"], _fmt(row["median_s"], ".3f"), _fmt(row["time_ratio"], ".2f"), _fmt(row["min_s"], ".3f"),
+            _fmt(row.get("first_call_s"), ".2f"),
             _fmt(row["flops"] and row["flops"] / 1e9, ".2f"), _fmt(row["flops_ratio"], ".2f"),
             _fmt(row["peak_bytes"] and row["peak_bytes"] / 2**20, ".0f"), _fmt(row["peak_memory_ratio"], ".2f"),
             _fmt(row["peak_live_tensor_bytes"] and row["peak_live_tensor_bytes"] / 2**20, ".0f"),
             _fmt(row["live_memory_ratio"], ".2f"),
         ]) + " |")
+    problems = [f"- {row['variant']}: failed: {row['error']}" for row in result["rows"] if row.get("error")]
+    problems += [f"- {name}: {reason}" for name, reason in result.get("skipped", {}).items()]
+    if problems:
+        lines += ["", *problems]
     labels = {"peak_bytes": "Peak memory", "peak_live_tensor_bytes": "Peak live tensor bytes"}
     for figure, overheads in result["meta_overhead_mib"].items():
         if overheads:
@@ -427,7 +527,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the compiled variants")
     parser.add_argument("--variants", nargs="+", help="only these variants (names as in the table)")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast, as the trainer's --amp")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    parser.add_argument("--no-counts", action="store_true",
+                        help="skip the FLOP and live-tensor counts (deterministic: see benchmarks/results)")
+    parser.add_argument("--compile-only", action="store_true",
+                        help="only the first and second call of each variant (fills the compile caches)")
     parser.add_argument("--counts-only", action="store_true",
                         help="only the FLOP and live-tensor counts (meta device, seconds even at --size paper)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
@@ -442,12 +547,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.rss_of:
         problem = make_problem(SIZES[args.size], torch.device("cpu"))
-        run = make_variant(args.rss_of, problem, args.objective)
+        run = make_variant(args.rss_of, problem, args.objective, AMP_DTYPE if args.amp else None)
         run()  # optimiser state, compiled graph and allocator caches exist before the measured call
         print(rss_peak_bytes_here(run))
         return 0
     result = measure(args)
-    stem = args.out / f"lrwa_{args.size}_{args.objective}_{'counts' if args.counts_only else result['device_type']}"
+    kind = "counts" if args.counts_only else result["device_type"]
+    suffix = ("_amp" if args.amp and not args.counts_only else "") + ("_compile" if args.compile_only else "")
+    stem = args.out / f"lrwa_{args.size}_{args.objective}_{kind}{suffix}"
     atomic_write_json(stem.with_suffix(".json"), result)
     table = markdown_table(result)
     atomic_write_text(stem.with_suffix(".md"), table)

@@ -12,6 +12,7 @@ parts), so agreeing on them never waits for a GPU. On CPU both are one gloo grou
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections import defaultdict
 from contextlib import contextmanager
@@ -172,7 +173,12 @@ class DistributedContext:
         if not self.is_distributed:
             return module
         device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=device_ids, forward_sync_buffers=False)
+        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+            return DistributedDataParallel(module, device_ids=device_ids, forward_sync_buffers=False)
+        # Before torch 2.13 the flag was broadcast_buffers, whose False also keeps the buffers out of DDP's
+        # initial broadcast: send them here so that every rank starts from rank 0's, as in newer versions.
+        self.broadcast_module_state_(module)
+        return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)
 
     # ----- host-side agreements (gloo, CPU) ------------------------------------------------------------------------
     def any_rank(self, flag: bool) -> bool:

@@ -56,7 +56,8 @@ def _assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float) -> 
 
 def _value_and_grads(loss_fn, a: torch.Tensor, b: torch.Tensor, upstream: float):
     loss = loss_fn(a, b)
-    grad_a, grad_b = torch.autograd.grad(loss, (a, b), grad_outputs=torch.tensor(upstream, dtype=loss.dtype))
+    grad_a, grad_b = torch.autograd.grad(loss, (a, b), grad_outputs=torch.tensor(upstream, dtype=loss.dtype,
+                                                                                 device=loss.device))
     return loss, grad_a, grad_b
 
 
@@ -324,3 +325,40 @@ def test_compiled_and_interpreted_kernels_coexist(monkeypatch: pytest.MonkeyPatc
     assert isinstance(compiled._mae_forward_kernel, JITFunction)
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert kernel_backend.kernel_module("_mae_triton") is interpreted
+
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+# Large reductions on the GPU sum in another order than float64 on the CPU: a looser float32 bound.
+CUDA_RTOL = {torch.float32: 1e-4, torch.bfloat16: 1e-2, torch.float16: 1e-2}
+
+
+@pytest.mark.gpu
+@requires_cuda
+@requires_triton
+@pytest.mark.parametrize("dtype", list(CUDA_RTOL))
+@pytest.mark.parametrize("shape", [(4099, 100), (513, 1000), (37, 10), (3, 5, 200), (576, 100)])
+@pytest.mark.parametrize("loss_name", ["mae", "paper", "official"])
+def test_gpu_kernels_match_float64(monkeypatch: pytest.MonkeyPatch, loss_name: str, shape: tuple[int, ...],
+                                   dtype: torch.dtype) -> None:
+    """The kernels compiled for the GPU (not the interpreter) at the trainer's sizes (512 + 64 rows, C = 100)
+    and odd ones, through ``backend="auto"`` as the losses call them."""
+    monkeypatch.delenv("TRITON_INTERPRET")
+    generator = _generator("cuda", loss_name, shape, dtype)
+    scale = _official_scale(shape) if loss_name == "official" else 2.0
+    a, b = (_logits(shape, dtype, generator, scale).detach().cuda().requires_grad_() for _ in range(2))
+    temperature = {"mae": 1.0, "paper": 1.0, "official": 3.0}[loss_name]
+    upstream = 0.6 * (1024.0 if dtype == torch.float16 and loss_name != "mae" else 1.0)
+    if loss_name == "mae":
+        kernel, reference = fused_mae, mae_float64
+    else:
+        kernel = lambda x, y: fused_js(x, y, temperature=temperature, variant=loss_name)  # noqa: E731
+        reference = lambda x, y: JS_FLOAT64[loss_name](x, y, temperature)  # noqa: E731
+    loss, grad_a, grad_b = _value_and_grads(kernel, a, b, upstream)
+    assert grad_a.is_cuda and grad_b.is_cuda and loss.dtype == grad_a.dtype == dtype
+    expected, expected_a, expected_b = _value_and_grads(reference, *_float64_copies(a, b), upstream)
+    _assert_close(loss, expected, CUDA_RTOL[dtype])
+    rows = torch.ones(a.shape[:-1], dtype=torch.bool, device="cuda")
+    if loss_name == "official":
+        rows = _rows_clear_of_clamp_bounds(*(t.detach().double() for t in (a, b)), temperature)
+    _assert_close(grad_a[rows], expected_a[rows], CUDA_RTOL[dtype])
+    _assert_close(grad_b[rows], expected_b[rows], CUDA_RTOL[dtype])

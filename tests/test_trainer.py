@@ -16,7 +16,9 @@ from fastlrwa.cli import cli
 from fastlrwa.commands.train import run_train
 from fastlrwa.config.methods import METHODS
 from fastlrwa.config.presets import train_config
+from fastlrwa.data import dataset_info
 from fastlrwa.errors import CheckpointError, ConfigError, Interrupted, NonFiniteLossError
+from fastlrwa.models import build_model
 from fastlrwa.trainer.loop import Trainer
 from fastlrwa.updates.student_update import StudentUpdate
 
@@ -40,6 +42,7 @@ def test_every_method_runs_two_epochs(method, tmp_path, lenet_teacher, bn_teache
         assert 0.0 <= line["test_accuracy"] <= 100.0
         assert math.isfinite(line["loss_student"]) and math.isfinite(line["loss_generator"])
         assert line["samples_per_s"] > 0 and line["step_time_s"] > 0
+        assert "peak_memory_mb" not in line  # device memory is logged on CUDA only
     if METHODS[method].student_update == "lrwa":
         # replay starts after the first push (end of epoch 1): the alignment cosine is logged from then on
         assert -1.0 <= lines[1]["grad_cos"] <= 1.0 and "loss_ret" in lines[1]
@@ -180,6 +183,25 @@ def test_bf16_autocast_run_is_finite_and_close_to_fp32(tmp_path, lenet_teacher):
         assert math.isfinite(b["loss_student"]) and math.isfinite(b["loss_generator"])
         # bf16 keeps ~3 significant digits; over a few steps the losses drift apart by a few percent at most
         assert b["loss_student"] == pytest.approx(a["loss_student"], rel=0.1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("amp", ["none", "bf16", "fp16"])
+def test_cuda_run_is_finite_and_logs_its_peak_memory(tmp_path, lenet_teacher, amp):
+    """On the GPU: channels_last student, fused optimisers, the Triton MAE, and for fp16 both GradScalers."""
+    extra = {"method": "lrwa-mb", "runtime.device": "cuda", "runtime.amp": amp}
+    _run(tmp_path, lenet_teacher, **extra)
+    config = train_config("digits", tiny_overrides(tmp_path, lenet_teacher, **extra))
+    info = dataset_info("digits")
+    student = build_model(config.student.arch, info.num_classes, in_channels=info.channels, image_size=info.image_size)
+    parameters = sum(p.numel() for p in student.parameters())
+    for line in _lines(tmp_path):
+        assert math.isfinite(line["loss_student"]) and math.isfinite(line["loss_generator"])
+        assert 0.0 <= line["test_accuracy"] <= 100.0
+        # At least the student, its gradients and its momentum (float32) were on the device during training.
+        assert line["peak_memory_mb"] >= 3 * 4 * parameters / 2**20
+    assert -1.0 <= _lines(tmp_path)[1]["grad_cos"] <= 1.0  # the LRWA step ran in epoch 2
 
 
 @pytest.mark.slow

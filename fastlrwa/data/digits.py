@@ -9,8 +9,6 @@ so LeNet-5 takes the images like MNIST's.
 from __future__ import annotations
 
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from fastlrwa.data.catalog import dataset_info
 from fastlrwa.data.resize import resize_to_uint8
@@ -24,6 +22,10 @@ _MAX_PIXEL = 16.0
 
 def load_digits_split(split: Split) -> ArraySplit:
     """The ``train`` (1437) or ``test`` (360) part of sklearn's digits at 32x32."""
+    # Imported here: scikit-learn takes seconds to import, and only this loader needs it.
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     digits = load_digits()
     train_images, test_images, train_labels, test_labels = train_test_split(
         digits.images,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 
 from fastlrwa.errors import ConfigError
 from fastlrwa.models.classifier import Classifier
@@ -35,6 +34,8 @@ BUILDER_OPTIONS: dict[str, dict[str, bool]] = {
 
 def torchvision_classification_names() -> list[str]:
     """Names of the classification models torchvision registers (``torchvision.models.list_models``)."""
+    import torchvision  # here, not at the top: seconds to import, and only non-registered names need it
+
     return torchvision.models.list_models(module=torchvision.models)
 
 
@@ -59,6 +60,8 @@ class TorchvisionClassifier(Classifier):
     """A torchvision classification model whose final Linear is applied by ``classify``."""
 
     def __init__(self, name: str, num_classes: int, in_channels: int, image_size: int) -> None:
+        import torchvision
+
         model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **BUILDER_OPTIONS.get(name, {}))
         stem_path = _first_module_path(model, nn.Conv2d, name)
         if in_channels != model.get_submodule(stem_path).in_channels:

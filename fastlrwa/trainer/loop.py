@@ -234,6 +234,9 @@ class Trainer:
 
     def _epoch_record(self, epoch: int, lr: float, means: dict[str, float]) -> dict[str, Any]:
         p = self.parts
+        # Training's peak since the epoch started (reset in fit), read before the evaluation allocates.
+        peak = ({"peak_memory_mb": torch.cuda.max_memory_allocated(p.device) / 2**20}
+                if p.device.type == "cuda" else {})
         eval_start = time.perf_counter()
         result = evaluate(p.student, p.test_set, batch_size=self.config.runtime.eval_batch_size,
                           autocast_dtype=p.autocast_dtype)
@@ -251,6 +254,7 @@ class Trainer:
             "samples_per_s": samples / max(self.epoch_train_time, 1e-9),
             "eval_time_s": eval_time,
             "wall_time_s": time.perf_counter() - self.started_wall,
+            **peak,
         }
 
     def _publish(self, record: dict[str, Any]) -> None:
@@ -299,6 +303,8 @@ class Trainer:
             try:
                 while self.epoch < last:
                     self.progress.start_epoch(self.epoch + 1, s.epochs, s.iters_per_epoch)
+                    if self.parts.device.type == "cuda":
+                        torch.cuda.reset_peak_memory_stats(self.parts.device)
                     self.progress.advance(self.iteration)
                     while self.iteration < s.iters_per_epoch:
                         started = time.perf_counter()

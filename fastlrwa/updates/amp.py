@@ -40,7 +40,8 @@ class Precision:
 
     def full_precision(self) -> ContextManager:
         """Autocast off. Devices without autocast (``meta``, used to count FLOPs) need nothing."""
-        if torch.amp.is_autocast_available(self.device_type):
+        # Dynamo cannot trace is_autocast_available (torch 2.11); a compiled step never runs on ``meta``.
+        if torch.compiler.is_compiling() or torch.amp.is_autocast_available(self.device_type):
             return torch.autocast(self.device_type, enabled=False)
         return nullcontext()
 
