@@ -69,9 +69,9 @@ class LRWAConfig:
     weight_decay: float = 5e-4
     objective: str = "official"  # official (authors' code) | paper (eq. 6)
     hvp: str = "exact"  # exact | fd | first_order
-    # How the exact Hessian-vector product is taken: forward (forward-over-reverse, less memory) | reverse
-    # | auto: forward, except compiled on CUDA, where the Triton MAE has no forward-mode rule under Dynamo.
-    exact_method: str = "auto"
+    # How the exact Hessian-vector product is taken: reverse (reverse-over-reverse: fewer FLOPs and live
+    # tensors at paper size, both objectives; BENCHMARKS.md) | forward (forward-over-reverse).
+    exact_method: str = "reverse"
     log_alignment: bool = True
 
 

@@ -24,7 +24,7 @@ def validate_train_config(config: TrainConfig) -> None:
     _choice("loss.js_variant", config.loss.js_variant, ("official", "paper"))
     _choice("lrwa.objective", config.lrwa.objective, ("official", "paper"))
     _choice("lrwa.hvp", config.lrwa.hvp, ("exact", "fd", "first_order"))
-    _choice("lrwa.exact_method", config.lrwa.exact_method, ("auto", "forward", "reverse"))
+    _choice("lrwa.exact_method", config.lrwa.exact_method, ("reverse", "forward"))
     _choice("replay.joint_objective", config.replay.joint_objective, ("official", "paper"))
     _choice("student.schedule", config.student.schedule, ("cosine", "constant"))
     _choice("runtime.amp", config.runtime.amp, AMP_MODES)
