@@ -14,6 +14,7 @@ call; on CPU the peak RSS above the RSS before the call, each variant in its own
 
     python benchmarks/bench_lrwa_step.py --size small                 # CPU, ~94k-parameter CNN, 256+32
     python benchmarks/bench_lrwa_step.py --size paper --counts-only      # FLOPs and live tensors, seconds
+    python benchmarks/bench_lrwa_step.py --size paper --counts-only --objective official --no-log-alignment
     python benchmarks/bench_lrwa_step.py --size paper --repeats 1 --warmup 1 --no-compile
     python benchmarks/bench_lrwa_step.py --device cuda --check-budgets  # the GPU CI job
 
@@ -124,12 +125,12 @@ def outer_optimizer(model: nn.Module) -> torch.optim.SGD:
 
 
 def fastlrwa_variant(problem: Problem, kind: str, objective: str, compiled: bool, hvp: str = "exact",
-                     exact_method: str = "forward") -> Variant:
+                     exact_method: str = "forward", log_alignment: bool = True) -> Variant:
     """A fastlrwa step on a private copy of the student."""
     student = copy.deepcopy(problem.student)
     params, buffers = dict(student.named_parameters()), dict(student.named_buffers())
     step = make_student_step(kind, student, objective=objective, alpha=ALPHA, weight_decay=WEIGHT_DECAY, hvp=hvp,
-                             exact_method=exact_method, compile=compiled)
+                             exact_method=exact_method, log_alignment=log_alignment, compile=compiled)
     batches = (problem.x_new, problem.t_new) + (() if kind == "plain" else (problem.x_mem, problem.t_mem))
 
     def update() -> None:
@@ -171,22 +172,25 @@ def variant_names(objective: str, compiled: bool) -> list[str]:
     return names
 
 
-def make_variant(name: str, problem: Problem, objective: str) -> Variant:
+def make_variant(name: str, problem: Problem, objective: str, log_alignment: bool = True) -> Variant:
+    """``log_alignment``: whether the LRWA variants run the alignment probe (the trainer's default)."""
     base, compiled = name.removesuffix("+compile"), name.endswith("+compile")
     if base == "higher":
         return higher_variant(problem)
     if base == BASELINE:
         return fastlrwa_variant(problem, "joint", objective, compiled)
     hvp, exact_method = LRWA_MODES[base]
-    return fastlrwa_variant(problem, "lrwa", objective, compiled, hvp=hvp, exact_method=exact_method)
+    return fastlrwa_variant(problem, "lrwa", objective, compiled, hvp=hvp, exact_method=exact_method,
+                            log_alignment=log_alignment)
 
 
-def update_counts(name: str, size: Size, objective: str) -> tuple[int, int]:
+def update_counts(name: str, size: Size, objective: str, log_alignment: bool = True) -> tuple[int, int]:
     """FLOPs and peak live tensor bytes of one update (no optimiser step) of ``name``'s eager form.
 
     Counted on the ``meta`` device: shapes only, nothing computed, the same figures as on any device.
     """
-    update = make_variant(name.removesuffix("+compile"), make_problem(size, torch.device("meta")), objective).update
+    problem = make_problem(size, torch.device("meta"))
+    update = make_variant(name.removesuffix("+compile"), problem, objective, log_alignment).update
     with FlopCounterMode(display=False) as counter:
         update()
     with LiveTensorBytes() as tracker:
@@ -253,7 +257,8 @@ def rss_peak_bytes_here(run: Callable[[], None]) -> int:
 
 def rss_peak_bytes_in_subprocess(name: str, args: argparse.Namespace) -> int:
     command = [sys.executable, str(Path(__file__).resolve()), "--size", args.size, "--device", "cpu",
-               "--objective", args.objective, "--threads", str(args.threads), "--rss-of", name]
+               "--objective", args.objective, "--threads", str(args.threads), "--rss-of", name,
+               "--log-alignment" if args.log_alignment else "--no-log-alignment"]
     # A fixed mmap threshold makes glibc return every large block on free, so memory kept from the
     # warm-up call is not silently reused and the measured peak covers the whole step.
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
@@ -302,7 +307,7 @@ def measure(args: argparse.Namespace) -> dict:
         times: dict[str, list[float]] = {name: [] for name in names}
     else:
         problem = make_problem(size, device)
-        variants = {name: make_variant(name, problem, args.objective) for name in names}
+        variants = {name: make_variant(name, problem, args.objective, args.log_alignment) for name in names}
         times = time_variants(variants, device, args.warmup, args.repeats)
         median = {name: statistics.median(values) for name, values in times.items()}
 
@@ -310,7 +315,7 @@ def measure(args: argparse.Namespace) -> dict:
     live: dict[str, float | None] = {}
     peak: dict[str, float | None] = {}
     for name in names:
-        flops[name], live[name] = update_counts(name, size, args.objective)
+        flops[name], live[name] = update_counts(name, size, args.objective, args.log_alignment)
         if args.no_memory or args.counts_only:
             peak[name] = None
         elif device.type == "cuda":
@@ -333,6 +338,7 @@ def measure(args: argparse.Namespace) -> dict:
         "size": args.size,
         "shape": vars(size),
         "objective": args.objective,
+        "log_alignment": args.log_alignment,
         "device": device_description(device),
         "device_type": device.type,
         "threads": torch.get_num_threads(),
@@ -372,7 +378,8 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def markdown_table(result: dict) -> str:
     lines = [f"Size `{result['size']}` ({result['shape']['student']} student, batch {result['shape']['batch']} + "
-             f"{result['shape']['memory']}), objective `{result['objective']}`, {result['device']}, torch "
+             f"{result['shape']['memory']}), objective `{result['objective']}`"
+             f"{'' if result['log_alignment'] else ', LRWA without the alignment probe'}, {result['device']}, torch "
              f"{result['torch']}, {result['date']}; "
              + ("FLOP and live-tensor counts only." if result["counts_only"]
                 else f"median of {result['repeats']} after {result['warmup']} warm-up."),
@@ -401,14 +408,16 @@ def markdown_table(result: dict) -> str:
 def budget_breaches(result: dict, budgets: dict) -> list[str]:
     """Each ratio of ``result`` above its budget, as one line naming the variant, figure and budget.
 
-    The ``deterministic`` budgets apply everywhere; the ``cuda`` ones (time, allocator peak) only
-    to a CUDA run, since CPU timings on shared machines are too noisy to gate on.
+    The budgets of the result's size and objective: the ``deterministic`` ones apply everywhere; the
+    ``cuda`` ones (time, allocator peak) only to a CUDA run, since CPU timings on shared machines
+    are too noisy to gate on.
     """
     sections = ["deterministic", "cuda"] if result["device_type"] == "cuda" else ["deterministic"]
     rows = {row["variant"]: row for row in result["rows"]}
+    budgeted = budgets["sizes"].get(result["size"], {}).get(result["objective"], {})
     breaches = []
     for section in sections:
-        for figure, limits in budgets[result["objective"]][section].items():
+        for figure, limits in budgeted.get(section, {}).items():
             for variant, limit in limits.items():
                 value = rows.get(variant, {}).get(figure)
                 if value is not None and value > limit:
@@ -427,6 +436,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the compiled variants")
     parser.add_argument("--variants", nargs="+", help="only these variants (names as in the table)")
+    parser.add_argument("--log-alignment", action=argparse.BooleanOptionalAction, default=True,
+                        help="the LRWA variants run the alignment probe, as the trainer does by default "
+                             "(the authors' step has none)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument("--counts-only", action="store_true",
                         help="only the FLOP and live-tensor counts (meta device, seconds even at --size paper)")
@@ -442,12 +454,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.rss_of:
         problem = make_problem(SIZES[args.size], torch.device("cpu"))
-        run = make_variant(args.rss_of, problem, args.objective)
+        run = make_variant(args.rss_of, problem, args.objective, args.log_alignment)
         run()  # optimiser state, compiled graph and allocator caches exist before the measured call
         print(rss_peak_bytes_here(run))
         return 0
     result = measure(args)
-    stem = args.out / f"lrwa_{args.size}_{args.objective}_{'counts' if args.counts_only else result['device_type']}"
+    kind = "counts" if args.counts_only else result["device_type"]
+    stem = args.out / f"lrwa_{args.size}_{args.objective}_{kind}{'' if args.log_alignment else '_no_alignment'}"
     atomic_write_json(stem.with_suffix(".json"), result)
     table = markdown_table(result)
     atomic_write_text(stem.with_suffix(".md"), table)
