@@ -20,6 +20,7 @@ counts are of the float32 graph also under ``--amp`` (autocast has no ``meta`` d
 
     python benchmarks/bench_lrwa_step.py --size small                 # CPU, ~94k-parameter CNN, 256+32
     python benchmarks/bench_lrwa_step.py --size paper --counts-only      # FLOPs and live tensors, seconds
+    python benchmarks/bench_lrwa_step.py --size paper --counts-only --objective official --no-log-alignment
     python benchmarks/bench_lrwa_step.py --size paper --repeats 1 --warmup 1 --no-compile
     python benchmarks/bench_lrwa_step.py --device cuda --check-budgets  # the GPU CI job
     python benchmarks/bench_lrwa_step.py --device cuda --size paper --amp --objective official --no-counts
@@ -140,12 +141,14 @@ def outer_optimizer(model: nn.Module) -> torch.optim.SGD:
 
 
 def fastlrwa_variant(problem: Problem, kind: str, objective: str, compiled: bool, hvp: str = "exact",
-                     exact_method: str = "forward", amp_dtype: Optional[torch.dtype] = None) -> Variant:
+                     exact_method: str = "forward", amp_dtype: Optional[torch.dtype] = None,
+                     log_alignment: bool = True) -> Variant:
     """A fastlrwa step on a private copy of the student."""
     student = copy.deepcopy(problem.student)
     params, buffers = dict(student.named_parameters()), dict(student.named_buffers())
     step = make_student_step(kind, student, objective=objective, alpha=ALPHA, weight_decay=WEIGHT_DECAY, hvp=hvp,
-                             exact_method=exact_method, amp_dtype=amp_dtype, compile=compiled)
+                             exact_method=exact_method, amp_dtype=amp_dtype, log_alignment=log_alignment,
+                             compile=compiled)
     batches = (problem.x_new, problem.t_new) + (() if kind == "plain" else (problem.x_mem, problem.t_mem))
 
     def update() -> None:
@@ -190,7 +193,9 @@ def variant_names(objective: str, compiled: bool) -> list[str]:
     return names
 
 
-def make_variant(name: str, problem: Problem, objective: str, amp_dtype: Optional[torch.dtype] = None) -> Variant:
+def make_variant(name: str, problem: Problem, objective: str, amp_dtype: Optional[torch.dtype] = None,
+                 log_alignment: bool = True) -> Variant:
+    """``log_alignment``: whether the LRWA variants run the alignment probe (the trainer's default)."""
     base, compiled = name.removesuffix("+compile"), name.endswith("+compile")
     if base == "higher":
         return higher_variant(problem, amp_dtype)
@@ -198,7 +203,7 @@ def make_variant(name: str, problem: Problem, objective: str, amp_dtype: Optiona
         return fastlrwa_variant(problem, "joint", objective, compiled, amp_dtype=amp_dtype)
     hvp, exact_method = LRWA_MODES[base]
     return fastlrwa_variant(problem, "lrwa", objective, compiled, hvp=hvp, exact_method=exact_method,
-                            amp_dtype=amp_dtype)
+                            amp_dtype=amp_dtype, log_alignment=log_alignment)
 
 
 def unavailable_variants(names: list[str]) -> dict[str, str]:
@@ -209,12 +214,13 @@ def unavailable_variants(names: list[str]) -> dict[str, str]:
     return {}
 
 
-def update_counts(name: str, size: Size, objective: str) -> tuple[int, int]:
+def update_counts(name: str, size: Size, objective: str, log_alignment: bool = True) -> tuple[int, int]:
     """FLOPs and peak live tensor bytes of one update (no optimiser step) of ``name``'s eager form.
 
     Counted on the ``meta`` device: shapes only, nothing computed, the same figures as on any device.
     """
-    update = make_variant(name.removesuffix("+compile"), make_problem(size, torch.device("meta")), objective).update
+    problem = make_problem(size, torch.device("meta"))
+    update = make_variant(name.removesuffix("+compile"), problem, objective, log_alignment).update
     with FlopCounterMode(display=False) as counter:
         update()
     with LiveTensorBytes() as tracker:
@@ -281,7 +287,8 @@ def rss_peak_bytes_here(run: Callable[[], None]) -> int:
 
 def rss_peak_bytes_in_subprocess(name: str, args: argparse.Namespace) -> int:
     command = [sys.executable, str(Path(__file__).resolve()), "--size", args.size, "--device", "cpu",
-               "--objective", args.objective, "--threads", str(args.threads), "--rss-of", name]
+               "--objective", args.objective, "--threads", str(args.threads), "--rss-of", name,
+               "--log-alignment" if args.log_alignment else "--no-log-alignment"]
     command += ["--amp"] if args.amp else []
     # A fixed mmap threshold makes glibc return every large block on free, so memory kept from the
     # warm-up call is not silently reused and the measured peak covers the whole step.
@@ -303,13 +310,13 @@ def _error_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0][:300] if text else ''}"
 
 
-def build_variants(names: list[str], problem: Problem, objective: str,
-                   amp_dtype: Optional[torch.dtype]) -> tuple[dict[str, Variant], dict[str, str]]:
+def build_variants(names: list[str], problem: Problem, objective: str, amp_dtype: Optional[torch.dtype],
+                   log_alignment: bool = True) -> tuple[dict[str, Variant], dict[str, str]]:
     """The variants that could be built, and an error line for each that could not."""
     variants, errors = {}, {}
     for name in names:
         try:
-            variants[name] = make_variant(name, problem, objective, amp_dtype)
+            variants[name] = make_variant(name, problem, objective, amp_dtype, log_alignment)
         except Exception as error:  # a benchmark reports a broken variant and measures the others
             errors[name] = _error_line(error)
     return variants, errors
@@ -374,7 +381,7 @@ def measure(args: argparse.Namespace) -> dict:
     times: dict[str, list[float]] = {name: [] for name in names}
     if not args.counts_only:
         problem = make_problem(size, device)
-        variants, errors = build_variants(names, problem, args.objective, amp_dtype)
+        variants, errors = build_variants(names, problem, args.objective, amp_dtype, args.log_alignment)
         first, call_errors = first_calls(variants, device)
         errors.update(call_errors)
         variants = {name: run for name, run in variants.items() if name not in errors}
@@ -390,7 +397,7 @@ def measure(args: argparse.Namespace) -> dict:
     peak: dict[str, float | None] = dict.fromkeys(names)
     for name in measured:
         if not (args.no_counts or args.compile_only):
-            flops[name], live[name] = update_counts(name, size, args.objective)
+            flops[name], live[name] = update_counts(name, size, args.objective, args.log_alignment)
         if args.no_memory or args.counts_only or args.compile_only:
             pass
         elif device.type == "cuda":
@@ -415,6 +422,7 @@ def measure(args: argparse.Namespace) -> dict:
         "shape": vars(size),
         "objective": args.objective,
         "amp": "bf16" if args.amp else None,
+        "log_alignment": args.log_alignment,
         "device": device_description(device),
         "device_type": device.type,
         "threads": torch.get_num_threads(),
@@ -464,6 +472,7 @@ def markdown_table(result: dict) -> str:
     lines = [f"Size `{result['size']}` ({result['shape']['student']} student, batch {result['shape']['batch']} + "
              f"{result['shape']['memory']}), objective `{result['objective']}`"
              + (f", `--amp` ({result['amp']} autocast)" if result.get("amp") else "")
+             + ("" if result.get("log_alignment", True) else ", LRWA without the alignment probe")
              + f", {result['device']}, torch {result['torch']}, {result['date']}; {method}",
              ""]
     if result.get("compile_only"):
@@ -501,14 +510,16 @@ def markdown_table(result: dict) -> str:
 def budget_breaches(result: dict, budgets: dict) -> list[str]:
     """Each ratio of ``result`` above its budget, as one line naming the variant, figure and budget.
 
-    The ``deterministic`` budgets apply everywhere; the ``cuda`` ones (time, allocator peak) only
-    to a CUDA run, since CPU timings on shared machines are too noisy to gate on.
+    The budgets of the result's size and objective: the ``deterministic`` ones apply everywhere; the
+    ``cuda`` ones (time, allocator peak) only to a CUDA run, since CPU timings on shared machines
+    are too noisy to gate on.
     """
     sections = ["deterministic", "cuda"] if result["device_type"] == "cuda" else ["deterministic"]
     rows = {row["variant"]: row for row in result["rows"]}
+    budgeted = budgets["sizes"].get(result["size"], {}).get(result["objective"], {})
     breaches = []
     for section in sections:
-        for figure, limits in budgets[result["objective"]][section].items():
+        for figure, limits in budgeted.get(section, {}).items():
             for variant, limit in limits.items():
                 value = rows.get(variant, {}).get(figure)
                 if value is not None and value > limit:
@@ -528,6 +539,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also time the compiled variants")
     parser.add_argument("--variants", nargs="+", help="only these variants (names as in the table)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast, as the trainer's --amp")
+    parser.add_argument("--log-alignment", action=argparse.BooleanOptionalAction, default=True,
+                        help="the LRWA variants run the alignment probe, as the trainer does by default "
+                             "(the authors' step has none)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument("--no-counts", action="store_true",
                         help="skip the FLOP and live-tensor counts (deterministic: see benchmarks/results)")
@@ -547,13 +561,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.rss_of:
         problem = make_problem(SIZES[args.size], torch.device("cpu"))
-        run = make_variant(args.rss_of, problem, args.objective, AMP_DTYPE if args.amp else None)
+        run = make_variant(args.rss_of, problem, args.objective, AMP_DTYPE if args.amp else None, args.log_alignment)
         run()  # optimiser state, compiled graph and allocator caches exist before the measured call
         print(rss_peak_bytes_here(run))
         return 0
     result = measure(args)
     kind = "counts" if args.counts_only else result["device_type"]
     suffix = ("_amp" if args.amp and not args.counts_only else "") + ("_compile" if args.compile_only else "")
+    suffix += "" if args.log_alignment else "_no_alignment"
     stem = args.out / f"lrwa_{args.size}_{args.objective}_{kind}{suffix}"
     atomic_write_json(stem.with_suffix(".json"), result)
     table = markdown_table(result)

@@ -19,10 +19,11 @@ from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trac
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_lrwa_step import SIZES, fastlrwa_variant, make_problem  # noqa: E402
+from bench_lrwa_step import LRWA_MODES, SIZES, fastlrwa_variant, make_problem  # noqa: E402
 
-KINDS = {"plain": ("plain", "exact"), "joint": ("joint", "exact"), "lrwa-exact": ("lrwa", "exact"),
-         "lrwa-fd": ("lrwa", "fd"), "lrwa-first-order": ("lrwa", "first_order")}
+# kind -> (step kind, hvp, exact_method); the LRWA kinds are the benchmark's variants.
+KINDS = {"plain": ("plain", "exact", "reverse"), "joint": ("joint", "exact", "reverse"),
+         **{name: ("lrwa", hvp, method) for name, (hvp, method) in LRWA_MODES.items()}}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,8 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
-    kind, hvp = KINDS[args.kind]
-    step = fastlrwa_variant(make_problem(SIZES[args.size], device), kind, args.objective, args.compile, hvp=hvp)
+    kind, hvp, exact_method = KINDS[args.kind]
+    step = fastlrwa_variant(make_problem(SIZES[args.size], device), kind, args.objective, args.compile, hvp=hvp,
+                            exact_method=exact_method)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     worker = f"{args.kind}{'-compiled' if args.compile else ''}"
     cycle = schedule(wait=args.wait, warmup=args.warmup, active=args.active, repeat=1)

@@ -88,8 +88,8 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
      "written), released (what the authors' released code computes: equals mb-dfkd with --joint-objective "
      "official, no meta-gradient; see README)"),
     ("--hvp", "lrwa.hvp", click.Choice(["exact", "fd", "first_order"]), "LRWA Hessian-vector product mode"),
-    ("--exact-method", "lrwa.exact_method", click.Choice(["auto", "forward", "reverse"]),
-     "exact HVP by forward-over-reverse (less memory) or reverse-over-reverse"),
+    ("--exact-method", "lrwa.exact_method", click.Choice(["reverse", "forward"]),
+     "exact HVP by reverse-over-reverse (default: fewer FLOPs and less memory) or forward-over-reverse"),
     ("--js-variant", "loss.js_variant", click.Choice(["official", "paper"]), "Jensen-Shannon form"),
     ("--js-temperature", "loss.js_temperature", float, "softmax temperature of the JS term"),
     ("--w-adv", "loss.adv", float, "weight of the adversarial term"),

@@ -4,6 +4,12 @@
 ``triton`` forces the kernels: on CPU tensors they run only in Triton's interpreter, selected by
 ``TRITON_INTERPRET=1``. ``torch`` forces the reference.
 
+While torch.compile traces, every backend is the torch reference. Inductor generates one fused
+kernel for it (and can fuse it with its neighbours, which an opaque kernel call prevents), and
+its ATen ops have forward-mode rules: Dynamo refuses an ``autograd.Function`` with a custom
+``jvp`` and a custom op cannot register one, so a kernel would make ``torch.func.jvp`` through
+the loss fail in a compiled step. Measured and argued in BENCHMARKS.md ("Loss kernels").
+
 Triton reads ``TRITON_INTERPRET`` once, when ``@triton.jit`` decorates a function. So that the
 variable counts when a kernel is called, not when some earlier import happened to load it, each
 kernel module is loaded on first use, once per mode (``kernel_module``): compiled kernels for the
@@ -40,7 +46,7 @@ def use_triton(backend: str, tensor: torch.Tensor) -> bool:
     """
     if backend not in BACKENDS:
         raise ConfigError(f"unknown kernel backend {backend!r}: use one of {', '.join(BACKENDS)}")
-    if backend == "torch":
+    if backend == "torch" or torch.compiler.is_compiling():
         return False
     if backend == "auto":
         return tensor.is_cuda and TRITON_AVAILABLE

@@ -14,8 +14,10 @@ Two variants (see DESIGN.md, section 1):
              target too), each clamp passing gradient only strictly inside (0.01, 0.99).
 
 The caller applies the generator objective ``1 - clamp(JS, 0, 1)``. Both inputs get gradients
-(the teacher's logits carry gradient to the generator). Second derivatives are available only
-with the torch backend: the generator step never needs them.
+(the teacher's logits carry gradient to the generator) and tangents (``torch.func.jvp``: the
+backward kernel's gradient dotted with the tangent). Second derivatives, reverse or forward over
+reverse, are available only with the torch backend: the generator step never needs them. Under
+torch.compile the loss is the torch expression (see ``backend.use_triton``).
 """
 
 from __future__ import annotations
@@ -46,17 +48,19 @@ def js_reference(a_logits: Tensor, b_logits: Tensor, *, temperature: float = 1.0
     compute_dtype = torch.promote_types(result_dtype, torch.float32)
     log_p = F.log_softmax(a_logits.to(compute_dtype) / temperature, dim=-1)
     log_q = F.log_softmax(b_logits.to(compute_dtype) / temperature, dim=-1)
+    # The factors 0.5 multiply whole tensors, never a 0-dim result: forward-mode AD of a Python
+    # scalar times a 0-dim tensor returns a float64 tangent (torch 2.14).
     if variant == "paper":
         log_m = torch.logaddexp(log_p, log_q) - math.log(2.0)
-        kl_pm = (log_p.exp() * (log_p - log_m)).sum(-1)
-        kl_qm = (log_q.exp() * (log_q - log_m)).sum(-1)
-        loss = (0.5 * kl_pm + 0.5 * kl_qm).mean()
+        terms = 0.5 * (log_p.exp() * (log_p - log_m) + log_q.exp() * (log_q - log_m))
+        loss = terms.sum(-1).mean()
     else:
         p, q = log_p.exp(), log_q.exp()
         m = torch.clamp(0.5 * (p + q), CLAMP_LOW, CLAMP_HIGH)
         p, q = torch.clamp(p, CLAMP_LOW, CLAMP_HIGH), torch.clamp(q, CLAMP_LOW, CLAMP_HIGH)
-        # F.kl_div(log X, M, reduction="mean") written out (same value and gradient, no warning).
-        loss = 0.5 * (m * (m.log() - p.log())).mean() + 0.5 * (m * (m.log() - q.log())).mean()
+        # 0.5 * F.kl_div(log P, M) + 0.5 * F.kl_div(log Q, M), reduction "mean", in one mean
+        # (same value and gradient, no warning).
+        loss = (m * (m.log() - 0.5 * (p.log() + q.log()))).mean()
     return loss.to(result_dtype)
 
 
@@ -75,8 +79,8 @@ def _launch_input_grads(
     )
 
 
-# The launches as custom ops: one opaque node per launch for torch.compile, a per-sample fallback
-# for batched gradients (see launch.launch_directly for when they are skipped).
+# The launches as custom ops: a per-sample fallback for batched gradients and an opaque node for
+# FakeTensor tracing (see launch.launch_directly for when they are skipped).
 _row_loss_op = torch.library.custom_op("fastlrwa::js_row_loss", mutates_args=())(_launch_row_loss)
 _input_grads_op = torch.library.custom_op("fastlrwa::js_input_grads", mutates_args=())(_launch_input_grads)
 
@@ -129,8 +133,10 @@ class _JS(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
         a, b, num_groups, inv_temperature, official = inputs
         ctx.save_for_backward(a, b, output[1])
+        ctx.save_for_forward(a, b, output[1])
         ctx.mark_non_differentiable(output[1])
         ctx.options = (inv_temperature, official)
+        ctx.loss_meta = (num_groups, output[0].dtype)
 
     @staticmethod
     def backward(ctx: Any, grad_loss: Tensor, _: Tensor | None) -> tuple:
@@ -138,6 +144,19 @@ class _JS(torch.autograd.Function):
         need_a, need_b = ctx.needs_input_grad[:2]
         grad_a, grad_b = _JSGrad.apply(grad_loss, a, b, row_stats, *ctx.options, need_a, need_b)
         return (grad_a if need_a else None), (grad_b if need_b else None), None, None, None
+
+    @staticmethod
+    def jvp(ctx: Any, tangent_a: Tensor | None, tangent_b: Tensor | None, *_: None) -> tuple[Tensor, None]:
+        """Per group, the gradient of the group's loss dotted with the tangents, accumulated in >= fp32."""
+        a, b, row_stats = ctx.saved_tensors
+        num_groups, dtype = ctx.loss_meta
+        ones = row_stats.new_ones(num_groups)
+        grads = _JSGrad.apply(ones, a, b, row_stats, *ctx.options, tangent_a is not None, tangent_b is not None)
+        tangent = row_stats.new_zeros(num_groups)
+        for grad, direction in zip(grads, (tangent_a, tangent_b)):
+            if direction is not None:
+                tangent = tangent + (grad.to(row_stats.dtype) * direction).reshape(num_groups, -1).sum(1)
+        return tangent.to(dtype), None
 
     @staticmethod
     def vmap(
@@ -164,14 +183,15 @@ class _JSGrad(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
-        """Nothing to save: the backward only refuses."""
+        """Nothing to save: the derivatives only refuse."""
 
     @staticmethod
     def backward(ctx: Any, *grads: Tensor | None) -> tuple:
-        raise ConfigError(
-            "fused_js(backend='triton') has no second derivative; use backend='torch' where the JS "
-            "divergence is differentiated twice"
-        )
+        _refuse_second_derivative()
+
+    @staticmethod
+    def jvp(ctx: Any, *tangents: Tensor | None) -> tuple:
+        _refuse_second_derivative()
 
     @staticmethod
     def vmap(
@@ -182,6 +202,13 @@ class _JSGrad(torch.autograd.Function):
         grad_a, grad_b = _JSGrad.apply(grad_loss, a, b, row_stats, inv_temperature, official, need_a, need_b)
         (grad_a, dim_a), (grad_b, dim_b) = unfold(info.batch_size, grad_a), unfold(info.batch_size, grad_b)
         return (grad_a, grad_b), (dim_a, dim_b)
+
+
+def _refuse_second_derivative() -> None:
+    raise ConfigError(
+        "fused_js(backend='triton') has no second derivative; use backend='torch' where the JS "
+        "divergence is differentiated twice"
+    )
 
 
 def fused_js(

@@ -77,13 +77,11 @@ def as_rows(tensor: torch.Tensor) -> torch.Tensor:
 def launch_directly(*tensors: torch.Tensor) -> bool:
     """Whether a kernel can be launched on ``tensors`` without going through its custom op.
 
-    The op's dispatch costs about ten times a direct launch, so eager calls on plain dense
-    tensors skip it. Everything else takes the op: torch.compile and export (FakeTensors, an opaque
-    graph node) and the batched tensors of ``autograd.grad(is_grads_batched=True)`` (the op's
-    per-sample fallback).
+    The op's dispatch costs about ten times a direct launch, so calls on plain dense tensors skip
+    it. Everything else takes the op: FakeTensors (an opaque node for tracing) and the batched
+    tensors of ``autograd.grad(is_grads_batched=True)`` (the op's per-sample fallback). Under
+    torch.compile no kernel is launched at all (``backend.use_triton``).
     """
-    if torch.compiler.is_compiling():
-        return False
     return all(
         type(tensor) is torch.Tensor
         and not _functorch.is_legacy_batchedtensor(tensor)

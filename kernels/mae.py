@@ -3,8 +3,9 @@
 The student loss of every step and the loss inside LRWA's differentiable inner step, so its
 gradient must itself be differentiable: ``_MAEGrad`` computes ``g * sign(s - t) / numel`` in one
 kernel and has its own backward (w.r.t. ``g``; zero a.e. w.r.t. the logits) and its own
-forward-mode rule, which makes reverse-over-reverse and forward-over-reverse Hessian-vector
-products through a network and this loss exact.
+forward-mode rule (``jvp``), which makes reverse-over-reverse and forward-over-reverse
+Hessian-vector products through a network and this loss exact. Under torch.compile the loss is
+the torch expression instead (see ``backend.use_triton``).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def _launch_input_grads(
     return backends.kernel_module("_mae_triton").mae_input_grads(grad_loss, a, b, inv_count, need_a, need_b)
 
 
-# The launches as custom ops: one opaque node per launch for torch.compile, a per-sample fallback
-# for batched gradients (see launch.launch_directly for when they are skipped).
+# The launches as custom ops: a per-sample fallback for batched gradients and an opaque node for
+# FakeTensor tracing (see launch.launch_directly for when they are skipped).
 _row_loss_op = torch.library.custom_op("fastlrwa::mae_row_loss", mutates_args=())(_launch_row_loss)
 _input_grads_op = torch.library.custom_op("fastlrwa::mae_input_grads", mutates_args=())(_launch_input_grads)
 
@@ -79,31 +80,17 @@ class _MAE(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
-        a, b, _ = inputs
+        a, b, num_groups = inputs
         ctx.save_for_backward(a, b)
+        ctx.save_for_forward(a, b)
+        ctx.num_groups = num_groups
 
     @staticmethod
     def backward(ctx: Any, grad_loss: Tensor) -> tuple:
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad[:2]
-        grad_a, grad_b = _mae_grad(grad_loss, a, b, need_a, need_b)
+        grad_a, grad_b = _MAEGrad.apply(grad_loss, a, b, need_a, need_b)
         return (grad_a if need_a else None), (grad_b if need_b else None), None
-
-    @staticmethod
-    def vmap(info: Any, in_dims: tuple, a: Tensor, b: Tensor, num_groups: int) -> tuple:
-        a, b = fold(info.batch_size, in_dims[:2], (a, b))
-        return unfold(info.batch_size, _mae(a, b, num_groups * info.batch_size))
-
-
-class _MAEWithForwardAD(_MAE):
-    """``_MAE`` plus forward-mode AD, for ``torch.func.jvp`` (Dynamo cannot trace a custom jvp)."""
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
-        _MAE.setup_context(ctx, inputs, output)
-        a, b, num_groups = inputs
-        ctx.save_for_forward(a, b)
-        ctx.num_groups = num_groups
 
     @staticmethod
     def jvp(ctx: Any, tangent_a: Tensor | None, tangent_b: Tensor | None, _: None) -> Tensor:
@@ -111,9 +98,14 @@ class _MAEWithForwardAD(_MAE):
         direction = _difference(tangent_a, tangent_b)
         return _sign_dot(a, b, direction, ctx.num_groups, torch.promote_types(a.dtype, b.dtype))
 
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple, a: Tensor, b: Tensor, num_groups: int) -> tuple:
+        a, b = fold(info.batch_size, in_dims[:2], (a, b))
+        return unfold(info.batch_size, _MAE.apply(a, b, num_groups * info.batch_size))
+
 
 class _MAEGrad(torch.autograd.Function):
-    """``(g * sign(a - b), -g * sign(a - b)) / group_numel``, differentiable w.r.t. ``g``."""
+    """``(g * sign(a - b), -g * sign(a - b)) / group_numel``: linear in ``g``, constant a.e. in the logits."""
 
     @staticmethod
     def forward(grad_loss: Tensor, a: Tensor, b: Tensor, need_a: bool, need_b: bool) -> tuple[Tensor, Tensor]:
@@ -124,6 +116,7 @@ class _MAEGrad(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
         grad_loss, a, b, need_a, need_b = inputs
         ctx.save_for_backward(a, b)
+        ctx.save_for_forward(a, b)
         ctx.need = (need_a, need_b)
         ctx.grad_loss_meta = (grad_loss.shape[0], grad_loss.dtype)
 
@@ -138,44 +131,25 @@ class _MAEGrad(torch.autograd.Function):
         return _sign_dot(a, b, direction, num_groups, dtype), None, None, None, None
 
     @staticmethod
-    def vmap(info: Any, in_dims: tuple, grad_loss: Tensor, a: Tensor, b: Tensor, need_a: bool, need_b: bool) -> tuple:
-        grad_loss, a, b = fold(info.batch_size, in_dims[:3], (grad_loss, a, b))
-        grad_a, grad_b = _mae_grad(grad_loss, a, b, need_a, need_b)
-        (grad_a, dim_a), (grad_b, dim_b) = unfold(info.batch_size, grad_a), unfold(info.batch_size, grad_b)
-        return (grad_a, grad_b), (dim_a, dim_b)
-
-
-class _MAEGradWithForwardAD(_MAEGrad):
-    """``_MAEGrad`` plus forward-mode AD: linear in ``g``, constant a.e. in the logits."""
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
-        _MAEGrad.setup_context(ctx, inputs, output)
-        ctx.save_for_forward(inputs[1], inputs[2])
-
-    @staticmethod
     def jvp(ctx: Any, tangent_grad_loss: Tensor | None, *_: Any) -> tuple[Tensor, Tensor]:
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.need
         if tangent_grad_loss is None:
             return a.new_zeros(a.shape if need_a else (0,)), b.new_zeros(b.shape if need_b else (0,))
-        return _mae_grad(tangent_grad_loss, a, b, need_a, need_b)
+        return _MAEGrad.apply(tangent_grad_loss, a, b, need_a, need_b)
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple, grad_loss: Tensor, a: Tensor, b: Tensor, need_a: bool, need_b: bool) -> tuple:
+        grad_loss, a, b = fold(info.batch_size, in_dims[:3], (grad_loss, a, b))
+        grad_a, grad_b = _MAEGrad.apply(grad_loss, a, b, need_a, need_b)
+        (grad_a, dim_a), (grad_b, dim_b) = unfold(info.batch_size, grad_a), unfold(info.batch_size, grad_b)
+        return (grad_a, grad_b), (dim_a, dim_b)
 
 
 def _difference(first: Tensor | None, second: Tensor | None) -> Tensor | None:
     if first is None or second is None:
         return first if second is None else -second
     return first - second
-
-
-def _mae(a: Tensor, b: Tensor, num_groups: int) -> Tensor:
-    function = _MAE if torch.compiler.is_compiling() else _MAEWithForwardAD
-    return function.apply(a, b, num_groups)
-
-
-def _mae_grad(grad_loss: Tensor, a: Tensor, b: Tensor, need_a: bool, need_b: bool) -> tuple[Tensor, Tensor]:
-    function = _MAEGrad if torch.compiler.is_compiling() else _MAEGradWithForwardAD
-    return function.apply(grad_loss, a, b, need_a, need_b)
 
 
 def fused_mae(student_logits: Tensor, teacher_logits: Tensor, *, backend: str = "auto") -> Tensor:
@@ -189,4 +163,4 @@ def fused_mae(student_logits: Tensor, teacher_logits: Tensor, *, backend: str = 
         return mae_reference(student_logits, teacher_logits)
     cols = student_logits.shape[-1] if student_logits.dim() else 1
     rows_a, rows_b = student_logits.reshape(-1, cols), teacher_logits.reshape(-1, cols)
-    return _mae(rows_a, rows_b, 1).reshape(())
+    return _MAE.apply(rows_a, rows_b, 1).reshape(())

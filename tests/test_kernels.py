@@ -223,6 +223,86 @@ def test_strided_inputs_and_one_sided_gradient(loss_name: str) -> None:
     _assert_close(torch.autograd.grad(loss, student)[0], torch.autograd.grad(expected, student)[0], 1e-10)
 
 
+BACKENDS = ["torch", pytest.param("triton", marks=requires_triton)]
+JVP_SHAPES = [(1, 10), (5, 7), (17, 100), (2, 3, 5), (11,)]
+JVP_TEMPERATURE = 1.5
+
+
+def _loss_and_formula(loss_name: str, backend: str):
+    """The fused loss on ``backend`` and its float64 formula, for ``mae``, ``paper`` or ``official``."""
+    if loss_name == "mae":
+        return (lambda x, y: fused_mae(x, y, backend=backend)), mae_float64
+
+    def fused(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return fused_js(x, y, temperature=JVP_TEMPERATURE, variant=loss_name, backend=backend)
+
+    return fused, (lambda x, y: JS_FLOAT64[loss_name](x, y, JVP_TEMPERATURE))
+
+
+def _tangents(loss_name: str, shape: tuple[int, ...], dtype: torch.dtype, generator: torch.Generator, a, b):
+    """Random tangents; for the clamped form in low precision, zero on rows whose clamp could flip."""
+    tangent_a = torch.randn(shape, generator=generator, dtype=torch.float64)
+    tangent_b = torch.randn(shape, generator=generator, dtype=torch.float64)
+    if loss_name == "official" and dtype != torch.float64:
+        rows = _rows_clear_of_clamp_bounds(*(x.detach().double() for x in (a, b)), JVP_TEMPERATURE)
+        tangent_a, tangent_b = tangent_a * rows[..., None], tangent_b * rows[..., None]
+    return tangent_a.to(dtype), tangent_b.to(dtype)
+
+
+def _expected_jvp(formula, a: torch.Tensor, b: torch.Tensor, tangents) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The formula's value and ⟨∇f, t⟩ by float64 autograd, and Σ|∇f||t| (the scale rounding acts on)."""
+    a64, b64 = _float64_copies(a, b)
+    value = formula(a64, b64)
+    grads = torch.autograd.grad(value, (a64, b64))
+    tangents64 = [t.double() if t is not None else torch.zeros_like(a64) for t in tangents]
+    dot = sum((g * t).sum() for g, t in zip(grads, tangents64))
+    magnitude = sum((g.abs() * t.abs()).sum() for g, t in zip(grads, tangents64)).item()
+    return value.detach(), dot.detach(), magnitude
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", JVP_SHAPES)
+@pytest.mark.parametrize("loss_name", ["mae", "paper", "official"])
+def test_jvp_matches_float64(loss_name: str, shape: tuple[int, ...], dtype: torch.dtype, backend: str) -> None:
+    """``torch.func.jvp`` with tangents on both logits and on the student's alone, against ⟨∇f, t⟩ in float64."""
+    generator = _generator("jvp", loss_name, shape, dtype, backend)
+    scale = _official_scale(shape) if loss_name == "official" else 2.0
+    a, b = (_logits(shape, dtype, generator, scale).detach() for _ in range(2))
+    tangent_a, tangent_b = _tangents(loss_name, shape, dtype, generator, a, b)
+    fused, formula = _loss_and_formula(loss_name, backend)
+    for tangents in ((tangent_a, tangent_b), (tangent_a, None)):
+        if tangents[1] is None:
+            value, tangent = torch.func.jvp(lambda x: fused(x, b), (a,), (tangent_a,))
+        else:
+            value, tangent = torch.func.jvp(fused, (a, b), tangents)
+        expected_value, expected_tangent, magnitude = _expected_jvp(formula, a, b, tangents)
+        assert magnitude > 0, "the reference tangent has no terms: the check could not fail"
+        assert tangent.dtype == dtype
+        _assert_close(value, expected_value, RTOL[dtype])
+        torch.testing.assert_close(tangent.double(), expected_tangent, rtol=0.0, atol=RTOL[dtype] * magnitude)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("loss_name", ["mae", "paper", "official"])
+def test_jvp_under_compile_matches_float64(loss_name: str, backend: str) -> None:
+    """torch.compile(fullgraph) of a jvp through the loss: no graph break, whatever the backend asked for.
+
+    Dynamo refuses a custom ``jvp``, so while compiling the losses run as the torch expression.
+    """
+    torch._dynamo.reset()
+    generator = _generator("compiled jvp", loss_name, backend)
+    a, b = (_logits((7, 13), torch.float64, generator, 3.0).detach() for _ in range(2))
+    tangents = tuple(torch.randn(7, 13, generator=generator, dtype=torch.float64) for _ in range(2))
+    fused, formula = _loss_and_formula(loss_name, backend)
+    compiled = torch.compile(lambda *args: torch.func.jvp(fused, args[:2], args[2:]), fullgraph=True,
+                             backend="aot_eager")
+    value, tangent = compiled(a, b, *tangents)
+    expected_value, expected_tangent, magnitude = _expected_jvp(formula, a, b, tangents)
+    _assert_close(value, expected_value, 1e-10)
+    torch.testing.assert_close(tangent, expected_tangent, rtol=0.0, atol=1e-10 * magnitude)
+
+
 @pytest.mark.parametrize("variant", ["paper", "official"])
 def test_js_reference_matches_float64(variant: str) -> None:
     generator = _generator("js reference", variant)

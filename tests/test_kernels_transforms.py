@@ -119,6 +119,24 @@ def test_mae_forward_mode(backend: str) -> None:
     torch.testing.assert_close(grad_t_tangent, 1.9 * sign / 50)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mae_hessian_vector_product_under_compile(backend: str) -> None:
+    """Forward-over-reverse through MLP + MAE compiled with fullgraph: the kernel's place in a compiled LRWA step.
+
+    A custom ``jvp`` cannot be traced by Dynamo; while compiling the loss is the torch expression.
+    """
+    torch._dynamo.reset()
+    model = _TanhMLP(_generator("compiled hvp", backend))
+
+    def hvp(params: tuple[torch.Tensor, ...], direction: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        acq_grad = grad(lambda p: fused_mae(model.logits(p), model.targets, backend=backend))
+        return jvp(acq_grad, (params,), (direction,))[1]
+
+    result = torch.compile(hvp, fullgraph=True, backend="aot_eager")(model.params, model.direction)
+    for actual, reference in zip(result, _hvp_plain_autograd(model)):
+        torch.testing.assert_close(actual, reference, rtol=1e-10, atol=1e-12)
+
+
 @requires_triton
 def test_mae_gradcheck_and_gradgradcheck() -> None:
     """Finite differences, including the backward's own derivatives and batched (vmap) gradients."""

@@ -77,9 +77,9 @@ class LRWAConfig:
     # MB-DFKD step on cat(new, memory), i.e. mb-dfkd with replay.joint_objective=official
     objective: str = "official"
     hvp: str = "exact"  # exact | fd | first_order
-    # How the exact Hessian-vector product is taken: forward (forward-over-reverse, less memory) | reverse
-    # | auto: forward, except compiled on CUDA, where the Triton MAE has no forward-mode rule under Dynamo.
-    exact_method: str = "auto"
+    # How the exact Hessian-vector product is taken: reverse (reverse-over-reverse: fewer FLOPs and live
+    # tensors at paper size, both objectives; BENCHMARKS.md) | forward (forward-over-reverse).
+    exact_method: str = "reverse"
     log_alignment: bool = True
 
 

@@ -38,7 +38,7 @@ def validate_train_config(config: TrainConfig, flags: Mapping[str, str] | None =
         ("loss.js_variant", config.loss.js_variant, ("official", "paper")),
         ("lrwa.objective", config.lrwa.objective, ("official", "paper", "released")),
         ("lrwa.hvp", config.lrwa.hvp, ("exact", "fd", "first_order")),
-        ("lrwa.exact_method", config.lrwa.exact_method, ("auto", "forward", "reverse")),
+        ("lrwa.exact_method", config.lrwa.exact_method, ("reverse", "forward")),
         ("replay.joint_objective", config.replay.joint_objective, ("official", "paper")),
         ("student.schedule", config.student.schedule, ("cosine", "constant")),
         ("student.init", config.student.init, ("layer_default", "kaiming")),

@@ -14,12 +14,17 @@ their teacher logits). The authors' code re-runs the student on cat(x_new, x_mem
 on x_mem and differentiates through the whole unrolled step.
 
 Hessian-vector product (``hvp``):
-  * ``"exact"``: ``exact_method="forward"`` (default): forward-over-reverse, ``torch.func.jvp`` of
-    the gradient once v is known; it runs a second forward on x_new but keeps only about twice the
-    activations of a plain step. ``exact_method="reverse"``: reverse-over-reverse, one
-    ``torch.func.grad`` of ⟨∇L_Acq(θ), v⟩ whose forward is the inner step's: fewer FLOPs, but the
-    double backward through BatchNorm keeps about twice as much memory again (BENCHMARKS.md has
-    both; the default was picked on memory, where the two differ most).
+  * ``"exact"``: ``exact_method="reverse"`` (default): reverse-over-reverse. The inner gradient is
+    taken with its graph kept (``create_graph``) and, once v is known, differentiated again along
+    v: no second forward on x_new, one backward through the inner step's backward. Eager, this is
+    plain ``torch.autograd``; ``torch.func``'s nested ``grad`` computes the same but keeps two
+    (small size) to four (paper size) times the live tensors, and is what runs under
+    torch.compile, where Dynamo traces ``torch.func`` but (on the torch versions supported) not
+    ``torch.autograd.grad``, and Inductor plans the memory. ``exact_method="forward"``:
+    forward-over-reverse, ``torch.func.jvp`` of the gradient once v is known: a second forward
+    and backward on x_new in dual numbers, 1.2-1.3x the FLOPs and, at paper size, 1.6x the live
+    tensors of ``reverse``. The default is the method with fewer FLOPs and fewer live tensors at
+    paper size for each objective (``reverse`` for both; the counts and the rule: BENCHMARKS.md).
   * ``"fd"``: a one-sided difference of gradients (as DARTS), (∇L_Acq(θ + εv) − ∇L_Acq(θ)) / ε,
     reusing ∇L_Acq(θ), with the MAE's subgradient with respect to the logits held at its value at
     θ (see :func:`_hvp_finite_difference`) and ε = sqrt(eps_dtype) (1 + ‖θ‖) / ‖v‖: a perturbation
@@ -114,7 +119,30 @@ def _retention(model: nn.Module, params: TensorDict, buffers: BufferDict, g_acq:
 
 
 def _exact_reverse(model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision):
-    """Inner step, retention gradient and H_Acq v in one reverse-over-reverse pass over x_new."""
+    """Inner step, retention gradient and H_Acq v by reverse-over-reverse, reusing the inner forward.
+
+    ∇L_Acq(θ) keeps its graph, v is computed from its value, and the graph is differentiated along v.
+    """
+    if torch.compiler.is_compiling():
+        return _exact_reverse_traceable(model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay,
+                                        precision)
+    names = list(params)
+    theta = [params[name].detach().requires_grad_() for name in names]
+    with torch.enable_grad(), precision.full_precision():
+        loss_acq = distill_loss(model, dict(zip(names, theta)), buffers, x_new, t_new)
+        g = torch.autograd.grad(loss_acq, theta, create_graph=True)
+    g_acq = {name: tensor.detach() for name, tensor in zip(names, g)}
+    v, loss_ret = _retention(model, params, buffers, g_acq, x_mem, t_mem, alpha, weight_decay, precision)
+    with precision.full_precision():
+        # A loss whose second derivative is zero (the fused MAE's backward is constant in the logits)
+        # leaves the last layer's bias gradient without a path back to θ: its Hessian row is zero.
+        hv = torch.autograd.grad(g, theta, grad_outputs=[v[name] for name in names], allow_unused=True,
+                                 materialize_grads=True)
+    return g_acq, loss_acq.detach(), v, loss_ret, dict(zip(names, hv))
+
+
+def _exact_reverse_traceable(model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision):
+    """:func:`_exact_reverse` in ``torch.func``, which Dynamo traces: one ``grad`` of ⟨∇L_Acq(θ), v⟩."""
 
     def acq_dot_retention(p: TensorDict, b: BufferDict):
         with precision.full_precision():
@@ -179,7 +207,7 @@ def lrwa_grads(
     weight_decay: float,
     objective: Objective = "paper",
     hvp: HvpMode = "exact",
-    exact_method: ExactMethod = "forward",
+    exact_method: ExactMethod = "reverse",
     log_alignment: bool = True,
     amp_dtype: Optional[torch.dtype] = None,
     loss_scale: Optional[Tensor] = None,
@@ -244,7 +272,7 @@ def make_lrwa_step(
     weight_decay: float,
     objective: Objective = "paper",
     hvp: HvpMode = "exact",
-    exact_method: ExactMethod = "forward",
+    exact_method: ExactMethod = "reverse",
     log_alignment: bool = True,
     amp_dtype: Optional[torch.dtype] = None,
     compile: bool = False,

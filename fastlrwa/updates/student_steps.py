@@ -80,7 +80,7 @@ def make_student_step(
     alpha: float = 0.9,
     weight_decay: float = 5e-4,
     hvp: HvpMode = "exact",
-    exact_method: ExactMethod = "forward",
+    exact_method: ExactMethod = "reverse",
     log_alignment: bool = True,
     amp_dtype: Optional[torch.dtype] = None,
     compile: bool = False,

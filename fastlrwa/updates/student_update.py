@@ -46,13 +46,9 @@ class StudentUpdate:
             objective = "official" if kind == "lrwa" else joint_objective
             self.with_replay = make_student_step("joint", student, objective=objective, **common)
         else:
-            exact_method = lrwa.exact_method
-            if exact_method == "auto":
-                cuda = next(student.parameters()).device.type == "cuda"
-                exact_method = "reverse" if compile and cuda else "forward"
             self.with_replay = make_student_step(
                 "lrwa", student, objective=lrwa.objective, alpha=lrwa.alpha, weight_decay=lrwa.weight_decay,
-                hvp=lrwa.hvp, exact_method=exact_method, log_alignment=lrwa.log_alignment, **common,
+                hvp=lrwa.hvp, exact_method=lrwa.exact_method, log_alignment=lrwa.log_alignment, **common,
             )
 
     def step(self, x_new: torch.Tensor, t_new: torch.Tensor, x_mem: torch.Tensor | None,
