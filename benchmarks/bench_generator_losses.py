@@ -28,7 +28,7 @@ from fastlrwa.losses.generator_objectives import generator_loss  # noqa: E402
 from fastlrwa.models import build_model  # noqa: E402
 from fastlrwa.models.generator import build_generator  # noqa: E402
 from fastlrwa.runtime import environment_versions  # noqa: E402
-from fastlrwa.updates.generator_step import GeneratorUpdate  # noqa: E402
+from fastlrwa.updates.generator_update import GeneratorUpdate  # noqa: E402
 
 # name: teacher, student, classes, channels, image size, generator width, batch
 SETTINGS = {

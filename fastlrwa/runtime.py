@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-import random
 import platform
+import random
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Any, Callable, ContextManager
 
 import numpy as np
 import torch
@@ -35,6 +37,19 @@ def at_least_float32(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
+def autocast_to(device_type: str, dtype: torch.dtype | None) -> ContextManager:
+    """Autocast to ``dtype`` (bf16, fp16); with ``None`` autocast off, so float32 also inside an outer autocast.
+
+    Devices without autocast (``meta``, where the budgets count FLOPs) need nothing; Dynamo cannot trace
+    ``is_autocast_available``, and a compiled function never runs on ``meta``.
+    """
+    if dtype is not None:
+        return torch.autocast(device_type, dtype=dtype)
+    if torch.compiler.is_compiling() or torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return nullcontext()
+
+
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``--amp`` mode; fp16 needs CUDA (CPU autocast is bf16)."""
     dtype = _AMP_DTYPES[mode]
@@ -60,6 +75,12 @@ def user_cache_dir() -> Path:
 def configure_compile_cache() -> None:
     """Keep Inductor's compiled kernels across runs: a warm cache turns ~1 min of compiling into seconds."""
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(user_cache_dir() / "inductor"))
+
+
+def compiled(fn: Callable, **options: Any) -> Callable:
+    """``torch.compile(fn, **options)`` with Inductor's cache in the user cache directory."""
+    configure_compile_cache()
+    return torch.compile(fn, **options)
 
 
 def environment_versions(device: torch.device) -> dict[str, str]:

@@ -21,14 +21,16 @@ import torch.nn.functional as F
 from fastlrwa.atomic_io import atomic_write_json
 from fastlrwa.config.schema import PretrainConfig
 from fastlrwa.config.validate import validate_pretrain_config
-from fastlrwa.distributed import DistributedContext, batchnorm_running_stats, rank_seed
+from fastlrwa.distributed import DistributedContext, rank_seed
 from fastlrwa.errors import ConfigError, NonFiniteLossError
 from fastlrwa.data import DeviceImageSet, DatasetInfo, dataset_info, evaluate, load_split, random_crop_flip
 from fastlrwa.data.dali import DaliTrainBatches, check_loader, load_split_with
 from fastlrwa.data.dali_sources import dali_source
 from fastlrwa.models import ModelMeta, build_model, save_model_checkpoint
+from fastlrwa.models.batchnorm import batchnorm_running_stats
 from fastlrwa.progress import epoch_progress
-from fastlrwa.runtime import amp_dtype, configure_compile_cache, environment_versions, resolve_device, seed_everything
+from fastlrwa.trainer.schedule import cosine_schedule
+from fastlrwa.runtime import amp_dtype, autocast_to, compiled, environment_versions, resolve_device, seed_everything
 
 
 class TrainBatches(Protocol):
@@ -122,18 +124,15 @@ def run_pretrain(config: PretrainConfig, context: DistributedContext | None = No
     )
     steps_per_epoch = batches.steps_per_epoch
     total_steps = config.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
-    )
+    scheduler = cosine_schedule(optimizer, total_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=autocast is torch.float16)
 
     def loss_of(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+        with autocast_to(device.type, autocast):
             return F.cross_entropy(network(images), labels)
 
     if config.compile:
-        configure_compile_cache()
-        loss_of = torch.compile(loss_of)
+        loss_of = compiled(loss_of)
 
     history: list[dict] = []
     started = time.perf_counter()
@@ -175,12 +174,8 @@ def run_pretrain(config: PretrainConfig, context: DistributedContext | None = No
     if not context.is_main:
         return None
     out = Path(config.out)
-    meta = ModelMeta(
-        arch=config.arch, num_classes=info.num_classes, in_channels=info.channels, image_size=info.image_size,
-        dataset=info.name, mean=tuple(info.mean), std=tuple(info.std),
-    )
     save_model_checkpoint(out / "model.pt", model.to(memory_format=torch.contiguous_format),
-                          meta, extra={"test_accuracy": result.accuracy, "recipe": asdict(config)})
+                          ModelMeta.for_dataset(config.arch, info), extra={"test_accuracy": result.accuracy, "recipe": asdict(config)})
     metrics = {
         "test_accuracy": result.accuracy,
         "per_class_accuracy": result.per_class,

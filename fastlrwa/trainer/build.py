@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +14,12 @@ from fastlrwa.data import DatasetInfo, DeviceImageSet, dataset_info, load_split
 from fastlrwa.distributed import DistributedContext, rank_seed
 from fastlrwa.errors import ConfigError
 from fastlrwa.models import ModelMeta, build_generator, build_model, layer_default_init
+from fastlrwa.models.batchnorm import tracked_batchnorms
 from fastlrwa.replay import VAE, GenerativeReplay, MemoryBankReplay, ReplayRing, ReplayScheme
-from fastlrwa.runtime import amp_dtype, configure_compile_cache
+from fastlrwa.runtime import amp_dtype
+from fastlrwa.trainer.schedule import constant_schedule, cosine_schedule
 from fastlrwa.trainer.teacher import load_frozen_teacher
-from fastlrwa.updates.generator_step import GeneratorUpdate
+from fastlrwa.updates.generator_update import GeneratorUpdate
 from fastlrwa.updates.student_update import StudentUpdate
 
 
@@ -63,11 +64,10 @@ class RunParts:
 
 
 def _student_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-    epochs = config.schedule.epochs
+    """Stepped once per epoch: the authors' cosine over the epochs, or a constant rate."""
     if config.student.schedule == "cosine":
-        # The authors' CosineAnnealingLR over the epochs, stepped once per epoch.
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 0.5 * (1.0 + math.cos(math.pi * min(e, epochs) / epochs)))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)
+        return cosine_schedule(optimizer, config.schedule.epochs)
+    return constant_schedule(optimizer)
 
 
 def _replay(config: TrainConfig, spec: MethodSpec, info: DatasetInfo, teacher: nn.Module, device: torch.device,
@@ -100,13 +100,9 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
     with context.fail_together():
         spec = method_spec(config.method)
         autocast = amp_dtype(config.runtime.amp, device)
-        if config.runtime.compile:
-            configure_compile_cache()
         info = dataset_info(config.data.dataset)
         teacher, teacher_meta = load_frozen_teacher(teacher_path, config.teacher, info, device)
-        if spec.generator_objective == "dfq" and not any(
-            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in teacher.modules()
-        ):
+        if spec.generator_objective == "dfq" and next(tracked_batchnorms(teacher), None) is None:
             raise ConfigError(f"dfq matches the teacher's BatchNorm statistics, but the {teacher_meta.arch} teacher "
                               "has no BatchNorm layer; use a teacher with BatchNorm (e.g. resnet34, wrn40_2) or "
                               "another method")

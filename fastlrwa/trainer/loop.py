@@ -31,7 +31,7 @@ from fastlrwa.runtime import at_least_float32
 from fastlrwa.trainer.build import RunParts
 from fastlrwa.distributed import rank_seed
 from fastlrwa.trainer.epoch_stats import EpochStats, format_live
-from fastlrwa.distributed import batchnorm_running_stats
+from fastlrwa.models.batchnorm import batchnorm_running_stats
 from fastlrwa.trainer.rank_state import capture_rank_state, restore_rank_state
 from fastlrwa.trainer.run_dir import RunDir
 from fastlrwa.trainer.teacher import file_sha256

@@ -15,7 +15,8 @@ from torch.func import functional_call
 
 from fastlrwa.errors import ConfigError
 from fastlrwa.losses import distill
-from fastlrwa.runtime import configure_compile_cache
+from fastlrwa.models.batchnorm import buffer_name, tracked_batchnorms
+from fastlrwa.runtime import compiled
 
 TensorDict = dict[str, Tensor]
 BufferDict = Mapping[str, Optional[Tensor]]
@@ -58,10 +59,9 @@ def frozen_running_stats(model: nn.Module, buffers: Mapping[str, Tensor]) -> dic
     on tensors it did not receive as inputs.
     """
     frozen: dict[str, Optional[Tensor]] = dict(buffers)
-    for prefix, module in model.named_modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
-            for name in ("running_mean", "running_var", "num_batches_tracked"):
-                frozen[f"{prefix}.{name}" if prefix else name] = None
+    for prefix, _ in tracked_batchnorms(model):
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            frozen[buffer_name(prefix, name)] = None
     return frozen
 
 
@@ -135,8 +135,7 @@ def build_step(update: Callable[..., tuple[TensorDict, TensorDict]], *, compile:
     if cuda_graphs and not compile:
         raise ConfigError("CUDA graphs replay a compiled step; build it with compile=True")
     if compile:
-        configure_compile_cache()
-        update = torch.compile(update, fullgraph=True, dynamic=False, mode="reduce-overhead" if cuda_graphs else None)
+        update = compiled(update, fullgraph=True, dynamic=False, mode="reduce-overhead" if cuda_graphs else None)
 
     def step(params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], x_new: Tensor, t_new: Tensor,
              x_mem: Optional[Tensor] = None, t_mem: Optional[Tensor] = None, *,
