@@ -45,34 +45,34 @@ class TrainBatches(Protocol):
 class DeviceTrainBatches:
     """The default loader: the split held on the device, shuffled and augmented on the device.
 
-    With several ranks every rank draws the same permutation (``order_generator``, same seed) and
+    With several ranks every rank draws the same permutation (``order_rng``, same seed) and
     takes every ``world_size``-th sample of it from its ``rank`` on, cut to a common length so all
-    ranks run the same number of steps; augmentation draws from the rank's own ``generator``.
-    In one process both are the same generator.
+    ranks run the same number of steps; augmentation draws from the rank's own ``rng``.
+    In one process both are the same random-number generator.
     """
 
     def __init__(self, train_set: DeviceImageSet, *, batch_size: int, info: DatasetInfo,
-                 generator: torch.Generator, order_generator: torch.Generator | None = None,
+                 rng: torch.Generator, order_rng: torch.Generator | None = None,
                  rank: int = 0, world_size: int = 1) -> None:
         self._shard = len(train_set) // world_size
         self.steps_per_epoch = math.ceil(self._shard / batch_size)
         self._set = train_set
         self._batch_size = batch_size
         self._info = info
-        self._generator = generator
-        self._order_generator = order_generator or generator
+        self._rng = rng
+        self._order_rng = order_rng or rng
         self._rank = rank
         self._world_size = world_size
 
     def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(self._set), device=self._set.device, generator=self._order_generator)
+        order = torch.randperm(len(self._set), device=self._set.device, generator=self._order_rng)
         if self._world_size > 1:
             order = order[self._rank::self._world_size][:self._shard]
         for step in range(self.steps_per_epoch):
             index = order[step * self._batch_size:(step + 1) * self._batch_size]
             raw = self._set.images.index_select(0, index)
             if self._info.augment:
-                raw = random_crop_flip(raw, padding=4, flip=self._info.flip, generator=self._generator)
+                raw = random_crop_flip(raw, padding=4, flip=self._info.flip, rng=self._rng)
             yield self._set.normalize(raw), self._set.labels.index_select(0, index)
 
 
@@ -85,10 +85,10 @@ def _train_batches(config: PretrainConfig, context: DistributedContext) -> Train
         return DaliTrainBatches(source, batch_size=config.batch_size, device=device, seed=config.seed)
     train_split = load_split(config.dataset, "train", root=config.data_root, download=config.download)
     train_set = DeviceImageSet(train_split, device)
-    generator = torch.Generator(device=device).manual_seed(rank_seed(config.seed, context.rank))
-    order_generator = torch.Generator(device=device).manual_seed(config.seed) if context.is_distributed else None
+    rng = torch.Generator(device=device).manual_seed(rank_seed(config.seed, context.rank))
+    order_rng = torch.Generator(device=device).manual_seed(config.seed) if context.is_distributed else None
     return DeviceTrainBatches(train_set, batch_size=config.batch_size, info=dataset_info(config.dataset),
-                              generator=generator, order_generator=order_generator, rank=context.rank,
+                              rng=rng, order_rng=order_rng, rank=context.rank,
                               world_size=context.world_size)
 
 
