@@ -225,7 +225,7 @@ def report(run_dirs: tuple[str, ...], out_md: str | None, out_csv: str | None, a
            compare: str | None, equal_time: bool, time_budget: float | None, out_compare_csv: str | None) -> None:
     """Table 1 of the paper for one or more run directories: mean/variance past each percentile, best accuracy;
     for settings with >= 2 seeds, 95 % Welch and bootstrap intervals of their differences."""
-    from fastlrwa.metrics.report import run_report
+    from fastlrwa.commands.report import run_report
 
     run_report(list(run_dirs), out_md=out_md, out_csv=out_csv, as_json=as_json, plot=plot, compare=compare,
                equal_time=equal_time, time_budget_s=time_budget, out_compare_csv=out_compare_csv)
@@ -274,7 +274,7 @@ def sweep(preset: str | None, methods: str | None, seeds: str, axes: tuple[str, 
 @click.option("--trust-pickle", is_flag=True, help="allow a pickled module (runs its code!)")
 def export(checkpoint: str, out: str, batch: int | None, device: str, arch: str | None, trust_pickle: bool) -> None:
     """Export a model for C++ inference: torch.export + AOTInductor, BatchNorm folded (see README)."""
-    from fastlrwa.export.command import run_export
+    from fastlrwa.commands.export import run_export
 
     run_export(checkpoint, out, trust_pickle=trust_pickle, batch=batch, device=device, arch=arch)
 

@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from fastlrwa.commands.pretrain import DeviceTrainBatches
+from fastlrwa.trainer.pretrain import DeviceTrainBatches
 from fastlrwa.data import ArraySplit, DeviceImageSet, dataset_info
 
 

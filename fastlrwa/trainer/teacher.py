@@ -9,13 +9,13 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from fastlrwa.commands.pretrain import run_pretrain
 from fastlrwa.config.presets import PRETRAIN_PRESETS, pretrain_config
 from fastlrwa.config.schema import TeacherConfig
 from fastlrwa.data import DatasetInfo
 from fastlrwa.errors import CheckpointError
 from fastlrwa.models import ModelMeta, check_num_classes, load_checkpoint_with_meta
 from fastlrwa.runtime import user_cache_dir
+from fastlrwa.trainer.pretrain import pretrain_teacher
 
 # Datasets whose teacher trains in minutes on a CPU; for the others a teacher file must be given.
 AUTO_PRETRAIN_DATASETS = ("digits", "mnist", "fashion-mnist")
@@ -51,7 +51,7 @@ def resolve_teacher_path(config: TeacherConfig, info: DatasetInfo, *, data_root:
     path = cached_teacher_path(info.name, arch)
     if not path.is_file():
         log(f"no cached {arch} teacher for {info.name}: training one now (once) into {path.parent}")
-        run_pretrain(pretrain_config(info.name, {"arch": arch, "out": str(path.parent), "data_root": data_root,
+        pretrain_teacher(pretrain_config(info.name, {"arch": arch, "out": str(path.parent), "data_root": data_root,
                                                  "seed": seed, "progress": progress}))
     return path
 
