@@ -13,8 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, IO
 
-import torch
-
 
 def _default_mode() -> int:
     # mkstemp creates files readable by the owner only; give the final file the usual umask-derived mode.
@@ -43,6 +41,8 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[IO[bytes]], None
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    import torch  # here, not at the top: the JSON and text writers serve commands that never load torch
+
     return atomic_write_with(path, lambda handle: torch.save(obj, handle))
 
 

@@ -6,26 +6,43 @@ stderr and the error's exit code; no traceback.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+import warnings
 from typing import Any, Callable
 
 import click
 
 from fastlrwa import __version__
-from fastlrwa.errors import UserFacingError
+from fastlrwa.config.methods import METHODS
+from fastlrwa.config.presets import DEFAULT_TRAIN_PRESET, PRETRAIN_PRESETS, TRAIN_PRESETS, train_config
+from fastlrwa.config.schema import PretrainConfig, to_dict
+from fastlrwa.data.catalog import DATASET_NAMES
+from fastlrwa.errors import Interrupted, UserFacingError
+from fastlrwa.models.names import CLASSIFIER_NAMES
+
+# Everything imported above is torch-free: torch, torchvision and scikit-learn (~5 s together) are imported by
+# a command once its input has been checked, so a typo is answered in about a second.
 
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # Where a command has no Ctrl-C handling of its own (loading, compiling): the same line and code.
+            return self._fail(Interrupted("stopped by Ctrl-C"))
         except UserFacingError as error:
-            # Under torchrun every rank fails together with the same error: rank 0 alone prints it.
-            if os.environ.get("RANK", "0") == "0":
-                click.echo(f"error: {error}", err=True)
-            sys.exit(error.exit_code)
+            return self._fail(error)
+
+    @staticmethod
+    def _fail(error: UserFacingError) -> None:
+        # Under torchrun every rank fails together with the same error: rank 0 alone prints it.
+        if os.environ.get("RANK", "0") == "0":
+            click.echo(f"error: {error}", err=True)
+        sys.exit(error.exit_code)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -34,15 +51,22 @@ def cli() -> None:
     """fastlrwa: fast data-free knowledge distillation (LRWA, CVPR 2023, and the methods it is compared with)."""
 
 
+_ARCH_CHOICES = f"{', '.join(CLASSIFIER_NAMES)}, or a torchvision classification model name"
+_DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N"
+_DATA_ROOT_HELP = ("folder holding the datasets (default: $FASTLRWA_DATA, else ~/.cache/fastlrwa/data; digits needs "
+                   "none, Fashion-MNIST is also found in /usr/share/datasets/fashion-mnist)")
+
 # (flag, dotted config path, click type, help) for `train`; a flag left out keeps the preset's value.
 _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
-    ("--method", "method", click.Choice(["dafl", "dfad", "dfq", "dfkd", "mb-dfkd", "pre-dfkd", "lrwa-mb", "lrwa-gr"]),
+    ("--method", "method", click.Choice(list(METHODS)),
      "distillation method (lrwa-mb = paper's Ours-1, lrwa-gr = Ours-2)"),
-    ("--dataset", "data.dataset", str, "dataset the teacher was trained on (test set used for evaluation)"),
-    ("--data-root", "data.data_root", str, "folder holding the datasets"),
-    ("--teacher", "teacher.path", str, "teacher checkpoint (default: cached teacher, pretrained on first use)"),
-    ("--teacher-arch", "teacher.arch", str, "teacher architecture for a bare state_dict checkpoint"),
-    ("--student", "student.arch", str, "student architecture"),
+    ("--dataset", "data.dataset", click.Choice(DATASET_NAMES), "dataset the teacher was trained on (test set used "
+     "for evaluation)"),
+    ("--data-root", "data.data_root", str, _DATA_ROOT_HELP),
+    ("--teacher", "teacher.path", str, "teacher checkpoint (default: the dataset's cached teacher in "
+     "~/.cache/fastlrwa/teachers, or $FASTLRWA_CACHE/teachers, trained on first use)"),
+    ("--teacher-arch", "teacher.arch", str, f"teacher architecture, for a bare state_dict: {_ARCH_CHOICES}"),
+    ("--student", "student.arch", str, f"student architecture: {_ARCH_CHOICES}"),
     ("--epochs", "schedule.epochs", int, "epochs E"),
     ("--iters-per-epoch", "schedule.iters_per_epoch", int, "iterations per epoch I"),
     ("--gen-steps", "schedule.gen_steps", int, "generator steps per iteration g"),
@@ -85,19 +109,31 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--vae-kl-weight", "replay.vae_kl_weight", float, "generative replay: KL weight"),
     ("--vae-logit-weight", "replay.vae_logit_weight", float, "generative replay: teacher-logit reconstruction weight"),
     ("--replay-batch", "replay.replay_batch", int, "generative replay: samples per replay batch"),
-    ("--out", "runtime.out", str, "run directory (config, metrics, checkpoints, TensorBoard)"),
+    ("--out", "runtime.out", str, "run directory for config, metrics, checkpoints and TensorBoard (default: "
+     "runs/PRESET, or the first free runs/PRESET-2, -3, ... when that holds a run)"),
     ("--seed", "runtime.seed", int, "random seed"),
-    ("--device", "runtime.device", str, "auto, cpu, cuda or cuda:N"),
+    ("--device", "runtime.device", str, _DEVICE_HELP),
     ("--eval-batch-size", "runtime.eval_batch_size", int, "test-set evaluation batch size"),
     ("--stop-after", "runtime.stop_after", int,
      "stop after this many epochs with a checkpoint (the schedule still spans --epochs); continue with --resume"),
 ]
 
 
-def _flag_options(table: list[tuple[str, str, Any, str]]) -> Callable:
+_TRAIN_DEFAULTS = to_dict(train_config(DEFAULT_TRAIN_PRESET))
+
+
+def _preset_value(path: str) -> Any:
+    head, _, leaf = path.partition(".")
+    return _TRAIN_DEFAULTS[head][leaf] if leaf else _TRAIN_DEFAULTS[head]
+
+
+def _flag_options(table: list[tuple[str, str, Any, str]], shown_default: Callable[[str], str | None]) -> Callable:
+    """One option per row, ``default=None`` so that a flag left out keeps the preset's (or recipe's) value;
+    ``shown_default(path)`` is what ``--help`` says that value is."""
     def decorate(func: Callable) -> Callable:
         for flag, path, kind, text in reversed(table):
-            func = click.option(flag, path.replace(".", "__"), type=kind, default=None, help=text)(func)
+            func = click.option(flag, path.replace(".", "__"), type=kind, default=None, help=text,
+                                show_default=shown_default(path) or False)(func)
         return func
 
     return decorate
@@ -110,7 +146,8 @@ def _overrides(kwargs: dict[str, Any], table: list[tuple[str, str, Any, str]]) -
 def _amp_option(func: Callable) -> Callable:
     return click.option(
         "--amp", "amp", flag_value="bf16", default=None,
-        help="mixed precision: bf16 autocast (CPU and CUDA); see --amp-dtype",
+        help="mixed precision: bf16 autocast; pays on GPUs and on CPUs with native bf16 (AVX512-BF16, AMX), "
+             "slows other CPUs several times (see README); see --amp-dtype",
     )(click.option("--amp-dtype", type=click.Choice(["bf16", "fp16"]), default=None,
                    help="autocast dtype for --amp (fp16 uses a GradScaler, CUDA only)")(func))
 
@@ -121,20 +158,35 @@ def _amp_mode(amp: str | None, amp_dtype: str | None) -> str | None:
     return amp
 
 
+# How each config key is spelt on the command line, so that a message names the flag the user typed.
+_TRAIN_FLAG_NAMES = {
+    **{path: flag for flag, path, _, _ in _TRAIN_FLAGS},
+    "runtime.amp": "--amp", "runtime.compile": "--compile", "runtime.progress": "--no-progress",
+    "teacher.trust_pickle": "--trust-pickle", "teacher.cross_dataset": "--cross-dataset",
+}
+
+
 @cli.command()
-@click.option("--preset", default=None, help="named config: digits (default), fashion-mnist, svhn, cifar10, cifar100, tiny-imagenet")
-@_flag_options(_TRAIN_FLAGS)
+@click.option("--preset", type=click.Choice(list(TRAIN_PRESETS)), default=None, show_default=DEFAULT_TRAIN_PRESET,
+              help="named config (`fastlrwa presets` lists them); the flags below override its values")
+@_flag_options(_TRAIN_FLAGS, lambda path: None if _preset_value(path) is None
+               else f"{_preset_value(path)} in the {DEFAULT_TRAIN_PRESET} preset")
 @_amp_option
-@click.option("--compile/--no-compile", "compile_", default=None, help="compile the student update with torch.compile")
+@click.option("--compile/--no-compile", "compile_", default=None,
+              help="compile the student and generator updates with torch.compile (pays on GPUs and for large "
+                   "models, not on the CPU presets: see README)")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
-@click.option("--force", is_flag=True, help="start afresh in an --out that holds a different run (its files are replaced)")
+@click.option("--force", is_flag=True, help="start afresh in an --out that holds a run (its files are replaced)")
 @click.option("--no-progress", is_flag=True, help="no live progress bar (one line per epoch instead)")
 @click.option("--trust-pickle", is_flag=True, help="allow a teacher file that is a pickled module (runs its code!)")
+@click.option("--cross-dataset", is_flag=True,
+              help="use a teacher whose checkpoint records another dataset than --dataset")
+@click.option("--print-config", is_flag=True, help="print the resolved config as JSON and exit without training")
 def train(preset: str | None, amp: str | None, amp_dtype: str | None, compile_: bool | None, resume: bool,
-          force: bool, no_progress: bool, trust_pickle: bool, **flags: Any) -> None:
+          force: bool, no_progress: bool, trust_pickle: bool, cross_dataset: bool, print_config: bool,
+          **flags: Any) -> None:
     """Distil a teacher into a student without data. With no arguments: the digits preset, end to end."""
-    from fastlrwa.commands.train import run_train
-    from fastlrwa.config.presets import train_config
+    from fastlrwa.commands.train import prepare_train, run_train
 
     overrides = _overrides(flags, _TRAIN_FLAGS)
     mode = _amp_mode(amp, amp_dtype)
@@ -146,65 +198,99 @@ def train(preset: str | None, amp: str | None, amp_dtype: str | None, compile_: 
         overrides["runtime.progress"] = False
     if trust_pickle:
         overrides["teacher.trust_pickle"] = True
+    if cross_dataset:
+        overrides["teacher.cross_dataset"] = True
     config = train_config(preset, overrides)
-    run_train(config, resume=resume, force=force, explicit=set(overrides))
+    options = {"resume": resume, "force": force, "explicit": set(overrides), "flags": _TRAIN_FLAG_NAMES}
+    if print_config:
+        config, _ = prepare_train(config, **options)
+        click.echo(json.dumps(to_dict(config), indent=2))
+        return
+    run_train(config, **options)
+
+
+# (flag, PretrainConfig field, click type, help) for `pretrain`; a flag left out keeps the dataset's recipe.
+_PRETRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
+    ("--arch", "arch", str, f"teacher architecture: {_ARCH_CHOICES}"),
+    ("--out", "out", str, "output folder for model.pt and metrics.json"),
+    ("--epochs", "epochs", int, "training epochs"),
+    ("--batch-size", "batch_size", int, "batch size (per process under torchrun)"),
+    ("--lr", "lr", float, "peak learning rate of SGD with Nesterov momentum 0.9, cosine schedule"),
+    ("--data-root", "data_root", str, _DATA_ROOT_HELP),
+    ("--seed", "seed", int, "random seed"),
+    ("--device", "device", str, _DEVICE_HELP),
+]
+_PRETRAIN_FLAG_NAMES = {
+    **{path: flag for flag, path, _, _ in _PRETRAIN_FLAGS},
+    "dataset": "--dataset", "download": "--download", "amp": "--amp", "compile": "--compile",
+    "progress": "--no-progress", "loader": "--loader",
+}
+_RECIPE_FIELDS = ("arch", "epochs", "batch_size", "lr")
+
+
+def _pretrain_default(path: str) -> str | None:
+    if path in _RECIPE_FIELDS:
+        return "the dataset's recipe"
+    if path == "out":
+        return "teachers/DATASET-ARCH"
+    value = getattr(PretrainConfig(), path)
+    return None if value is None else str(value)
 
 
 @cli.command()
-@click.option("--dataset", required=True, help="dataset to train the teacher on")
-@click.option("--arch", default=None, help="architecture (default: the dataset's recipe)")
-@click.option("--out", default=None, help="output folder for model.pt and metrics.json")
-@click.option("--epochs", type=int, default=None)
-@click.option("--batch-size", type=int, default=None)
-@click.option("--lr", type=float, default=None)
-@click.option("--data-root", default=None)
+@click.option("--dataset", required=True, type=click.Choice(list(PRETRAIN_PRESETS)), help="dataset to train the "
+              "teacher on; its recipe (`fastlrwa presets`) gives the defaults")
+@_flag_options(_PRETRAIN_FLAGS, _pretrain_default)
 @click.option("--download", is_flag=True, default=None, help="let torchvision download the dataset (needs internet)")
-@click.option("--seed", type=int, default=None)
-@click.option("--device", default=None)
 @_amp_option
-@click.option("--compile/--no-compile", "compile_", default=None)
-@click.option("--no-progress", is_flag=True)
+@click.option("--compile/--no-compile", "compile_", default=None, help="compile the training step with torch.compile")
+@click.option("--no-progress", is_flag=True, help="no live progress bar (one line per epoch instead)")
 @click.option("--loader", type=click.Choice(["torch", "dali"]), default="torch", show_default=True,
               help="torch: the split held on the device; dali: an NVIDIA DALI pipeline (pip install 'fastlrwa[dali]')")
-def pretrain(dataset: str, amp: str | None, amp_dtype: str | None, compile_: bool | None, no_progress: bool,
-             loader: str, **flags: Any) -> None:
+@click.option("--force", is_flag=True, help="replace the teacher in an --out that holds one")
+def pretrain(dataset: str, download: bool | None, amp: str | None, amp_dtype: str | None, compile_: bool | None,
+             no_progress: bool, loader: str, force: bool, **flags: Any) -> None:
     """Train a teacher with the dataset's recipe (SGD + momentum, cosine; crop + flip where standard)."""
     from fastlrwa.commands.pretrain import run_pretrain
-    from fastlrwa.distributed import DistributedContext
     from fastlrwa.config.presets import pretrain_config
+    from fastlrwa.distributed import DistributedContext
 
-    overrides = {key: value for key, value in flags.items() if value is not None}
+    overrides = _overrides(flags, _PRETRAIN_FLAGS)
     mode = _amp_mode(amp, amp_dtype)
     if mode is not None:
         overrides["amp"] = mode
     if compile_ is not None:
         overrides["compile"] = compile_
+    if download:
+        overrides["download"] = True
     if no_progress:
         overrides["progress"] = False
     overrides["loader"] = loader
     config = pretrain_config(dataset, overrides)
     with DistributedContext.from_environment(config.device) as context:
-        run_pretrain(config, context)
+        run_pretrain(config, context, force=force, flags=_PRETRAIN_FLAG_NAMES)
 
 
 @cli.command()
 @click.option("--checkpoint", required=True, help="model file (OUT/model.pt of pretrain, RUN/student.pt of train, or a state_dict)")
-@click.option("--dataset", required=True)
-@click.option("--arch", default=None, help="architecture, for a bare state_dict")
-@click.option("--data-root", default=None)
-@click.option("--device", default="auto")
-@click.option("--batch-size", type=int, default=1024)
+@click.option("--dataset", type=click.Choice(DATASET_NAMES), default=None,
+              help="test set to evaluate on (default: the dataset the checkpoint records)")
+@click.option("--arch", default=None, help=f"architecture, for a bare state_dict: {_ARCH_CHOICES}")
+@click.option("--data-root", default=None, help=_DATA_ROOT_HELP)
+@click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)
+@click.option("--batch-size", type=int, default=1024, show_default=True, help="evaluation batch size")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @click.option("--trust-pickle", is_flag=True, help="allow a pickled module (runs its code!)")
+@click.option("--cross-dataset", is_flag=True, help="evaluate on another dataset than the checkpoint records")
 @click.option("--loader", type=click.Choice(["torch", "dali"]), default="torch", show_default=True,
               help="read the test split with torch or decode it with NVIDIA DALI (pip install 'fastlrwa[dali]')")
-def evaluate(checkpoint: str, dataset: str, arch: str | None, data_root: str | None, device: str, batch_size: int,
-             as_json: bool, trust_pickle: bool, loader: str) -> None:
+def evaluate(checkpoint: str, dataset: str | None, arch: str | None, data_root: str | None, device: str,
+             batch_size: int, as_json: bool, trust_pickle: bool, cross_dataset: bool, loader: str) -> None:
     """Test accuracy and per-class accuracy of a model."""
     from fastlrwa.commands.evaluate import run_evaluate
 
     run_evaluate(checkpoint, dataset, arch=arch, data_root=data_root, device=device, batch_size=batch_size,
-                 as_json=as_json, trust_pickle=trust_pickle, loader=loader)
+                 as_json=as_json, trust_pickle=trust_pickle, loader=loader, cross_dataset=cross_dataset)
 
 
 @cli.command()
@@ -269,8 +355,8 @@ def sweep(preset: str | None, methods: str | None, seeds: str, axes: tuple[str, 
 @click.option("--checkpoint", required=True, help="student or teacher model file (RUN/student.pt, OUT/model.pt)")
 @click.option("--out", required=True, help="folder for model.pt2 (AOTInductor package) and meta.json")
 @click.option("--batch", type=int, default=None, help="fix the batch size (default: any batch size)")
-@click.option("--device", default="cpu", help="compile for cpu or cuda")
-@click.option("--arch", default=None, help="architecture, for a bare state_dict")
+@click.option("--device", default="cpu", show_default=True, help="compile for cpu, cuda or cuda:N")
+@click.option("--arch", default=None, help=f"architecture, for a bare state_dict: {_ARCH_CHOICES}")
 @click.option("--trust-pickle", is_flag=True, help="allow a pickled module (runs its code!)")
 def export(checkpoint: str, out: str, batch: int | None, device: str, arch: str | None, trust_pickle: bool) -> None:
     """Export a model for C++ inference: torch.export + AOTInductor, BatchNorm folded (see README)."""
@@ -279,9 +365,36 @@ def export(checkpoint: str, out: str, batch: int | None, device: str, arch: str 
     run_export(checkpoint, out, trust_pickle=trust_pickle, batch=batch, device=device, arch=arch)
 
 
-def main() -> None:
-    # Library code warns through logging (e.g. a crash-cut metrics line); show it like the error lines.
+@cli.command()
+def presets() -> None:
+    """The named configs of `train --preset` and the teacher recipes of `pretrain`."""
+    click.echo("train presets (`fastlrwa train --preset NAME --print-config` shows every value):")
+    for name in TRAIN_PRESETS:
+        config = train_config(name)
+        s = config.schedule
+        teacher = PRETRAIN_PRESETS[config.data.dataset]["arch"]
+        default = "  (default)" if name == DEFAULT_TRAIN_PRESET else ""
+        click.echo(f"  {name:<14} {config.method} on {config.data.dataset}: {teacher} -> {config.student.arch}, "
+                   f"{s.epochs} epochs x {s.iters_per_epoch} iterations x ({s.gen_steps} + {s.student_steps}) steps, "
+                   f"batch {s.batch_size}{default}")
+    click.echo("teacher recipes (`fastlrwa pretrain --dataset NAME`):")
+    for name, recipe in PRETRAIN_PRESETS.items():
+        click.echo(f"  {name:<14} {recipe['arch']}, {recipe['epochs']} epochs, batch {recipe['batch_size']}, "
+                   f"lr {recipe['lr']}")
+
+
+def configure_output() -> None:
+    """How the process reports besides the error lines: library warnings as ``warning: ...`` lines, and none of
+    the notices from torch a user cannot act on, which would break into the log: the CUDA toolkit probe of
+    torch.utils.cpp_extension on a machine without a GPU (export, --compile), and torch's own use of the
+    deprecated torch.jit.script when forward-mode AD (the exact LRWA Hessian-vector product) first runs."""
     logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+
+
+def main() -> None:
+    configure_output()
     cli(prog_name="fastlrwa")
 
 

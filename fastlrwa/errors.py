@@ -34,3 +34,9 @@ class NonFiniteLossError(UserFacingError):
     """Training produced a NaN or Inf loss; the last good checkpoint is kept."""
 
     exit_code = 3
+
+
+class Interrupted(UserFacingError):
+    """Ctrl-C: the work stopped at a safe point; the message says what was kept and how to continue."""
+
+    exit_code = 130

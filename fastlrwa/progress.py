@@ -1,4 +1,8 @@
-"""Live progress for long loops: a rich progress bar, or one plain line per epoch when disabled."""
+"""Live progress for long loops: a rich progress bar, or one plain line per epoch when disabled.
+
+Piped to a file or another program, stderr gets the plain lines only, each whole: no bar (its redraws
+leave fragments in a file) and no wrapping at the 80 columns rich assumes without a terminal.
+"""
 
 from __future__ import annotations
 
@@ -44,12 +48,13 @@ class EpochProgress:
 
 @contextmanager
 def epoch_progress(enabled: bool, *, silent: bool = False) -> Iterator[EpochProgress]:
-    """A live bar when ``enabled`` (else one plain line per epoch); ``silent``: neither bar nor lines."""
+    """A live bar when ``enabled`` and stderr is a terminal (else one plain line per epoch); ``silent``: neither
+    bar nor lines."""
     if silent:
         yield EpochProgress(None, None)
         return
-    console = Console(stderr=True)
-    if not enabled:
+    console = Console(stderr=True, soft_wrap=True)
+    if not enabled or not console.is_terminal:
         yield EpochProgress(None, console)
         return
     columns = (

@@ -23,11 +23,11 @@ import torch
 import torch.multiprocessing as mp
 
 from conftest import tiny_overrides, write_teacher
-from fastlrwa.commands import train as train_command
-from fastlrwa.commands.train import Interrupted, run_train
+from fastlrwa.commands import distill as distill_command
+from fastlrwa.commands.train import run_train
 from fastlrwa.config.presets import train_config
 from fastlrwa.distributed import DistributedContext
-from fastlrwa.errors import ConfigError, DataNotFoundError, NonFiniteLossError
+from fastlrwa.errors import ConfigError, DataNotFoundError, Interrupted, NonFiniteLossError
 from fastlrwa.runtime import seed_everything
 from fastlrwa.trainer.build import build_run
 from fastlrwa.trainer.loop import Trainer
@@ -231,7 +231,7 @@ def _teacher_worker(rank: int, port: int, teacher: Path, out: Path) -> None:
         (out / f"resolved_by_rank{rank}").touch()
         return teacher
 
-    train_command.resolve_teacher_path = resolve
+    distill_command.resolve_teacher_path = resolve
     history = _train(out / "run", teacher, **{"schedule.epochs": 1, "teacher.path": None})
     (out / f"epochs{rank}.json").write_text(json.dumps([record["epoch"] for record in history]))
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +37,14 @@ STUDENTS = {
 }
 
 
-def cuda_toolkit_root() -> str | None:
-    """The CUDA toolkit a CUDA build of torch needs at configure time (its CMake config looks for it)."""
-    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"]
-    return next((root for root in candidates if root and Path(root, "include", "cuda_runtime.h").exists()), None)
+def readme_build_commands(build: Path) -> list[str]:
+    """The README's runner build, verbatim but for the build folder: what a user copies must work as it is,
+    without a CUDA toolkit even where torch is a CUDA build (this machine's)."""
+    readme = (REPOSITORY / "README.md").read_text()
+    section = readme[readme.index("### export"):readme.index("## Datasets, offline")]
+    lines = [line for line in section.splitlines() if line.startswith("cmake ")]
+    assert lines, "the README's export section has no cmake line"
+    return [re.sub(r"(?<=-B )build\b|(?<=--build )build\b", str(build), line) for line in lines]
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +52,14 @@ def runner(tmp_path_factory) -> Path:
     if shutil.which("cmake") is None:
         pytest.skip("cmake is not installed")
     build = tmp_path_factory.mktemp("runner-build")
-    configure = ["cmake", "-S", str(REPOSITORY), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-                 f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}"]
-    toolkit = cuda_toolkit_root()
-    if torch.version.cuda is not None and toolkit is not None:
-        configure.append(f"-DCUDA_TOOLKIT_ROOT_DIR={toolkit}")
-    for command in (configure, ["cmake", "--build", str(build), "-j2"]):
-        result = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-        assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    # `python` in the README's command is the interpreter running the tests (its torch is the one exported with).
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("CUDA_HOME", None)
+    env.pop("CUDA_PATH", None)
+    for command in readme_build_commands(build):
+        result = subprocess.run(["bash", "-c", command], cwd=REPOSITORY, env=env, capture_output=True, text=True,
+                                timeout=BUILD_TIMEOUT_S)
+        assert result.returncode == 0, f"{command} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return build / "fastlrwa-infer"
 
 

@@ -125,7 +125,7 @@ def test_pickled_module_needs_trust(tmp_path: Path) -> None:
     loaded, meta = load_checkpoint_with_meta(path, trust_pickle=True)
     assert meta.arch == "wrn16_1" and meta.num_classes == 10
     assert_same_weights(loaded, model)
-    assert "'wrn16_2'" in refusal(path, trust_pickle=True, arch="wrn16_2")
+    assert "--arch wrn16_2" in refusal(path, trust_pickle=True, arch="wrn16_2")
 
 
 def test_random_bytes_are_refused(tmp_path: Path) -> None:
@@ -174,8 +174,9 @@ def test_shape_mismatch_and_missing_keys(tmp_path: Path) -> None:
 def test_arch_and_size_disagreement_with_metadata(tmp_path: Path) -> None:
     path = tmp_path / "model.pt"
     save_model_checkpoint(path, build_model("resnet18", 7), cifar_meta("resnet18"))
-    assert "'resnet18' but 'resnet34' was requested" in refusal(path, arch="resnet34")
-    assert "num_classes is 7 but 10" in refusal(path, num_classes=10)
+    assert "'resnet18' but --arch resnet34 was given" in refusal(path, arch="resnet34")
+    assert "--teacher-arch resnet34" in refusal(path, arch="resnet34", arch_flag="--teacher-arch")
+    assert "num_classes 7 but 10" in refusal(path, num_classes=10)
     assert load_checkpoint_with_meta(path, arch="resnet18", num_classes=7)[1].arch == "resnet18"
 
 

@@ -214,6 +214,14 @@ def test_a_run_given_twice_counts_once(runs, capsys) -> None:
     assert document["aggregates"][0]["n_runs"] == 2
 
 
+def test_runs_sharing_a_seed_are_labelled_by_their_distinct_seeds(tmp_path: Path, rng: random.Random) -> None:
+    dirs = [write_run(tmp_path / folder, "mb-dfkd", seed, [rng.uniform(5, 99) for _ in range(EPOCHS)])
+            for folder, seed in (("a", 0), ("b", 0), ("c", 3))]
+    assert "mb-dfkd (2 runs, 1 seed)" in _markdown_rows(run_report(dirs[:2]).markdown)
+    assert "mb-dfkd (3 runs, 2 seeds)" in _markdown_rows(run_report(dirs).markdown)
+    assert "mb-dfkd (2 seeds)" in _markdown_rows(run_report([dirs[0], dirs[2]]).markdown)
+
+
 def test_run_without_epochs_is_an_error(tmp_path: Path, rng: random.Random) -> None:
     run_dir = write_run(tmp_path, "dfkd", 0, [])
     (run_dir / "metrics.jsonl").write_text("")
@@ -231,7 +239,8 @@ def test_unwritable_output_is_one_line(runs, tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(UserFacingError) as error:
         run_report(_all_dirs(runs), out_md=blocker / "table.md")
-    assert "cannot write the table" in str(error.value) and "\n" not in str(error.value)
+    message = str(error.value)
+    assert f"--out {blocker / 'table.md'} is inside {blocker}, which is a file" in message and "\n" not in message
 
 
 def test_cli_report_on_a_directory_that_is_not_a_run(tmp_path: Path) -> None:

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 from conftest import tiny_overrides, write_teacher
 from fastlrwa.cli import cli
-from fastlrwa.commands.train import Interrupted, run_train
+from fastlrwa.commands.train import run_train
 from fastlrwa.config.methods import METHODS
 from fastlrwa.config.presets import train_config
-from fastlrwa.errors import CheckpointError, ConfigError, NonFiniteLossError
+from fastlrwa.errors import CheckpointError, ConfigError, Interrupted, NonFiniteLossError
 from fastlrwa.trainer.loop import Trainer
 from fastlrwa.updates.student_update import StudentUpdate
 
@@ -88,7 +88,7 @@ def test_ctrl_c_leaves_a_mid_epoch_checkpoint_that_resumes_exactly(tmp_path, len
 
 def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, lenet_teacher, monkeypatch):
     out = tmp_path / "run"
-    _run(out, lenet_teacher, **{"schedule.epochs": 1})
+    _run(out, lenet_teacher, **{"schedule.epochs": 2, "runtime.stop_after": 1})
     good = (out / "checkpoint.pt").read_bytes()
     original = StudentUpdate.step
     calls = {"n": 0}
@@ -105,6 +105,7 @@ def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, le
         _run(out, lenet_teacher, resume=True, **{"schedule.epochs": 2})
     message = str(error.value)
     assert "loss_student became nan" in message and "step" in message and "\n" not in message
+    assert f"the last good checkpoint {out / 'checkpoint.pt'} (epoch 1) is kept" in message
     assert (out / "checkpoint.pt").read_bytes() == good
     assert [line["epoch"] for line in _lines(out)] == [1]
 
@@ -160,12 +161,15 @@ def test_resume_refuses_changed_settings_and_missing_checkpoint(tmp_path, lenet_
     out = tmp_path / "run"
     _run(out, lenet_teacher, **{"schedule.epochs": 1})
     with pytest.raises(ConfigError, match="student.lr"):
-        _run(out, lenet_teacher, resume=True, **{"student.lr": 0.5})
+        _run(out, lenet_teacher, resume=True, **{"schedule.epochs": 1, "student.lr": 0.5})
+    # The cosine schedule spans the epochs the run started with: a resume may neither extend nor cut it.
+    with pytest.raises(ConfigError, match="schedule.epochs=1 cannot change to 2"):
+        _run(out, lenet_teacher, resume=True, **{"schedule.epochs": 2})
     with pytest.raises(ConfigError, match="does not exist"):
         _run(tmp_path / "elsewhere", lenet_teacher, resume=True)
     (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="damaged"):
-        _run(out, lenet_teacher, resume=True)
+        _run(out, lenet_teacher, resume=True, **{"schedule.epochs": 1})
 
 
 def test_bf16_autocast_run_is_finite_and_close_to_fp32(tmp_path, lenet_teacher):

@@ -8,20 +8,31 @@ import click
 
 from fastlrwa.data import DeviceImageSet, dataset_info, evaluate
 from fastlrwa.data.dali import load_split_with
-from fastlrwa.errors import CheckpointError
+from fastlrwa.errors import CheckpointError, ConfigError
 from fastlrwa.models import check_num_classes, load_checkpoint_with_meta
 from fastlrwa.runtime import resolve_device
 
 
-def run_evaluate(checkpoint: str, dataset: str, *, arch: str | None = None, data_root: str | None = None,
-                 device: str = "auto", batch_size: int = 1024, as_json: bool = False,
-                 trust_pickle: bool = False, loader: str = "torch") -> dict:
+def run_evaluate(checkpoint: str, dataset: str | None = None, *, arch: str | None = None,
+                 data_root: str | None = None, device: str = "auto", batch_size: int = 1024, as_json: bool = False,
+                 trust_pickle: bool = False, loader: str = "torch", cross_dataset: bool = False) -> dict:
     """Accuracy of ``checkpoint`` on the test split of ``dataset``, printed and returned as a dict.
 
-    ``loader`` reads the test split with ``torch`` (``load_split``) or ``dali`` (``load_split_dali``).
+    ``dataset`` defaults to the one the checkpoint records; another one is refused unless ``cross_dataset``
+    (with matching shapes the numbers would look plausible and mean nothing). ``loader`` reads the test
+    split with ``torch`` (``load_split``) or ``dali`` (``load_split_dali``).
     """
-    info = dataset_info(dataset)
     model, meta = load_checkpoint_with_meta(checkpoint, arch=arch, trust_pickle=trust_pickle)
+    if dataset is None:
+        if meta.dataset is None:
+            raise ConfigError(f"{checkpoint} does not record the dataset it was trained on; pass --dataset")
+        dataset = meta.dataset
+    elif meta.dataset is not None and meta.dataset != dataset and not cross_dataset:
+        raise CheckpointError(
+            f"{checkpoint} was trained on {meta.dataset}, not {dataset}; drop --dataset to evaluate it on "
+            f"{meta.dataset}, or pass --cross-dataset to evaluate it on {dataset} anyway"
+        )
+    info = dataset_info(dataset)
     check_num_classes(meta, info.num_classes, dataset, checkpoint)
     if meta.in_channels != info.channels:
         raise CheckpointError(

@@ -9,10 +9,10 @@ from typing import Any
 import click
 
 from fastlrwa.atomic_io import atomic_write_json
-from fastlrwa.errors import ConfigError
 from fastlrwa.export.aot import export_classifier, runner_metadata, write_package
 from fastlrwa.export.metadata import export_metadata, file_sha256
 from fastlrwa.models import load_checkpoint_with_meta
+from fastlrwa.paths import require_writable_dir
 from fastlrwa.runtime import configure_compile_cache, resolve_device
 
 PACKAGE_NAME = "model.pt2"
@@ -34,7 +34,7 @@ def run_export(
     ``CheckpointError`` or ``ConfigError``.
     """
     target = resolve_device(device)
-    folder = _output_folder(out)
+    require_writable_dir(out, "--out")
     model, meta = load_checkpoint_with_meta(checkpoint, arch=arch, trust_pickle=trust_pickle)
     checkpoint_sha256 = file_sha256(checkpoint)
     configure_compile_cache()
@@ -43,6 +43,8 @@ def run_export(
     started = time.perf_counter()
     input_shape = (meta.in_channels, meta.image_size, meta.image_size)
     program = export_classifier(model.eval(), input_shape, batch=batch, device=target)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
     metadata_path = folder / METADATA_NAME
     # A meta.json left from an earlier export must not describe the package being replaced.
     metadata_path.unlink(missing_ok=True)
@@ -69,13 +71,3 @@ def run_export(
     )
     return summary
 
-
-def _output_folder(out: str) -> Path:
-    folder = Path(out)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ConfigError(f"--out {out} is a file; pass a folder for model.pt2 and meta.json") from None
-    except PermissionError:
-        raise ConfigError(f"--out {out}: permission denied; pass a folder you can write to") from None
-    return folder

@@ -13,6 +13,7 @@ from fastlrwa.atomic_io import atomic_write_text
 from fastlrwa.errors import UserFacingError
 from fastlrwa.metrics.plot import image_format, plot_learning_curves, save_figure
 from fastlrwa.metrics.report import Report, build_report, read_runs
+from fastlrwa.paths import require_writable_file
 
 
 def _write(what: str, path: str | os.PathLike, write: Callable[[Path], object]) -> None:
@@ -42,12 +43,15 @@ def run_report(
 
     stdout gets the ``--json`` document when ``as_json``, otherwise the markdown unless ``out_md``
     is given. ``out_md``, ``out_csv``, ``out_compare_csv`` and ``plot`` (Figure 4; format from the
-    suffix, e.g. .png) are written atomically, each announced on stderr; an unknown image type is
-    refused before anything is read or written. Raises ``UserFacingError`` for a path that is not a
-    run, a damaged log, a ``compare`` that matches nothing or an unwritable output.
+    suffix, e.g. .png) are written atomically, each announced on stderr; an unknown image type or an
+    unwritable path is refused before anything is read or written. Raises ``UserFacingError`` for a
+    path that is not a run, a damaged log, a ``compare`` that matches nothing or an unwritable output.
     """
     if plot is not None:
         image_format(plot)
+    for flag, path in (("--out", out_md), ("--csv", out_csv), ("--compare-csv", out_compare_csv), ("--plot", plot)):
+        if path is not None:
+            require_writable_file(path, flag)
     records = read_runs(run_dirs)
     report = build_report(records, compare=compare, equal_time=equal_time, time_budget_s=time_budget_s)
     if out_md is not None:

@@ -137,7 +137,7 @@ def _sweep_lock(root: Path) -> Iterator[None]:
 def _resolve_teachers(cells: Sequence[Cell]) -> None:
     """Make every teacher the runs need exist before they start (a missing cached one is trained once, here)."""
     from fastlrwa.data import dataset_info
-    from fastlrwa.trainer.teacher import resolve_teacher_path
+    from fastlrwa.commands.teacher import resolve_teacher_path
 
     seen = set()
     for cell in cells:

@@ -27,6 +27,8 @@ class TeacherConfig:
     path: str | None = None
     arch: str | None = None
     trust_pickle: bool = False
+    # A teacher whose metadata names another dataset is refused unless this says the user means it.
+    cross_dataset: bool = False
 
 
 @dataclass

@@ -3,24 +3,22 @@
 ``load_split`` reads a split into host memory (uint8 images at the model's input size),
 ``DeviceImageSet`` keeps it on the training device and normalises batches on the fly,
 ``random_crop_flip`` augments a batch on the device and ``evaluate`` measures test accuracy.
+The names below are imported on first use (``fastlrwa.lazy``): ``catalog`` is torch-free.
 """
 
-from fastlrwa.data.augment import random_crop_flip
-from fastlrwa.data.catalog import DATASET_NAMES, DatasetInfo, dataset_info
-from fastlrwa.data.device_set import DeviceImageSet
-from fastlrwa.data.evaluate import EvalResult, evaluate
-from fastlrwa.data.load import load_split
-from fastlrwa.data.split import ArraySplit, CorruptDataError
+from fastlrwa.lazy import lazy_exports
 
-__all__ = [
-    "DATASET_NAMES",
-    "ArraySplit",
-    "CorruptDataError",
-    "DatasetInfo",
-    "DeviceImageSet",
-    "EvalResult",
-    "dataset_info",
-    "evaluate",
-    "load_split",
-    "random_crop_flip",
-]
+_EXPORTS = {
+    "random_crop_flip": "fastlrwa.data.augment",
+    "DATASET_NAMES": "fastlrwa.data.catalog",
+    "DatasetInfo": "fastlrwa.data.catalog",
+    "dataset_info": "fastlrwa.data.catalog",
+    "DeviceImageSet": "fastlrwa.data.device_set",
+    "EvalResult": "fastlrwa.data.accuracy",
+    "evaluate": "fastlrwa.data.accuracy",
+    "load_split": "fastlrwa.data.load",
+    "ArraySplit": "fastlrwa.data.split",
+    "CorruptDataError": "fastlrwa.data.split",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -23,7 +23,7 @@ from fastlrwa.atomic_io import atomic_write_with
 from fastlrwa.errors import ConfigError
 from fastlrwa.metrics.run_log import RunRecord
 from fastlrwa.metrics.settings import differing_keys, setting_name, setting_of
-from fastlrwa.metrics.summary import Block
+from fastlrwa.metrics.summary import Block, runs_label
 from fastlrwa.metrics.table import cumulative_mean
 
 
@@ -73,7 +73,7 @@ def plot_learning_curves(records: Sequence[RunRecord]) -> Figure:
     for column, (block, settings) in enumerate(columns.items()):
         top, bottom = grid[0, column], grid[1, column]
         for name, runs in settings.items():
-            label = name if len(runs) == 1 else f"{name} ({len(runs)} seeds, mean and min-max)"
+            label = name if len(runs) == 1 else f"{name} ({runs_label([run.seed for run in runs])}, mean and min-max)"
             _draw_setting(top, [run.accuracies for run in runs], colours[name], label)
             _draw_setting(bottom, [cumulative_mean(run.accuracies) for run in runs], colours[name], label)
         top.set_title(block.title)

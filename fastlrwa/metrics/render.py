@@ -8,13 +8,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastlrwa.metrics.settings import Setting, cell_label, setting_name
-from fastlrwa.metrics.summary import AggregateSummary, Block, RunSummary, TableGroup
+from fastlrwa.metrics.summary import AggregateSummary, Block, RunSummary, TableGroup, runs_label
 from fastlrwa.metrics.table import PERCENTILES, MeanStd
 
 MARKDOWN_LEGEND = (
     "μ and σ² past the n-th percentile: mean and population variance (%²) of the student's test accuracy (%) "
     "over the epochs k > n·E/100 of an E-epoch run. Acc_max: the best test accuracy of the run. "
-    "Rows \"method (n seeds)\": mean ± sample standard deviation (ddof = 1) over the seeds. "
+    "Rows \"method (n seeds)\": mean ± sample standard deviation (ddof = 1) over the seeds "
+    "(\"n runs, k seeds\" where runs share a seed). "
     "Where runs of a method differ in more than their seed, \"method · key=value\" names the config keys that differ."
 )
 
@@ -35,7 +36,7 @@ def _run_label(run: RunSummary, cell_keys: Sequence[str]) -> str:
 def _aggregate_label(aggregate: AggregateSummary, cell_keys: Sequence[str]) -> str:
     note = "" if aggregate.complete else f", {aggregate.n_epochs} epochs"
     name = setting_name(aggregate.method, aggregate.setting, cell_keys)
-    return f"{_escape(name)} ({aggregate.stats.n_runs} seeds{note})"
+    return f"{_escape(name)} ({runs_label([run.record.seed for run in aggregate.runs])}{note})"
 
 
 def _mean_std(cell: MeanStd) -> str:

@@ -20,6 +20,7 @@ from fastlrwa.metrics.render_compare import (
 )
 from fastlrwa.metrics.run_log import METRICS_FILE, RunRecord, read_run
 from fastlrwa.metrics.summary import AggregateSummary, RunSummary, summarise_runs, table_groups
+from fastlrwa.paths import require_writable_file
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,13 @@ class TableGroup:
         return [row for row in self.rows if isinstance(row, RunSummary)]
 
 
+def runs_label(seeds: Sequence[int]) -> str:
+    """``3 seeds``, or ``2 runs, 1 seed`` when some runs share a seed (their spread is not one over seeds)."""
+    distinct = len(set(seeds))
+    seed_word = "seed" if distinct == 1 else "seeds"
+    return f"{distinct} {seed_word}" if distinct == len(seeds) else f"{len(seeds)} runs, {distinct} {seed_word}"
+
+
 def summarise_runs(records: Sequence[RunRecord]) -> tuple[list[RunSummary], list[AggregateSummary]]:
     """Cells of every run, and the aggregate of every setting with at least two runs.
 

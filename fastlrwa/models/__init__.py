@@ -7,24 +7,24 @@ All models work with ``torch.func.functional_call`` and nested ``torch.func.grad
 generator's spectral norm) update their buffers in place in train mode, so under a ``torch.func``
 transform pass the buffers as an *argument* of the transformed function, not from a closure:
 ``grad(lambda p, b: loss(functional_call(model, (p, b), x)))(params, buffers)``.
+
+The names below are imported on first use (``fastlrwa.lazy``): ``names`` and ``meta`` are torch-free.
 """
 
-from fastlrwa.models.checkpoint import check_num_classes, load_checkpoint, load_checkpoint_with_meta, save_model_checkpoint
-from fastlrwa.models.classifier import Classifier, layer_default_init
-from fastlrwa.models.generator import Generator, build_generator
-from fastlrwa.models.meta import ModelMeta
-from fastlrwa.models.registry import CLASSIFIER_NAMES, build_model
+from fastlrwa.lazy import lazy_exports
 
-__all__ = [
-    "CLASSIFIER_NAMES",
-    "Classifier",
-    "Generator",
-    "ModelMeta",
-    "build_generator",
-    "build_model",
-    "check_num_classes",
-    "layer_default_init",
-    "load_checkpoint",
-    "load_checkpoint_with_meta",
-    "save_model_checkpoint",
-]
+_EXPORTS = {
+    "check_num_classes": "fastlrwa.models.checkpoint",
+    "load_checkpoint": "fastlrwa.models.checkpoint",
+    "load_checkpoint_with_meta": "fastlrwa.models.checkpoint",
+    "save_model_checkpoint": "fastlrwa.models.checkpoint",
+    "Classifier": "fastlrwa.models.classifier",
+    "layer_default_init": "fastlrwa.models.classifier",
+    "Generator": "fastlrwa.models.generator",
+    "build_generator": "fastlrwa.models.generator",
+    "ModelMeta": "fastlrwa.models.meta",
+    "CLASSIFIER_NAMES": "fastlrwa.models.names",
+    "build_model": "fastlrwa.models.registry",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

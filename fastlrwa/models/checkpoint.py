@@ -68,9 +68,10 @@ def save_model_checkpoint(
         raise CheckpointError(f"{path}: cannot write the checkpoint ({error.strerror}); check the output directory") from error
 
 
-def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, trust_pickle: bool = False) -> Classifier:
+def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, trust_pickle: bool = False,
+                    arch_flag: str = "--arch") -> Classifier:
     """The model of ``load_checkpoint_with_meta``, without its metadata."""
-    return load_checkpoint_with_meta(path, arch=arch, trust_pickle=trust_pickle)[0]
+    return load_checkpoint_with_meta(path, arch=arch, trust_pickle=trust_pickle, arch_flag=arch_flag)[0]
 
 
 def load_checkpoint_with_meta(
@@ -81,29 +82,31 @@ def load_checkpoint_with_meta(
     num_classes: int | None = None,
     in_channels: int | None = None,
     image_size: int | None = None,
+    arch_flag: str = "--arch",
 ) -> tuple[Classifier, ModelMeta]:
     """Load a classifier (on the CPU, in train mode) and its metadata from an untrusted checkpoint file.
 
     See the module docstring for the accepted contents. Every problem (missing, unreadable or corrupt
     file, pickled code without ``trust_pickle``, unknown or disagreeing architecture, weights that do not
-    fit) is a ``CheckpointError`` naming the file, the problem and the fix.
+    fit) is a ``CheckpointError`` naming the file, the problem and the fix; ``arch_flag`` is how the calling
+    command spells its architecture flag (``--arch``, ``train``'s ``--teacher-arch``).
     """
     source = Path(path)
     payload = read_checkpoint(source, trust_pickle=trust_pickle)
     if isinstance(payload, dict) and payload.get("format") == FORMAT_NAME:
-        return _load_fastlrwa_format(source, payload, arch, {"num_classes": num_classes, "in_channels": in_channels,
-                                                             "image_size": image_size})
+        return _load_fastlrwa_format(source, payload, arch, arch_flag, {
+            "num_classes": num_classes, "in_channels": in_channels, "image_size": image_size})
     state_dict, pickled_arch = _unwrap_state_dict(source, payload)
     if arch is not None and pickled_arch is not None and arch != pickled_arch:
-        _refuse_disagreement(source, "architecture", arch, pickled_arch)
+        _refuse_arch_disagreement(source, arch, pickled_arch, arch_flag)
     chosen_arch = arch or pickled_arch
     if chosen_arch is None:
         raise CheckpointError(
-            f"{source}: holds bare weights without an architecture; pass --arch with the architecture it was "
+            f"{source}: holds bare weights without an architecture; pass {arch_flag} with the architecture it was "
             f"trained as ({', '.join(CLASSIFIER_NAMES)} or a torchvision model name)"
         )
     size = image_size or DEFAULT_IMAGE_SIZE
-    model = _fit_bare_state_dict(source, chosen_arch, state_dict, num_classes, in_channels, size)
+    model = _fit_bare_state_dict(source, chosen_arch, state_dict, num_classes, in_channels, size, arch_flag)
     meta = ModelMeta(arch=chosen_arch, num_classes=model.num_classes, in_channels=model.in_channels,
                      image_size=size, dataset=None, mean=None, std=None)
     return model, meta
@@ -119,7 +122,7 @@ def check_num_classes(meta: ModelMeta, expected: int, dataset: str, path: str | 
 
 
 def _load_fastlrwa_format(
-    source: Path, payload: dict, arch: str | None, requested_sizes: dict[str, int | None]
+    source: Path, payload: dict, arch: str | None, arch_flag: str, requested_sizes: dict[str, int | None]
 ) -> tuple[Classifier, ModelMeta]:
     version = payload.get("version")
     if type(version) is not int or version < 1:
@@ -134,11 +137,12 @@ def _load_fastlrwa_format(
     except ValueError as error:
         raise CheckpointError(f"{source}: malformed metadata ({error}); re-create the checkpoint with fastlrwa") from error
     if arch is not None and arch != meta.arch:
-        _refuse_disagreement(source, "architecture", arch, meta.arch)
+        _refuse_arch_disagreement(source, arch, meta.arch, arch_flag)
     for field, requested in requested_sizes.items():
         stored = getattr(meta, field)
         if requested is not None and requested != stored:
-            _refuse_disagreement(source, field, requested, stored)
+            raise CheckpointError(f"{source}: the model was made for {field} {stored!r} but {requested!r} is needed "
+                                  f"here; use a checkpoint made for {field} {requested!r}")
     state_dict = payload.get("state_dict")
     if not _is_state_dict(state_dict):
         raise CheckpointError(f"{source}: the fastlrwa checkpoint has no valid state_dict; re-create it with fastlrwa")
@@ -149,7 +153,7 @@ def _load_fastlrwa_format(
 
 def _fit_bare_state_dict(
     source: Path, arch: str, state_dict: dict[str, torch.Tensor], num_classes: int | None,
-    in_channels: int | None, image_size: int,
+    in_channels: int | None, image_size: int, arch_flag: str,
 ) -> Classifier:
     """Build ``arch`` with the class count and input channels the weights imply, and load them.
 
@@ -158,12 +162,13 @@ def _fit_bare_state_dict(
     """
     probe = _build(source, arch, num_classes or PROBE_NUM_CLASSES, in_channels or PROBE_IN_CHANNELS, image_size)
     state_dict = probe.canonical_state_dict(_without_saved_prefixes(state_dict))
-    classes = num_classes or _weight_dim(source, arch, state_dict, probe.head_weight_key, dim=0)
-    channels = in_channels or _weight_dim(source, arch, state_dict, probe.stem_weight_key, dim=1)
+    fix = f"pass the {arch_flag} it was trained as (not {arch})"
+    classes = num_classes or _weight_dim(source, arch, state_dict, probe.head_weight_key, 0, fix)
+    channels = in_channels or _weight_dim(source, arch, state_dict, probe.stem_weight_key, 1, fix)
     model = probe
     if (classes, channels) != (probe.num_classes, probe.in_channels):
         model = _build(source, arch, classes, channels, image_size)
-    _load_state_dict(source, model, state_dict, fix=f"pass the --arch it was trained as (not {arch})")
+    _load_state_dict(source, model, state_dict, fix=fix)
     return model
 
 
@@ -202,12 +207,10 @@ def _without_saved_prefix(key: str) -> str:
     return key
 
 
-def _weight_dim(source: Path, arch: str, state_dict: dict[str, torch.Tensor], key: str, dim: int) -> int:
+def _weight_dim(source: Path, arch: str, state_dict: dict[str, torch.Tensor], key: str, dim: int, fix: str) -> int:
     weight = state_dict.get(key)
     if weight is None or weight.dim() <= dim:
-        raise CheckpointError(
-            f"{source}: has no weight {key!r} as a {arch} state_dict would; pass the --arch it was trained as"
-        )
+        raise CheckpointError(f"{source}: has no weight {key!r} as a {arch} state_dict would; {fix}")
     return weight.shape[dim]
 
 
@@ -243,8 +246,8 @@ def _build(source: Path, arch: str, num_classes: int, in_channels: int, image_si
         raise CheckpointError(f"{source}: {error}") from error
 
 
-def _refuse_disagreement(source: Path, what: str, requested: Any, stored: Any) -> None:
+def _refuse_arch_disagreement(source: Path, requested: str, stored: str, arch_flag: str) -> None:
     raise CheckpointError(
-        f"{source}: the checkpoint's {what} is {stored!r} but {requested!r} was requested; drop the explicit "
-        f"{what} or pass {stored!r}"
+        f"{source}: the checkpoint's architecture is {stored!r} but {arch_flag} {requested} was given; "
+        f"drop {arch_flag} or pass {arch_flag} {stored}"
     )

@@ -7,6 +7,7 @@ from typing import Callable
 from fastlrwa.errors import ConfigError
 from fastlrwa.models.classifier import Classifier
 from fastlrwa.models.lenet import LENET_IMAGE_SIZE, lenet5, lenet5_half
+from fastlrwa.models.names import CLASSIFIER_NAMES
 from fastlrwa.models.resnet_cifar import resnet18, resnet34
 from fastlrwa.models.torchvision_classifier import TorchvisionClassifier, torchvision_classification_names
 from fastlrwa.models.wide_resnet import wrn16_1, wrn16_2, wrn40_2
@@ -20,7 +21,6 @@ REGISTERED_BUILDERS: dict[str, Callable[[int, int], Classifier]] = {
     "wrn16_2": wrn16_2,
     "wrn40_2": wrn40_2,
 }
-CLASSIFIER_NAMES: tuple[str, ...] = tuple(REGISTERED_BUILDERS)
 FIXED_IMAGE_SIZES = {"lenet5": LENET_IMAGE_SIZE, "lenet5_half": LENET_IMAGE_SIZE}
 
 

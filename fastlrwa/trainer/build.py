@@ -93,7 +93,7 @@ def _replay(config: TrainConfig, spec: MethodSpec, info: DatasetInfo, teacher: n
 
 def build_run(config: TrainConfig, teacher_path: Path, context: DistributedContext) -> RunParts:
     """Every part of the run on ``context.device``; ``teacher_path`` from
-    :func:`fastlrwa.trainer.teacher.resolve_teacher_path`.
+    :func:`fastlrwa.commands.teacher.resolve_teacher_path`.
 
     In a distributed run every rank builds the same models from the same seed, and rank 0's weights
     are then broadcast to be safe; each rank's own random stream is seeded with

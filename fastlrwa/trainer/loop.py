@@ -120,10 +120,16 @@ class Trainer:
             where = f" on rank {rank}" if self.context.is_distributed else ""
             iterations = self.config.schedule.iters_per_epoch
             steps_per_iteration = self.config.schedule.gen_steps + self.config.schedule.student_steps
+            # A NaN in the first epoch comes before any checkpoint: say what is really on disk.
+            kept = (f"the last good checkpoint {self.run.checkpoint} (epoch {self.epoch}) is kept"
+                    if self.run.checkpoint.exists() else "no checkpoint was written yet, so there is nothing to resume")
+            retry = "lower --lr-student / --lr-generator"
+            if self.config.runtime.amp != "none":
+                retry += " or drop --amp"
             raise NonFiniteLossError(
                 f"{name} became {value}{where} at training step {step} (epoch {self.epoch + 1}, around iteration "
-                f"{(step - 1) // max(steps_per_iteration, 1) % iterations + 1}); stopped, the last good checkpoint "
-                f"{self.run.checkpoint} (epoch {self.epoch}) is kept; lower the learning rates or disable --amp"
+                f"{(step - 1) // max(steps_per_iteration, 1) % iterations + 1}); stopped: {kept}; start again with "
+                f"{retry} (and --force to reuse --out {self.run.root})"
             )
 
     # ----- one iteration -------------------------------------------------------------------------------------------

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,7 @@ from fastlrwa.data import DatasetInfo, DeviceImageSet, dataset_info, evaluate, l
 from fastlrwa.data.dali import DaliTrainBatches, load_split_with
 from fastlrwa.data.dali_sources import dali_source
 from fastlrwa.distributed import DistributedContext, rank_seed
-from fastlrwa.errors import ConfigError, NonFiniteLossError
+from fastlrwa.errors import ConfigError, Interrupted, NonFiniteLossError
 from fastlrwa.models import ModelMeta, build_model, save_model_checkpoint
 from fastlrwa.models.batchnorm import batchnorm_running_stats
 from fastlrwa.progress import epoch_progress
@@ -92,6 +93,18 @@ def _train_batches(config: PretrainConfig, context: DistributedContext) -> Train
                               world_size=context.world_size)
 
 
+@contextmanager
+def _stopped_by_ctrl_c(current_epoch: Callable[[], int], epochs: int) -> Iterator[None]:
+    """Ctrl-C ends as one line and exit code 130, as in ``train``; a half-trained teacher is never written."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"stopped in epoch {current_epoch()}/{epochs} of teacher pretraining; nothing was saved (a teacher is "
+            "written when its training ends); run the same command again to train it"
+        ) from None
+
+
 def pretrain_teacher(config: PretrainConfig, context: DistributedContext | None = None) -> dict | None:
     """Train, evaluate every epoch, write ``OUT/model.pt`` and ``OUT/metrics.json``; returns the metrics.
 
@@ -100,6 +113,7 @@ def pretrain_teacher(config: PretrainConfig, context: DistributedContext | None 
     Under torchrun pass the ``context``: each rank trains on its shard with DDP, rank 0 evaluates and
     writes the files and returns the metrics (the other ranks return None). Without one, it runs in this
     process alone, whatever the environment (``train`` pretrains its teacher this way on rank 0).
+    Ctrl-C stops with ``Interrupted`` and writes nothing.
     """
     context = context or DistributedContext(0, 1, 0, resolve_device(config.device))
     device = context.device
@@ -135,7 +149,9 @@ def pretrain_teacher(config: PretrainConfig, context: DistributedContext | None 
 
     history: list[dict] = []
     started = time.perf_counter()
-    with epoch_progress(config.progress and context.is_main, silent=not context.is_main) as progress:
+    epoch = 0
+    with epoch_progress(config.progress and context.is_main, silent=not context.is_main) as progress, \
+            _stopped_by_ctrl_c(lambda: epoch, config.epochs):
         for epoch in range(1, config.epochs + 1):
             model.train()
             loss_sum = torch.zeros((), device=device)

@@ -1,4 +1,8 @@
-"""The files of a run directory, and the rule that a run is never overwritten by accident."""
+"""The files of a run directory, and the rule that a run is never overwritten by accident.
+
+An ``--out`` the user names is protected (``--resume`` or ``--force``); without one, a run takes the
+first of ``runs/NAME``, ``runs/NAME-2``, ``runs/NAME-3``... that holds no run, so a command can be run twice.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +47,10 @@ class RunDir:
         except (OSError, ValueError, KeyError):
             return None
 
+    def is_free(self) -> bool:
+        """Nothing is in the way of a new run here: no file of that name, no run's files inside."""
+        return not self.root.exists() or (self.root.is_dir() and not self.holds_run())
+
     def check_resumable(self) -> None:
         if not self.checkpoint.exists():
             raise ConfigError(f"--resume: {self.checkpoint} does not exist; start the run without --resume")
@@ -63,3 +71,15 @@ class RunDir:
         for path in (self.config, self.metrics, self.checkpoint, self.student):
             path.unlink(missing_ok=True)
         shutil.rmtree(self.tensorboard, ignore_errors=True)
+
+
+def fresh_run_dir(base: Path) -> RunDir:
+    """``base`` if it is free, else the first free of ``base-2``, ``base-3``, ...
+
+    Nothing is created: under torchrun every rank picks before any rank writes, so all pick the same.
+    """
+    candidate, number = RunDir(base), 1
+    while not candidate.is_free():
+        number += 1
+        candidate = RunDir(base.with_name(f"{base.name}-{number}"))
+    return candidate

@@ -1,28 +1,17 @@
-"""Finding the frozen teacher: a given file, or the cached teacher for the dataset (trained on first use)."""
+"""Loading the frozen teacher of a run (which file that is: ``fastlrwa.commands.teacher``)."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
 
-from fastlrwa.config.presets import PRETRAIN_PRESETS, pretrain_config
 from fastlrwa.config.schema import TeacherConfig
 from fastlrwa.data import DatasetInfo
 from fastlrwa.errors import CheckpointError
 from fastlrwa.models import ModelMeta, check_num_classes, load_checkpoint_with_meta
-from fastlrwa.runtime import user_cache_dir
-from fastlrwa.trainer.pretrain import pretrain_teacher
-
-# Datasets whose teacher trains in minutes on a CPU; for the others a teacher file must be given.
-AUTO_PRETRAIN_DATASETS = ("digits", "mnist", "fashion-mnist")
-
-
-def cached_teacher_path(dataset: str, arch: str) -> Path:
-    return user_cache_dir() / "teachers" / f"{dataset}-{arch}" / "model.pt"
 
 
 def file_sha256(path: str | Path) -> str:
@@ -33,34 +22,20 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def resolve_teacher_path(config: TeacherConfig, info: DatasetInfo, *, data_root: str | None, seed: int,
-                         progress: bool, log: Callable[[str], None]) -> Path:
-    """The teacher file to use; pretrains and caches the dataset's default teacher when none is given."""
-    if config.path is not None:
-        path = Path(config.path).expanduser()
-        if not path.is_file():
-            raise CheckpointError(f"teacher file {path} does not exist; pass --teacher with a model.pt from "
-                                  f"`fastlrwa pretrain --dataset {info.name} --out DIR`")
-        return path.resolve()
-    if info.name not in AUTO_PRETRAIN_DATASETS:
-        raise CheckpointError(
-            f"no teacher given for {info.name}: pass --teacher FILE, or train one first with "
-            f"`fastlrwa pretrain --dataset {info.name} --out teachers/{info.name}` (a GPU is recommended)"
-        )
-    arch = config.arch or PRETRAIN_PRESETS[info.name]["arch"]
-    path = cached_teacher_path(info.name, arch)
-    if not path.is_file():
-        log(f"no cached {arch} teacher for {info.name}: training one now (once) into {path.parent}")
-        pretrain_teacher(pretrain_config(info.name, {"arch": arch, "out": str(path.parent), "data_root": data_root,
-                                                 "seed": seed, "progress": progress}))
-    return path
-
-
 def load_frozen_teacher(path: Path, config: TeacherConfig, info: DatasetInfo,
                         device: torch.device) -> tuple[nn.Module, ModelMeta]:
-    """The teacher in eval mode with gradients off for its parameters (inputs still get gradients)."""
+    """The teacher in eval mode with gradients off for its parameters (inputs still get gradients).
+
+    A teacher whose metadata names another dataset is refused unless ``config.cross_dataset``: with matching
+    shapes it would train to the end on the wrong classes, with nothing but a low accuracy to show for it.
+    """
     model, meta = load_checkpoint_with_meta(path, arch=config.arch, trust_pickle=config.trust_pickle,
-                                            image_size=info.image_size)
+                                            image_size=info.image_size, arch_flag="--teacher-arch")
+    if meta.dataset is not None and meta.dataset != info.name and not config.cross_dataset:
+        raise CheckpointError(
+            f"teacher {path} was trained on {meta.dataset}, not {info.name}; pass --dataset {meta.dataset}, a teacher "
+            f"trained on {info.name}, or --cross-dataset if you mean to distil it on {info.name}"
+        )
     check_num_classes(meta, info.num_classes, info.name, path)
     if meta.in_channels != info.channels or meta.image_size != info.image_size:
         raise CheckpointError(

@@ -1,0 +1,123 @@
+"""The run of ``fastlrwa train`` once its config and run directory have been checked (``commands.train``):
+the teacher, the parts, the loop, and the lines the user reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fastlrwa import __version__
+from fastlrwa.atomic_io import atomic_write_json
+from fastlrwa.commands.teacher import cached_teacher_hint, resolve_teacher_path
+from fastlrwa.config.schema import TrainConfig, to_dict
+from fastlrwa.data import dataset_info, evaluate
+from fastlrwa.distributed import DistributedContext
+from fastlrwa.errors import CheckpointError, Interrupted
+from fastlrwa.metrics import run_stats
+from fastlrwa.progress import EpochProgress, epoch_progress
+from fastlrwa.runtime import environment_versions, seed_everything
+from fastlrwa.trainer.build import RunParts, build_run
+from fastlrwa.trainer.loop import StopRequested, Trainer
+from fastlrwa.trainer.run_dir import RunDir
+
+
+def distil(config: TrainConfig, run: RunDir, *, resume: bool) -> list[dict[str, Any]]:
+    """Train (or resume) the run in ``run``; returns the per-epoch metric records."""
+    # No rank writes into the run directory before all have agreed on the teacher below, so they all pass
+    # or all fail with the same message.
+    with DistributedContext.from_environment(config.runtime.device) as context:
+        return _train(config, run, context, resume=resume)
+
+
+def _agreed_teacher_path(config: TrainConfig, context: DistributedContext) -> Path:
+    """The teacher file; rank 0 alone resolves it (pretraining it on first use) while the other ranks wait."""
+    with context.fail_together():
+        path = resolve_teacher_path(
+            config.teacher, dataset_info(config.data.dataset), data_root=config.data.data_root,
+            seed=config.runtime.seed, progress=config.runtime.progress, log=lambda line: click.echo(line, err=True),
+        ) if context.is_main else None
+    return context.broadcast_object(path)
+
+
+def _build(config: TrainConfig, teacher_path: Path, context: DistributedContext) -> RunParts:
+    try:
+        return build_run(config, teacher_path, context)
+    except CheckpointError as error:
+        hint = cached_teacher_hint(config.teacher, teacher_path)
+        if hint is None:
+            raise
+        raise CheckpointError(f"{error}; {hint}") from None
+
+
+def _train(config: TrainConfig, run: RunDir, context: DistributedContext, *, resume: bool) -> list[dict[str, Any]]:
+    # Before the run's progress bar exists: a first-use teacher pretraining shows a bar of its own.
+    teacher_path = _agreed_teacher_path(config, context)
+    # Seeded after the teacher: a run is the same whether its teacher was cached or just trained. The same
+    # seed on every rank makes the models start identical; each rank's own stream is seeded in build_run.
+    seed_everything(config.runtime.seed)
+
+    with epoch_progress(config.runtime.progress, silent=not context.is_main) as progress:
+        parts = _build(config, teacher_path, context)
+        trainer = Trainer(parts, run, progress)
+        if resume:
+            with context.fail_together():
+                trainer.load_checkpoint()
+            if trainer.epoch >= config.schedule.epochs:
+                progress.log(f"{run.root} has finished all {config.schedule.epochs} epochs: nothing to train "
+                             f"(see `fastlrwa report {run.root}`)")
+            else:
+                progress.log(f"resuming {run.root} at epoch {trainer.epoch + 1} (iteration {trainer.iteration})")
+        elif context.is_main:
+            _start_run_dir(run, parts, trainer.teacher.sha256, progress)
+        try:
+            history = trainer.fit()
+        except StopRequested:
+            raise Interrupted(
+                f"stopped at epoch {trainer.epoch + 1}, iteration {trainer.iteration}; checkpoint saved in "
+                f"{run.checkpoint}; continue with: {_command(context)} --out {run.root} --resume"
+            ) from None
+
+    accuracies = [record["test_accuracy"] for record in history]
+    if accuracies and len(accuracies) < config.schedule.epochs:
+        progress.log(f"paused after epoch {len(accuracies)}/{config.schedule.epochs} (--stop-after); continue with: "
+                     f"{_command(context)} --out {run.root} --resume")
+    elif accuracies:
+        stats = run_stats(accuracies)
+        cells = "  ".join(f">{n}%: {s.mean:.2f} (var {s.var:.2f})" for n, s in stats.percentiles.items())
+        progress.log(f"done: {run.root}  final {accuracies[-1]:.2f}%  best {stats.acc_max:.2f}%  {cells}")
+    return history
+
+
+def _command(context: DistributedContext) -> str:
+    """How to run this training again, for the 'continue with' hints."""
+    if context.is_distributed:
+        return f"torchrun --nproc_per_node {context.world_size} -m fastlrwa train"
+    return "fastlrwa train"
+
+
+def _start_run_dir(run: RunDir, parts: RunParts, teacher_sha256: str, progress: EpochProgress) -> None:
+    """Rank 0: clear the previous run's files and write config.json for this one."""
+    config = parts.config
+    run.clear()
+    teacher = evaluate(parts.teacher, parts.test_set, batch_size=config.runtime.eval_batch_size)
+    progress.log(f"{config.method}: {parts.teacher_meta.arch} teacher ({teacher.accuracy:.2f}% on "
+                 f"{parts.info.name}) -> {config.student.arch} student, {config.schedule.epochs} epochs"
+                 + (f", {parts.context.world_size} processes" if parts.context.is_distributed else ""))
+    atomic_write_json(run.config, {
+        "fastlrwa_version": __version__,
+        "method": config.method,
+        "dataset": parts.info.name,
+        "student": config.student.arch,
+        "teacher_arch": parts.teacher_meta.arch,
+        "teacher_path": str(parts.teacher_path),
+        "teacher_sha256": teacher_sha256,
+        "teacher_accuracy": teacher.accuracy,
+        "seed": config.runtime.seed,
+        "epochs": config.schedule.epochs,
+        "world_size": parts.context.world_size,
+        "config": to_dict(config),
+        "versions": environment_versions(parts.device),
+        "device": str(parts.device),
+    })
