@@ -91,7 +91,7 @@ def test_several_axes_name_every_value_and_unsafe_values_are_kept_apart(tmp_path
 
 @pytest.mark.parametrize("flags, problem", [
     ({"axes": ("generator.beta1=0.5,0.9",)}, "--set generator.beta1: `fastlrwa train` has no flag"),
-    ({"fixed": ("schedule.epochs=0",)}, "schedule.epochs=0 must be > 0"),
+    ({"fixed": ("schedule.epochs=0",)}, "schedule.epochs=0: must be > 0"),
     ({"fixed": ("schedule.epochs=3", "schedule.epochs=4")}, "given twice with --fix"),
     ({"axes": ("generator.lr=1e-3",), "fixed": ("generator.lr=1e-2",)}, "generator.lr is given more than once"),
     ({"methods": "lrwa-mb,nope"}, "unknown method 'nope'"),
@@ -177,7 +177,7 @@ def test_run_local_keys_and_new_config_keys_do_not_conflict(tmp_path) -> None:
     [cell] = _grid(tmp_path, seeds="0", methods="dfad", axes=()).cells()
     saved = to_dict(cell.config)
     saved["runtime"].update(device="cuda:3", progress=True, compile=True, eval_batch_size=7, out="elsewhere")
-    del saved["lrwa"]["log_alignment"]  # a key added since the run was written takes its default
+    del saved["lrwa"]["align_every"]  # a key added since the run was written takes its default
     _write_run(cell, 3, checkpoint=True, config=saved)
     assert inspect_cell(cell.run_dir, cell.config).state is CellState.DONE
 

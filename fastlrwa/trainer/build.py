@@ -103,6 +103,9 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
     with context.fail_together():
         spec = method_spec(config.method)
         autocast = amp_dtype(config.runtime.amp, device)
+        if config.runtime.compile_mode == "reduce-overhead" and device.type != "cuda":
+            raise ConfigError(f"--compile-mode reduce-overhead replays CUDA graphs, and this run is on {device}; "
+                              "drop it, or run on a CUDA device")
         info = dataset_info(config.data.dataset)
         teacher, teacher_meta = load_frozen_teacher(teacher_path, config.teacher, info, device)
         if spec.generator_objective == "dfq" and next(tracked_batchnorms(teacher), None) is None:
@@ -144,11 +147,13 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
         context.data_parallel(generator), teacher, student, objective=spec.generator_objective, weights=config.loss,
         optimizer=generator_optimizer, autocast_dtype=autocast, scaler=generator_scaler, compile=config.runtime.compile,
     )
-    student_batch = make_student_batch(generator, teacher, autocast_dtype=autocast, compile=config.runtime.compile)
+    compile, cuda_graphs = config.runtime.compile, config.runtime.compile_mode == "reduce-overhead"
+    student_batch = make_student_batch(generator, teacher, autocast_dtype=autocast, compile=compile,
+                                       cuda_graphs=cuda_graphs)
     student_update = StudentUpdate(
-        student, spec.student_update, student_optimizer, lrwa=config.lrwa,
-        joint_objective=config.replay.joint_objective, autocast_dtype=autocast, scaler=student_scaler,
-        compile=config.runtime.compile, average_grads=context.average_ if context.is_distributed else None,
+        student, spec.student_update, student_optimizer, lrwa=config.lrwa, joint=config.joint,
+        autocast_dtype=autocast, scaler=student_scaler, compile=compile, cuda_graphs=cuda_graphs,
+        average_grads=context.average_ if context.is_distributed else None,
     )
     return RunParts(
         config=config, spec=spec, context=context, device=device, autocast_dtype=autocast, info=info,

@@ -145,10 +145,12 @@ class Trainer:
             if p.replay is not None:
                 logged.update(p.replay.observe_generator_batch(images, teacher_logits))
             self.stats.add(logged)
-        for _ in range(self.config.schedule.student_steps):
+        steps = self.config.schedule.student_steps
+        for step in range(steps):
             images, teacher_logits = p.student_batch(self._latent())
             memory = p.replay.sample() if p.replay is not None and p.replay.is_ready() else (None, None)
-            self.stats.add(p.student_update.step(images, teacher_logits, *memory))
+            self.stats.add(p.student_update.step(images, teacher_logits, *memory,
+                                                 index=self.iteration * steps + step))
             if p.replay is not None:
                 p.replay.observe_student_batch(images, teacher_logits)
 

@@ -14,8 +14,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from fastlrwa.config.schema import LossConfig
 from fastlrwa.losses.generator_objectives import generator_loss
+from fastlrwa.losses.options import GeneratorLossOptions, GeneratorObjective
 from fastlrwa.losses.priors import BatchNormStatistics
 from fastlrwa.runtime import at_least_float32, autocast_to, compiled
 
@@ -27,8 +27,8 @@ class GeneratorUpdate:
         teacher: nn.Module,
         student: nn.Module,
         *,
-        objective: str,
-        weights: LossConfig,
+        objective: GeneratorObjective,
+        weights: GeneratorLossOptions,
         optimizer: torch.optim.Optimizer,
         autocast_dtype: torch.dtype | None,
         scaler: torch.amp.GradScaler,
