@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_replay import median_seconds  # noqa: E402
 
 from fastlrwa.atomic_io import atomic_write_json  # noqa: E402
-from fastlrwa.config.schema import LossConfig  # noqa: E402
+from fastlrwa.losses.options import GeneratorLossOptions  # noqa: E402
 from fastlrwa.losses.generator_objectives import generator_loss  # noqa: E402
 from fastlrwa.models import build_model  # noqa: E402
 from fastlrwa.models.generator import build_generator  # noqa: E402
 from fastlrwa.runtime import environment_versions  # noqa: E402
-from fastlrwa.updates.generator_step import GeneratorUpdate  # noqa: E402
+from fastlrwa.updates.generator_update import GeneratorUpdate  # noqa: E402
 
 # name: teacher, student, classes, channels, image size, generator width, batch
 SETTINGS = {
@@ -44,7 +44,7 @@ def measure(name: str, device: torch.device, repeats: int) -> dict[str, object]:
     generator = build_generator(latent_dim=100, channels=channels, image_size=size, width=width).to(device).train()
     for p in [*teacher.parameters(), *student.parameters()]:
         p.requires_grad_(False)
-    weights = LossConfig()
+    weights = GeneratorLossOptions()
     update = GeneratorUpdate(
         generator, teacher, student, objective="js_priors", weights=weights,
         optimizer=torch.optim.Adam(generator.parameters(), lr=1e-3), autocast_dtype=None,

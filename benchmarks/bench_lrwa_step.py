@@ -56,7 +56,8 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
 from fastlrwa.atomic_io import atomic_write_json, atomic_write_text
-from fastlrwa.updates.student_steps import install_grads, make_student_step
+from fastlrwa.updates.options import JointOptions, LRWAOptions
+from fastlrwa.updates.student_grads import install_grads, make_student_grads
 
 HERE = Path(__file__).resolve().parent
 BUDGETS = HERE / "budgets.json"
@@ -146,9 +147,10 @@ def fastlrwa_variant(problem: Problem, kind: str, objective: str, compiled: bool
     """A fastlrwa step on a private copy of the student."""
     student = copy.deepcopy(problem.student)
     params, buffers = dict(student.named_parameters()), dict(student.named_buffers())
-    step = make_student_step(kind, student, objective=objective, alpha=ALPHA, weight_decay=WEIGHT_DECAY, hvp=hvp,
-                             exact_method=exact_method, amp_dtype=amp_dtype, log_alignment=log_alignment,
-                             compile=compiled)
+    # log_alignment: the alignment probe on every step, as a trainer run with --align-every 1.
+    lrwa = LRWAOptions(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective=objective, hvp=hvp, exact_method=exact_method)
+    step = make_student_grads(kind, student, lrwa=lrwa, joint=JointOptions(objective), align=log_alignment,
+                              amp_dtype=amp_dtype, compile=compiled)
     batches = (problem.x_new, problem.t_new) + (() if kind == "plain" else (problem.x_mem, problem.t_mem))
 
     def update() -> None:

@@ -11,8 +11,8 @@ Each setup and mode is measured twice, both times on the real code:
    trainer's own iteration (``Trainer._iteration``). After warm-up (plain steps, one memory push, LRWA
    steps), whole iterations are timed with no synchronisation inside them (one after the last), then
    again with each call the iteration makes to a phase wrapped in device synchronisations: the
-   generator step, the generator forwards that feed the student steps, the teacher forwards on them,
-   and the student updates (pure step and SGD step); ``other`` is the rest (latent sampling, replay
+   generator step, the student batches (the generator and teacher forwards that feed each student
+   step, one compiled function when the run compiles), and the student updates (pure step and SGD step); ``other`` is the rest (latent sampling, replay
    bookkeeping, loss sums). The trainer itself is neither changed nor synchronised for this.
 
 Setups: ``digits`` and ``fashion-mnist`` (the CPU presets, on their real data) and ``paper`` (the
@@ -69,7 +69,7 @@ from fastlrwa.trainer.loop import Trainer
 from fastlrwa.trainer.run_dir import RunDir
 
 HERE = Path(__file__).resolve().parent
-PHASES = ("generator_step", "generator_forward", "teacher_forward", "student_update")
+PHASES = ("generator_step", "student_batch", "student_update")
 MODE_FLAGS = {"fp32": ["--no-compile"], "amp": ["--amp", "--no-compile"], "compile": ["--compile"],
               "amp+compile": ["--amp", "--compile"]}
 # Small enough that a run takes seconds on a CPU, with every part of the run still there.
@@ -203,16 +203,11 @@ class PhaseClock:
 
 
 def phase_timed_parts(parts: Any, clock: PhaseClock) -> Any:
-    """``parts`` with the four things an iteration calls routed through ``clock``.
-
-    The generator step keeps its own references to the generator and the teacher, so only the
-    iteration's direct calls (the student steps' inputs) count as generator and teacher forwards.
-    """
+    """``parts`` with the three things an iteration calls routed through ``clock``."""
     return replace(
         parts,
         generator_update=SimpleNamespace(step=clock.wrap("generator_step", parts.generator_update.step)),
-        generator=clock.wrap("generator_forward", parts.generator),
-        teacher=clock.wrap("teacher_forward", parts.teacher),
+        student_batch=clock.wrap("student_batch", parts.student_batch),
         student_update=SimpleNamespace(step=clock.wrap("student_update", parts.student_update.step)),
     )
 

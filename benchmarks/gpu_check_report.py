@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 PACKAGES = ("torch", "triton", "torchvision", "numpy", "click", "rich", "higher", "fastlrwa")
-PHASES = ("generator_step", "generator_forward", "teacher_forward", "student_update", "other")
+PHASES = ("generator_step", "student_batch", "student_update", "other")
 INCOMPLETE = ("failed", "timeout")
 
 

@@ -11,17 +11,18 @@ import logging
 import os
 import sys
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, get_args
 
 import click
 
 from fastlrwa import __version__
 from fastlrwa.config.methods import METHODS
 from fastlrwa.config.presets import DEFAULT_TRAIN_PRESET, PRETRAIN_PRESETS, TRAIN_PRESETS, train_config
-from fastlrwa.config.schema import PretrainConfig, to_dict
+from fastlrwa.config.schema import AmpMode, PretrainConfig, TrainConfig, field_type, to_dict
 from fastlrwa.data.catalog import DATASET_NAMES
 from fastlrwa.errors import Interrupted, UserFacingError
 from fastlrwa.models.names import CLASSIFIER_NAMES
+from fastlrwa.options import choices_of, literal_choices
 
 # Everything imported above is torch-free: torch, torchvision and scikit-learn (~5 s together) are imported by
 # a command once its input has been checked, so a typo is answered in about a second.
@@ -51,70 +52,78 @@ def cli() -> None:
     """fastlrwa: fast data-free knowledge distillation (LRWA, CVPR 2023, and the methods it is compared with)."""
 
 
+_LOADERS = list(choices_of(PretrainConfig, "loader"))
 _ARCH_CHOICES = f"{', '.join(CLASSIFIER_NAMES)}, or a torchvision classification model name"
 _DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N"
 _DATA_ROOT_HELP = ("folder holding the datasets (default: $FASTLRWA_DATA, else ~/.cache/fastlrwa/data; digits needs "
                    "none, Fashion-MNIST is also found in /usr/share/datasets/fashion-mnist)")
 
-# (flag, dotted config path, click type, help) for `train`; a flag left out keeps the preset's value.
+# (flag, dotted config path, click type, help) for `train`; a flag left out keeps the preset's value. A type of
+# None is the field's own (``_option_type``): a Literal field's choices come from its Literal.
 _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--method", "method", click.Choice(list(METHODS)),
      "distillation method (lrwa-mb = paper's Ours-1, lrwa-gr = Ours-2)"),
     ("--dataset", "data.dataset", click.Choice(DATASET_NAMES), "dataset the teacher was trained on (test set used "
      "for evaluation)"),
-    ("--data-root", "data.data_root", str, _DATA_ROOT_HELP),
-    ("--teacher", "teacher.path", str, "teacher checkpoint (default: the dataset's cached teacher in "
+    ("--data-root", "data.data_root", None, _DATA_ROOT_HELP),
+    ("--teacher", "teacher.path", None, "teacher checkpoint (default: the dataset's cached teacher in "
      "~/.cache/fastlrwa/teachers, or $FASTLRWA_CACHE/teachers, trained on first use)"),
-    ("--teacher-arch", "teacher.arch", str, f"teacher architecture, for a bare state_dict: {_ARCH_CHOICES}"),
-    ("--student", "student.arch", str, f"student architecture: {_ARCH_CHOICES}"),
-    ("--epochs", "schedule.epochs", int, "epochs E"),
-    ("--iters-per-epoch", "schedule.iters_per_epoch", int, "iterations per epoch I"),
-    ("--gen-steps", "schedule.gen_steps", int, "generator steps per iteration g"),
-    ("--student-steps", "schedule.student_steps", int, "student steps per iteration s"),
-    ("--batch-size", "schedule.batch_size", int, "generated batch size"),
-    ("--lr-student", "student.lr", float, "student SGD learning rate"),
-    ("--momentum", "student.momentum", float, "student SGD momentum"),
-    ("--weight-decay", "student.weight_decay", float, "student weight decay"),
-    ("--lr-schedule", "student.schedule", click.Choice(["cosine", "constant"]), "student learning-rate schedule"),
-    ("--student-init", "student.init", click.Choice(["layer_default", "kaiming"]),
+    ("--teacher-arch", "teacher.arch", None, f"teacher architecture, for a bare state_dict: {_ARCH_CHOICES}"),
+    ("--student", "student.arch", None, f"student architecture: {_ARCH_CHOICES}"),
+    ("--epochs", "schedule.epochs", None, "epochs E"),
+    ("--iters-per-epoch", "schedule.iters_per_epoch", None, "iterations per epoch I"),
+    ("--gen-steps", "schedule.gen_steps", None, "generator steps per iteration g"),
+    ("--student-steps", "schedule.student_steps", None, "student steps per iteration s"),
+    ("--batch-size", "schedule.batch_size", None, "generated batch size"),
+    ("--lr-student", "student.lr", None, "student SGD learning rate"),
+    ("--momentum", "student.momentum", None, "student SGD momentum"),
+    ("--weight-decay", "student.weight_decay", None, "student weight decay"),
+    ("--lr-schedule", "student.schedule", None, "student learning-rate schedule"),
+    ("--student-init", "student.init", None,
      "student initialisation: each layer's PyTorch default (the authors') or Kaiming-normal"),
-    ("--lr-generator", "generator.lr", float, "generator Adam learning rate"),
-    ("--latent-dim", "generator.latent_dim", int, "generator latent size"),
-    ("--generator-width", "generator.width", int, "channels of the generator's first conv (paper: 128)"),
-    ("--lr-inner", "lrwa.alpha", float, "LRWA inner step size alpha"),
-    ("--inner-weight-decay", "lrwa.weight_decay", float, "LRWA inner-step weight decay lambda"),
-    ("--lrwa-objective", "lrwa.objective", click.Choice(["official", "paper", "released"]),
+    ("--lr-generator", "generator.lr", None, "generator Adam learning rate"),
+    ("--latent-dim", "generator.latent_dim", None, "generator latent size"),
+    ("--generator-width", "generator.width", None, "channels of the generator's first conv (paper: 128)"),
+    ("--lr-inner", "lrwa.alpha", None, "LRWA inner step size alpha"),
+    ("--inner-weight-decay", "lrwa.weight_decay", None, "LRWA inner-step weight decay lambda"),
+    ("--lrwa-objective", "lrwa.objective", None,
      "LRWA outer objective: official (eq. 6, the authors' outer loss on cat(new, memory)), paper (eq. 6 as "
      "written), released (what the authors' released code computes: equals mb-dfkd with --joint-objective "
      "official, no meta-gradient; see README)"),
-    ("--hvp", "lrwa.hvp", click.Choice(["exact", "fd", "first_order"]), "LRWA Hessian-vector product mode"),
-    ("--exact-method", "lrwa.exact_method", click.Choice(["reverse", "forward"]),
+    ("--hvp", "lrwa.hvp", None, "LRWA Hessian-vector product mode"),
+    ("--exact-method", "lrwa.exact_method", None,
      "exact HVP by reverse-over-reverse (default: fewer FLOPs and less memory) or forward-over-reverse"),
-    ("--js-variant", "loss.js_variant", click.Choice(["official", "paper"]), "Jensen-Shannon form"),
-    ("--js-temperature", "loss.js_temperature", float, "softmax temperature of the JS term"),
-    ("--w-adv", "loss.adv", float, "weight of the adversarial term"),
-    ("--w-oh", "loss.oh", float, "weight of the one-hot prior L_OH"),
-    ("--w-act", "loss.a", float, "weight of the activation prior L_A (gamma)"),
-    ("--w-ie", "loss.ie", float, "weight of the batch-entropy prior L_EM (delta)"),
-    ("--w-bn", "loss.bn", float, "weight of DFQ's BatchNorm-statistics loss"),
-    ("--entropy-log-base", "loss.entropy_log_base", float, "log base of L_EM (authors: 10)"),
-    ("--memory-slots", "replay.slots", int, "memory-bank capacity in slots"),
-    ("--memory-slot-size", "replay.slot_size", int, "samples per memory slot"),
-    ("--memory-push-every", "replay.push_every", int, "push to the memory bank every N epochs"),
-    ("--memory-budget-mb", "replay.device_budget_mb", float, "device memory for the bank; beyond it a pinned host tier"),
-    ("--joint-objective", "replay.joint_objective", click.Choice(["official", "paper"]),
+    ("--align-every", "lrwa.align_every", None,
+     "log the LRWA gradient alignment grad_cos (one more forward/backward on the memory batch) on every N-th "
+     "student step of an epoch; 0: never"),
+    ("--js-variant", "loss.js_variant", None, "Jensen-Shannon form"),
+    ("--js-temperature", "loss.js_temperature", None, "softmax temperature of the JS term"),
+    ("--w-adv", "loss.adv", None, "weight of the adversarial term"),
+    ("--w-oh", "loss.oh", None, "weight of the one-hot prior L_OH"),
+    ("--w-act", "loss.a", None, "weight of the activation prior L_A (gamma)"),
+    ("--w-ie", "loss.ie", None, "weight of the batch-entropy prior L_EM (delta)"),
+    ("--w-bn", "loss.bn", None, "weight of DFQ's BatchNorm-statistics loss"),
+    ("--entropy-log-base", "loss.entropy_log_base", None, "log base of L_EM (authors: 10)"),
+    ("--memory-slots", "replay.slots", None, "memory-bank capacity in slots"),
+    ("--memory-slot-size", "replay.slot_size", None, "samples per memory slot"),
+    ("--memory-push-every", "replay.push_every", None, "push to the memory bank every N epochs"),
+    ("--memory-budget-mb", "replay.device_budget_mb", None, "device memory for the bank; beyond it a pinned host tier"),
+    ("--joint-objective", "joint.objective", None,
      "replay baselines: one forward on cat(new, memory) or a sum of two losses"),
-    ("--vae-lr", "replay.vae_lr", float, "generative replay: VAE learning rate"),
-    ("--vae-latent", "replay.vae_latent", int, "generative replay: VAE latent size"),
-    ("--vae-kl-weight", "replay.vae_kl_weight", float, "generative replay: KL weight"),
-    ("--vae-logit-weight", "replay.vae_logit_weight", float, "generative replay: teacher-logit reconstruction weight"),
-    ("--replay-batch", "replay.replay_batch", int, "generative replay: samples per replay batch"),
-    ("--out", "runtime.out", str, "run directory for config, metrics, checkpoints and TensorBoard (default: "
+    ("--vae-lr", "replay.vae_lr", None, "generative replay: VAE learning rate"),
+    ("--vae-latent", "replay.vae_latent", None, "generative replay: VAE latent size"),
+    ("--vae-kl-weight", "replay.vae_kl_weight", None, "generative replay: KL weight"),
+    ("--vae-logit-weight", "replay.vae_logit_weight", None, "generative replay: teacher-logit reconstruction weight"),
+    ("--replay-batch", "replay.replay_batch", None, "generative replay: samples per replay batch"),
+    ("--compile-mode", "runtime.compile_mode", None,
+     "with --compile: default, or reduce-overhead to replay the student steps and their batches as CUDA graphs "
+     "(CUDA only; pays where kernel launches dominate, e.g. the small presets on a GPU)"),
+    ("--out", "runtime.out", None, "run directory for config, metrics, checkpoints and TensorBoard (default: "
      "runs/PRESET, or the first free runs/PRESET-2, -3, ... when that holds a run)"),
-    ("--seed", "runtime.seed", int, "random seed"),
-    ("--device", "runtime.device", str, _DEVICE_HELP),
-    ("--eval-batch-size", "runtime.eval_batch_size", int, "test-set evaluation batch size"),
-    ("--stop-after", "runtime.stop_after", int,
+    ("--seed", "runtime.seed", None, "random seed"),
+    ("--device", "runtime.device", None, _DEVICE_HELP),
+    ("--eval-batch-size", "runtime.eval_batch_size", None, "test-set evaluation batch size"),
+    ("--stop-after", "runtime.stop_after", None,
      "stop after this many epochs with a checkpoint (the schedule still spans --epochs); continue with --resume"),
 ]
 
@@ -127,11 +136,22 @@ def _preset_value(path: str) -> Any:
     return _TRAIN_DEFAULTS[head][leaf] if leaf else _TRAIN_DEFAULTS[head]
 
 
-def _flag_options(table: list[tuple[str, str, Any, str]], shown_default: Callable[[str], str | None]) -> Callable:
+def _option_type(config_class: type, path: str) -> Any:
+    """The click type of the config field at ``path``: its ``Literal``'s choices, or its scalar type."""
+    annotation = field_type(config_class, path)
+    choices = literal_choices(annotation)
+    if choices is not None:
+        return click.Choice(list(choices))
+    return next(kind for kind in get_args(annotation) or (annotation,) if kind is not type(None))
+
+
+def _flag_options(table: list[tuple[str, str, Any, str]], shown_default: Callable[[str], str | None],
+                  config_class: type) -> Callable:
     """One option per row, ``default=None`` so that a flag left out keeps the preset's (or recipe's) value;
     ``shown_default(path)`` is what ``--help`` says that value is."""
     def decorate(func: Callable) -> Callable:
         for flag, path, kind, text in reversed(table):
+            kind = kind or _option_type(config_class, path)
             func = click.option(flag, path.replace(".", "__"), type=kind, default=None, help=text,
                                 show_default=shown_default(path) or False)(func)
         return func
@@ -148,7 +168,7 @@ def _amp_option(func: Callable) -> Callable:
         "--amp", "amp", flag_value="bf16", default=None,
         help="mixed precision: bf16 autocast; pays on GPUs and on CPUs with native bf16 (AVX512-BF16, AMX), "
              "slows other CPUs several times (see README); see --amp-dtype",
-    )(click.option("--amp-dtype", type=click.Choice(["bf16", "fp16"]), default=None,
+    )(click.option("--amp-dtype", type=click.Choice([mode for mode in get_args(AmpMode) if mode != "none"]), default=None,
                    help="autocast dtype for --amp (fp16 uses a GradScaler, CUDA only)")(func))
 
 
@@ -170,7 +190,7 @@ _TRAIN_FLAG_NAMES = {
 @click.option("--preset", type=click.Choice(list(TRAIN_PRESETS)), default=None, show_default=DEFAULT_TRAIN_PRESET,
               help="named config (`fastlrwa presets` lists them); the flags below override its values")
 @_flag_options(_TRAIN_FLAGS, lambda path: None if _preset_value(path) is None
-               else f"{_preset_value(path)} in the {DEFAULT_TRAIN_PRESET} preset")
+               else f"{_preset_value(path)} in the {DEFAULT_TRAIN_PRESET} preset", TrainConfig)
 @_amp_option
 @click.option("--compile/--no-compile", "compile_", default=None,
               help="compile the student and generator updates with torch.compile (pays on GPUs and for large "
@@ -211,14 +231,14 @@ def train(preset: str | None, amp: str | None, amp_dtype: str | None, compile_: 
 
 # (flag, PretrainConfig field, click type, help) for `pretrain`; a flag left out keeps the dataset's recipe.
 _PRETRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
-    ("--arch", "arch", str, f"teacher architecture: {_ARCH_CHOICES}"),
-    ("--out", "out", str, "output folder for model.pt and metrics.json"),
-    ("--epochs", "epochs", int, "training epochs"),
-    ("--batch-size", "batch_size", int, "batch size (per process under torchrun)"),
-    ("--lr", "lr", float, "peak learning rate of SGD with Nesterov momentum 0.9, cosine schedule"),
-    ("--data-root", "data_root", str, _DATA_ROOT_HELP),
-    ("--seed", "seed", int, "random seed"),
-    ("--device", "device", str, _DEVICE_HELP),
+    ("--arch", "arch", None, f"teacher architecture: {_ARCH_CHOICES}"),
+    ("--out", "out", None, "output folder for model.pt and metrics.json"),
+    ("--epochs", "epochs", None, "training epochs"),
+    ("--batch-size", "batch_size", None, "batch size (per process under torchrun)"),
+    ("--lr", "lr", None, "peak learning rate of SGD with Nesterov momentum 0.9, cosine schedule"),
+    ("--data-root", "data_root", None, _DATA_ROOT_HELP),
+    ("--seed", "seed", None, "random seed"),
+    ("--device", "device", None, _DEVICE_HELP),
 ]
 _PRETRAIN_FLAG_NAMES = {
     **{path: flag for flag, path, _, _ in _PRETRAIN_FLAGS},
@@ -240,12 +260,12 @@ def _pretrain_default(path: str) -> str | None:
 @cli.command()
 @click.option("--dataset", required=True, type=click.Choice(list(PRETRAIN_PRESETS)), help="dataset to train the "
               "teacher on; its recipe (`fastlrwa presets`) gives the defaults")
-@_flag_options(_PRETRAIN_FLAGS, _pretrain_default)
+@_flag_options(_PRETRAIN_FLAGS, _pretrain_default, PretrainConfig)
 @click.option("--download", is_flag=True, default=None, help="let torchvision download the dataset (needs internet)")
 @_amp_option
 @click.option("--compile/--no-compile", "compile_", default=None, help="compile the training step with torch.compile")
 @click.option("--no-progress", is_flag=True, help="no live progress bar (one line per epoch instead)")
-@click.option("--loader", type=click.Choice(["torch", "dali"]), default="torch", show_default=True,
+@click.option("--loader", type=click.Choice(_LOADERS), default="torch", show_default=True,
               help="torch: the split held on the device; dali: an NVIDIA DALI pipeline (pip install 'fastlrwa[dali]')")
 @click.option("--force", is_flag=True, help="replace the teacher in an --out that holds one")
 def pretrain(dataset: str, download: bool | None, amp: str | None, amp_dtype: str | None, compile_: bool | None,
@@ -282,7 +302,7 @@ def pretrain(dataset: str, download: bool | None, amp: str | None, amp_dtype: st
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @click.option("--trust-pickle", is_flag=True, help="allow a pickled module (runs its code!)")
 @click.option("--cross-dataset", is_flag=True, help="evaluate on another dataset than the checkpoint records")
-@click.option("--loader", type=click.Choice(["torch", "dali"]), default="torch", show_default=True,
+@click.option("--loader", type=click.Choice(_LOADERS), default="torch", show_default=True,
               help="read the test split with torch or decode it with NVIDIA DALI (pip install 'fastlrwa[dali]')")
 def evaluate(checkpoint: str, dataset: str | None, arch: str | None, data_root: str | None, device: str,
              batch_size: int, as_json: bool, trust_pickle: bool, cross_dataset: bool, loader: str) -> None:
@@ -311,7 +331,7 @@ def report(run_dirs: tuple[str, ...], out_md: str | None, out_csv: str | None, a
            compare: str | None, equal_time: bool, time_budget: float | None, out_compare_csv: str | None) -> None:
     """Table 1 of the paper for one or more run directories: mean/variance past each percentile, best accuracy;
     for settings with >= 2 seeds, 95 % Welch and bootstrap intervals of their differences."""
-    from fastlrwa.metrics.report import run_report
+    from fastlrwa.commands.report import run_report
 
     run_report(list(run_dirs), out_md=out_md, out_csv=out_csv, as_json=as_json, plot=plot, compare=compare,
                equal_time=equal_time, time_budget_s=time_budget, out_compare_csv=out_compare_csv)
@@ -360,7 +380,7 @@ def sweep(preset: str | None, methods: str | None, seeds: str, axes: tuple[str, 
 @click.option("--trust-pickle", is_flag=True, help="allow a pickled module (runs its code!)")
 def export(checkpoint: str, out: str, batch: int | None, device: str, arch: str | None, trust_pickle: bool) -> None:
     """Export a model for C++ inference: torch.export + AOTInductor, BatchNorm folded (see README)."""
-    from fastlrwa.export.command import run_export
+    from fastlrwa.commands.export import run_export
 
     run_export(checkpoint, out, trust_pickle=trust_pickle, batch=batch, device=device, arch=arch)
 

@@ -37,16 +37,6 @@ RANK_SEED_STRIDE = 1_000_003
 COLLECTIVE_TIMEOUT = timedelta(hours=1)
 
 
-def batchnorm_running_stats(module: nn.Module) -> dict[str, torch.Tensor]:
-    """The running means and variances of ``module``'s BatchNorm layers (the live buffers), by state-dict name."""
-    stats: dict[str, torch.Tensor] = {}
-    for prefix, layer in module.named_modules():
-        if isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.track_running_stats:
-            stats[f"{prefix}.running_mean" if prefix else "running_mean"] = layer.running_mean
-            stats[f"{prefix}.running_var" if prefix else "running_var"] = layer.running_var
-    return stats
-
-
 def rank_seed(seed: int, rank: int) -> int:
     """The seed of ``rank``'s own random stream (latents, replay sampling); rank 0 keeps ``seed``."""
     return seed + rank * RANK_SEED_STRIDE

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import platform
+import random
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Any, Callable, ContextManager
 
 import numpy as np
 import torch
@@ -41,6 +43,19 @@ def at_least_float32(x: torch.Tensor) -> torch.Tensor:
     """``x`` in float32, or in its own dtype where that is wider: outputs of a bf16/fp16 autocast region come
     back to float32, and a float64 run (the reference tests) stays float64."""
     return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def autocast_to(device_type: str, dtype: torch.dtype | None) -> ContextManager:
+    """Autocast to ``dtype`` (bf16, fp16); with ``None`` autocast off, so float32 also inside an outer autocast.
+
+    Devices without autocast (``meta``, where the budgets count FLOPs) need nothing; Dynamo cannot trace
+    ``is_autocast_available``, and a compiled function never runs on ``meta``.
+    """
+    if dtype is not None:
+        return torch.autocast(device_type, dtype=dtype)
+    if torch.compiler.is_compiling() or torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return nullcontext()
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
@@ -94,6 +109,12 @@ def _torch_default_cache_dir() -> str:
     except ImportError:  # torch < 2.6 keeps it in runtime_utils
         from torch._inductor.runtime.runtime_utils import default_cache_dir
     return default_cache_dir()
+
+
+def compiled(fn: Callable, **options: Any) -> Callable:
+    """``torch.compile(fn, **options)`` with Inductor's cache in the user cache directory."""
+    configure_compile_cache()
+    return torch.compile(fn, **options)
 
 
 def environment_versions(device: torch.device) -> dict[str, str]:

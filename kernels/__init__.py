@@ -2,10 +2,17 @@
 
 ``fused_mae`` and ``fused_js`` take ``backend="auto" | "triton" | "torch"``: ``auto`` runs the
 Triton kernels on CUDA tensors and the torch reference (``mae_reference``, ``js_reference``)
-elsewhere. Importing this package does not import triton.
+elsewhere. Importing this package does not import triton, nor torch: the names below are imported on
+first use (``fastlrwa.lazy``), so that the torch-free ``js_variant`` stays light.
 """
 
-from .js import fused_js, js_reference
-from .mae import fused_mae, mae_reference
+from fastlrwa.lazy import lazy_exports
 
-__all__ = ["fused_js", "fused_mae", "js_reference", "mae_reference"]
+_EXPORTS = {
+    "fused_js": "fastlrwa.kernels.js",
+    "js_reference": "fastlrwa.kernels.js",
+    "fused_mae": "fastlrwa.kernels.mae",
+    "mae_reference": "fastlrwa.kernels.mae",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,6 +1,6 @@
 """Jensen-Shannon divergence between two sets of logits, the generator's disagreement term.
 
-Two variants (see DESIGN.md, section 1):
+Two variants (``JSVariant``; the paper's eq. 10 and the authors' code):
 
 ``paper``    mean over rows of ``0.5 * KL(P || M) + 0.5 * KL(Q || M)``, ``M = (P + Q) / 2``,
              P, Q the softmaxes at ``temperature``; natural log, no clamping, computed from
@@ -33,16 +33,17 @@ from fastlrwa.errors import ConfigError
 
 from . import backend as backends
 from .batching import fold, unfold
+from .js_variant import JS_VARIANTS, JSVariant
 from .launch import as_rows, launch_directly
 from .validation import check_logit_pair
 
-VARIANTS = ("paper", "official")
 CLAMP_LOW, CLAMP_HIGH = 0.01, 0.99
 # Per row, saved for the backward: max and log-sum-exp of each input, sum(P dL/dP), sum(Q dL/dQ).
 ROW_STATS = 6
 
 
-def js_reference(a_logits: Tensor, b_logits: Tensor, *, temperature: float = 1.0, variant: str = "paper") -> Tensor:
+def js_reference(a_logits: Tensor, b_logits: Tensor, *, temperature: float = 1.0,
+                 variant: JSVariant = "paper") -> Tensor:
     """The torch reference for both variants; class dim last, computed in at least fp32."""
     result_dtype = torch.promote_types(a_logits.dtype, b_logits.dtype)
     compute_dtype = torch.promote_types(result_dtype, torch.float32)
@@ -212,7 +213,7 @@ def _refuse_second_derivative() -> None:
 
 
 def fused_js(
-    a_logits: Tensor, b_logits: Tensor, *, temperature: float = 1.0, variant: str = "paper", backend: str = "auto"
+    a_logits: Tensor, b_logits: Tensor, *, temperature: float = 1.0, variant: JSVariant = "paper", backend: str = "auto"
 ) -> Tensor:
     """Jensen-Shannon divergence between the softmaxes of two logit tensors (class dim last).
 
@@ -221,8 +222,8 @@ def fused_js(
     elsewhere), ``triton`` or ``torch``. Gradients flow to both inputs.
     """
     check_logit_pair("fused_js", a_logits, b_logits, needs_class_dim=True)
-    if variant not in VARIANTS:
-        raise ConfigError(f"fused_js: unknown variant {variant!r}; use 'paper' or 'official'")
+    if variant not in JS_VARIANTS:
+        raise ConfigError(f"fused_js: unknown variant {variant!r}; use one of: {', '.join(JS_VARIANTS)}")
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
         raise ConfigError(f"fused_js: temperature must be a positive finite number, got {temperature!r}")
     if not backends.use_triton(backend, a_logits):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,7 @@ def write_teacher(path: Path, arch: str, dataset: str = "digits", *, num_classes
     classes = num_classes or info.num_classes
     torch.manual_seed(seed)
     model = build_model(arch, classes, in_channels=info.channels, image_size=info.image_size)
-    meta = ModelMeta(arch=arch, num_classes=classes, in_channels=info.channels, image_size=info.image_size,
-                     dataset=dataset, mean=tuple(info.mean), std=tuple(info.std))
+    meta = dataclasses.replace(ModelMeta.for_dataset(arch, info), num_classes=classes)
     save_model_checkpoint(path, model.eval(), meta)
     return path
 

@@ -117,6 +117,7 @@ def test_benchmark_reproduces_the_authors_gradient():
     """The ``higher`` variant the benchmark times computes the same update as fastlrwa's official exact."""
     pytest.importorskip("higher")
     from fastlrwa.updates.lrwa import lrwa_grads
+    from fastlrwa.updates.options import LRWAOptions
 
     torch.manual_seed(13)
     student = torch.nn.Sequential(
@@ -132,7 +133,8 @@ def test_benchmark_reproduces_the_authors_gradient():
 
     params = {name: p.detach() for name, p in student.named_parameters()}
     grads, _ = lrwa_grads(student, params, dict(copy.deepcopy(student).named_buffers()), problem.x_new, problem.t_new,
-                          problem.x_mem, problem.t_mem, alpha=bench.ALPHA, weight_decay=bench.WEIGHT_DECAY,
-                          objective="official", hvp="exact")
+                          problem.x_mem, problem.t_mem,
+                          options=LRWAOptions(alpha=bench.ALPHA, weight_decay=bench.WEIGHT_DECAY, objective="official",
+                                              hvp="exact", exact_method="forward"))
     ours = torch.cat([grads[name].flatten() for name in params])
     assert float((ours - authors).norm() / authors.norm()) <= 1e-10

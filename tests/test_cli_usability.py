@@ -151,7 +151,7 @@ def test_ctrl_c_during_pretraining_is_one_line_and_130(tmp_path):
 
 
 def test_ctrl_c_during_first_use_teacher_training_in_train(tmp_path, monkeypatch):
-    import fastlrwa.commands.pretrain as pretrain
+    import fastlrwa.trainer.pretrain as pretrain
 
     monkeypatch.setenv("FASTLRWA_CACHE", str(tmp_path / "cache"))
 

@@ -70,8 +70,8 @@ def test_all_offsets_occur():
 def test_generator_makes_it_reproducible():
     images = _random_batch(torch.uint8)
     seed = int(torch.randint(0, 2**31, ()).item())
-    first = random_crop_flip(images, padding=4, flip=True, generator=torch.Generator().manual_seed(seed))
-    second = random_crop_flip(images, padding=4, flip=True, generator=torch.Generator().manual_seed(seed))
+    first = random_crop_flip(images, padding=4, flip=True, rng=torch.Generator().manual_seed(seed))
+    second = random_crop_flip(images, padding=4, flip=True, rng=torch.Generator().manual_seed(seed))
     assert torch.equal(first, second)
 
 

@@ -31,7 +31,7 @@ from fastlrwa.errors import ConfigError, DataNotFoundError, Interrupted, NonFini
 from fastlrwa.runtime import seed_everything
 from fastlrwa.trainer.build import build_run
 from fastlrwa.trainer.loop import Trainer
-from fastlrwa.distributed import batchnorm_running_stats
+from fastlrwa.models.batchnorm import batchnorm_running_stats
 from fastlrwa.updates.student_update import StudentUpdate
 
 WORLD = 2

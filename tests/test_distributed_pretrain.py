@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from fastlrwa.commands.pretrain import DeviceTrainBatches
+from fastlrwa.trainer.pretrain import DeviceTrainBatches
 from fastlrwa.data import ArraySplit, DeviceImageSet, dataset_info
 
 
@@ -26,8 +26,8 @@ def test_ranks_draw_disjoint_equal_shards_of_one_permutation():
     seen = []
     for rank in range(world):
         batches = DeviceTrainBatches(train_set, batch_size=batch, info=train_set.info,
-                                     generator=torch.Generator().manual_seed(100 + rank),
-                                     order_generator=torch.Generator().manual_seed(7), rank=rank, world_size=world)
+                                     rng=torch.Generator().manual_seed(100 + rank),
+                                     order_rng=torch.Generator().manual_seed(7), rank=rank, world_size=world)
         labels = torch.cat([y for _, y in batches.epoch()])
         assert batches.steps_per_epoch == 2 and len(labels) == n // world
         seen.append(labels)
@@ -40,7 +40,7 @@ def test_ranks_draw_disjoint_equal_shards_of_one_permutation():
 
 def test_one_process_matches_the_plain_loader():
     train_set = DeviceImageSet(_split(17), "cpu")
-    one = DeviceTrainBatches(train_set, batch_size=5, info=train_set.info, generator=torch.Generator().manual_seed(3))
+    one = DeviceTrainBatches(train_set, batch_size=5, info=train_set.info, rng=torch.Generator().manual_seed(3))
     labels = torch.cat([y for _, y in one.epoch()])
     assert torch.equal(labels, torch.randperm(17, generator=torch.Generator().manual_seed(3)))
 

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from fastlrwa.errors import CheckpointError, ConfigError
-from fastlrwa.export import ChannelAffine, export_classifier, export_metadata, file_sha256, fold_batchnorm, run_export
+from fastlrwa.commands.export import run_export
+from fastlrwa.export import ChannelAffine, export_classifier, export_metadata, file_sha256, fold_batchnorm
 from fastlrwa.models import ModelMeta, build_model, save_model_checkpoint
 
 

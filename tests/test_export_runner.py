@@ -21,7 +21,7 @@ import torch
 import torch._inductor
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from fastlrwa.export import run_export
+from fastlrwa.commands.export import run_export
 from fastlrwa.models import ModelMeta, build_model, save_model_checkpoint
 
 # Not marked slow although it compiles (AOTInductor) and builds the C++ runner (CMake): CI must run it.

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from fastlrwa.config.schema import LossConfig
+from fastlrwa.losses.options import GeneratorLossOptions
 from fastlrwa.losses.generator_objectives import generator_loss
 
 
@@ -57,7 +57,7 @@ def outputs():
     return teacher, student, features
 
 
-WEIGHTS = LossConfig(adv=1.3, oh=0.7, a=0.2, ie=4.0, bn=0.6, js_temperature=3.0, entropy_log_base=10.0)
+WEIGHTS = GeneratorLossOptions(adv=1.3, oh=0.7, a=0.2, ie=4.0, bn=0.6, js_temperature=3.0, entropy_log_base=10.0)
 
 
 def test_dafl_is_priors_only(outputs):
@@ -88,7 +88,7 @@ def test_dfq_is_adversarial_kl_plus_bn_plus_batch_entropy(outputs):
 @pytest.mark.parametrize("variant", ["official", "paper"])
 def test_js_priors_is_the_paper_generator_loss(outputs, variant):
     t, s, f = outputs
-    weights = LossConfig(**{**WEIGHTS.__dict__, "js_variant": variant})
+    weights = GeneratorLossOptions(**{**WEIGHTS.__dict__, "js_variant": variant})
     loss, parts = generator_loss("js_priors", t, f, s, weights)
     oh, act, ie = _priors(t.tolist(), f.tolist(), weights)
     if variant == "official":
@@ -105,7 +105,7 @@ def test_generator_objective_pushes_disagreement_up(outputs):
     """Minimising the JS objective's adversarial part raises the teacher-student JS (the generator's game)."""
     t, s, f = outputs
     s = s.clone().requires_grad_(True)
-    weights = LossConfig(adv=1.0, oh=0.0, a=0.0, ie=0.0, js_temperature=1.0, js_variant="paper")
+    weights = GeneratorLossOptions(adv=1.0, oh=0.0, a=0.0, ie=0.0, js_temperature=1.0, js_variant="paper")
     loss, parts = generator_loss("js_priors", t, f, s, weights)
     (grad,) = torch.autograd.grad(loss, s)
     _, after = generator_loss("js_priors", t, f, (s - 0.1 * grad).detach(), weights)
@@ -119,10 +119,10 @@ def test_js_reaches_the_generator_through_the_student_alone(outputs, variant):
     t, s, f = outputs
     t = t.clone().requires_grad_(True)
     s = s.clone().requires_grad_(True)
-    weights = LossConfig(**{**WEIGHTS.__dict__, "js_variant": variant})
+    weights = GeneratorLossOptions(**{**WEIGHTS.__dict__, "js_variant": variant})
     loss, _ = generator_loss("js_priors", t, f, s, weights)
     grad_t, grad_s = torch.autograd.grad(loss, (t, s))
-    priors_only = LossConfig(**{**weights.__dict__, "adv": 0.0})
+    priors_only = GeneratorLossOptions(**{**weights.__dict__, "adv": 0.0})
     (expected_t,) = torch.autograd.grad(generator_loss("js_priors", t, f, s, priors_only)[0], t)
     torch.testing.assert_close(grad_t, expected_t, rtol=1e-12, atol=1e-15)
     assert grad_s.abs().max() > 0

@@ -20,14 +20,19 @@ from fastlrwa.errors import ConfigError
 from fastlrwa.kernels import backend as kernel_backend
 from fastlrwa.kernels import fused_mae
 from fastlrwa.losses import distill
-from fastlrwa.updates.lrwa import fd_epsilon, lrwa_grads, make_lrwa_step
-from fastlrwa.updates.student_steps import make_student_step
+from fastlrwa.updates.lrwa import fd_epsilon, lrwa_grads
+from fastlrwa.updates.options import LRWAOptions
+from fastlrwa.updates.student_grads import make_student_grads
 
 ALPHA = 0.9
 WEIGHT_DECAY = 5e-4
 CLASSES = 7
 
 requires_triton = pytest.mark.skipif(not kernel_backend.TRITON_AVAILABLE, reason="triton is not installed")
+
+
+def options(objective: str = "paper", hvp: str = "exact", exact_method: str = "forward") -> LRWAOptions:
+    return LRWAOptions(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective=objective, hvp=hvp, exact_method=exact_method)
 
 
 def bn_conv_net(activation: type[nn.Module]) -> nn.Module:
@@ -117,8 +122,9 @@ def _check_against_reference(update, *, objective: str, hvp: str, seed: int = 11
 
     tolerance = 1e-2 if hvp == "fd" else 1e-7
     assert relative_error(flat(grads, params_of(model)), expected) <= tolerance
-    for name, value in parts.items():
-        torch.testing.assert_close(aux[name], value, rtol=1e-12, atol=0.0)
+    assert set(aux) == {"loss", "loss_acq", "loss_ret", "grad_cos"}
+    for name in ("loss", "loss_acq", "loss_ret"):
+        torch.testing.assert_close(aux[name], parts[name], rtol=1e-12, atol=0.0)
     torch.testing.assert_close(aux["grad_cos"], cosine, rtol=1e-10, atol=1e-12)
     # Running statistics: updated by the documented forwards only, not by the HVP, FD or probe ones.
     for name, value in expected_buffers.items():
@@ -128,8 +134,8 @@ def _check_against_reference(update, *, objective: str, hvp: str, seed: int = 11
 @pytest.mark.parametrize("objective", ["paper", "official"])
 @pytest.mark.parametrize("hvp,exact_method", MODES)
 def test_gradient_matches_float64_autograd(objective, hvp, exact_method):
-    _check_against_reference(partial(lrwa_grads, alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective=objective,
-                                     hvp=hvp, exact_method=exact_method), objective=objective, hvp=hvp)
+    _check_against_reference(partial(lrwa_grads, options=options(objective, hvp, exact_method), align=True),
+                             objective=objective, hvp=hvp)
 
 
 def _with_mae_backend(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
@@ -143,8 +149,8 @@ def _with_mae_backend(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
 def test_triton_mae_in_the_exact_step_matches_float64_autograd(monkeypatch, exact_method):
     """The kernel's own derivatives in the step: double backward (reverse), forward mode (forward)."""
     _with_mae_backend(monkeypatch, "triton")
-    _check_against_reference(partial(lrwa_grads, alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective="official",
-                                     hvp="exact", exact_method=exact_method), objective="official", hvp="exact")
+    _check_against_reference(partial(lrwa_grads, options=options("official", "exact", exact_method), align=True),
+                             objective="official", hvp="exact")
 
 
 @pytest.mark.parametrize("exact_method", ["reverse", "forward"])
@@ -160,8 +166,7 @@ def test_compiled_exact_step_matches_float64_autograd(monkeypatch, exact_method)
     _with_mae_backend(monkeypatch, "triton" if kernel_backend.TRITON_AVAILABLE else "auto")
 
     def compiled(model, *args):
-        update = partial(lrwa_grads, model, alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective="official",
-                         hvp="exact", exact_method=exact_method)
+        update = partial(lrwa_grads, model, options=options("official", "exact", exact_method), align=True)
         return torch.compile(update, fullgraph=True, backend="aot_eager")(*args)
 
     _check_against_reference(compiled, objective="official", hvp="exact")
@@ -180,7 +185,7 @@ def test_exact_gradient_is_the_directional_derivative_of_the_objective(objective
     """Central difference of aux['loss'] (the objective J itself) along a random direction."""
     model, (x_new, t_new, x_mem, t_mem) = make_problem(seed=23)
     params = params_of(model)
-    kwargs = dict(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective=objective, hvp="exact", log_alignment=False)
+    kwargs = dict(options=options(objective))
     grads, _ = lrwa_grads(model, params, dict(model.named_buffers()), x_new, t_new, x_mem, t_mem, **kwargs)
     direction = {name: torch.randn_like(p) for name, p in params.items()}
     h = 1e-6
@@ -212,12 +217,12 @@ def test_fd_in_float32_is_close_to_exact_on_a_smooth_network():
     """
     model64, batches64 = make_problem(seed=31, activation=nn.GELU)
     model32 = copy.deepcopy(model64).float()
-    kwargs = dict(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective="paper", log_alignment=False)
-    exact, _ = lrwa_grads(model64, params_of(model64), dict(model64.named_buffers()), *batches64, hvp="exact", **kwargs)
+    exact, _ = lrwa_grads(model64, params_of(model64), dict(model64.named_buffers()), *batches64,
+                          options=options(hvp="exact"))
     first_order, _ = lrwa_grads(model64, params_of(model64), dict(copy.deepcopy(model64).named_buffers()),
-                                *batches64, hvp="first_order", **kwargs)
+                                *batches64, options=options(hvp="first_order"))
     fd, _ = lrwa_grads(model32, params_of(model32), dict(model32.named_buffers()), *(b.float() for b in batches64),
-                       hvp="fd", **kwargs)
+                       options=options(hvp="fd"))
     names = list(params_of(model64))
     assert relative_error(flat(first_order, names), flat(exact, names)) > 0.05  # the Hessian term matters here
     assert relative_error(flat(fd, names).double(), flat(exact, names)) <= 1e-2
@@ -227,25 +232,37 @@ def test_inputs_are_not_modified_and_outputs_carry_no_graph():
     model, (x_new, t_new, x_mem, t_mem) = make_problem(seed=2)
     live = dict(model.named_parameters())
     before = {name: p.detach().clone() for name, p in live.items()}
-    step = make_lrwa_step(model, alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective="official", hvp="exact")
+    step = make_student_grads("lrwa", model, lrwa=options("official"), align=True)
     grads, aux = step(live, dict(model.named_buffers()), x_new, t_new, x_mem, t_mem)
     for name, p in live.items():
         assert torch.equal(p.detach(), before[name])
     assert all(not g.requires_grad for g in grads.values())
     assert all(value.dim() == 0 and not value.requires_grad for value in aux.values())
-    assert set(aux) == {"loss", "loss_acq", "loss_ret", "loss_cat", "grad_cos", "grad_cos_inner", "loss_ret_at_theta"}
 
 
-def test_without_alignment_probe_nothing_else_changes():
+@pytest.mark.parametrize("objective", ["paper", "official"])
+def test_without_alignment_probe_nothing_else_changes_and_nothing_unlogged_is_computed(objective):
+    """The step returns exactly what the trainer logs; without the probe it saves the probe's forward and
+    backward on the memory batch (FLOPs counted) and the gradient is the same to the bit."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     model, batches = make_problem(seed=8)
-    kwargs = dict(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective="paper", hvp="exact")
-    with_probe, aux = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
-                                 **kwargs)
-    without, aux_without = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
-                                      log_alignment=False, **kwargs)
-    assert "grad_cos" in aux and "grad_cos" not in aux_without
+
+    def run(align: bool):
+        with FlopCounterMode(display=False) as counter:
+            result = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
+                                options=options(objective), align=align)
+        return result, counter.get_total_flops()
+
+    (with_probe, aux), probe_flops = run(True)
+    (without, aux_without), plain_flops = run(False)
+    assert set(aux) == {"loss", "loss_acq", "loss_ret", "grad_cos"}
+    assert set(aux_without) == {"loss", "loss_acq", "loss_ret"}
     for name, g in with_probe.items():
         torch.testing.assert_close(without[name], g, rtol=0.0, atol=0.0)
+    # The probe is a forward and a backward of the student on the memory batch, at least 3 x 5/9 of the
+    # inner step's forward on x_new: several percent of the whole update.
+    assert plain_flops < 0.97 * probe_flops
 
 
 def test_bf16_autocast_stays_close_to_float32():
@@ -253,7 +270,7 @@ def test_bf16_autocast_stays_close_to_float32():
     model64, batches64 = make_problem(seed=17)
     model = copy.deepcopy(model64).float()
     batches = [b.float() for b in batches64]
-    kwargs = dict(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective="official", hvp="exact")
+    kwargs = dict(options=options("official"))
     full, _ = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches, **kwargs)
     mixed, aux = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
                             amp_dtype=torch.bfloat16, **kwargs)
@@ -269,7 +286,7 @@ def test_loss_scale_multiplies_the_gradient():
     model64, batches64 = make_problem(seed=19)
     model = copy.deepcopy(model64).float()
     batches = [b.float() for b in batches64]
-    kwargs = dict(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective="paper", hvp="fd", log_alignment=False)
+    kwargs = dict(options=options(hvp="fd"))
     full, _ = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches, **kwargs)
     scale = torch.tensor(1024.0)
     scaled, _ = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
@@ -279,11 +296,9 @@ def test_loss_scale_multiplies_the_gradient():
 
 
 @pytest.mark.parametrize("option", [dict(objective="meta"), dict(hvp="second"), dict(exact_method="both")])
-def test_bad_options_are_config_errors(option):
-    model, _ = make_problem(seed=0)
-    kwargs = dict(alpha=ALPHA, weight_decay=WEIGHT_DECAY) | option
-    with pytest.raises(ConfigError, match="use one of"):
-        make_lrwa_step(model, **kwargs)
+def test_bad_options_are_config_errors_naming_the_choices(option):
+    with pytest.raises(ConfigError, match="is not valid; choose one of: "):
+        LRWAOptions(**option)
 
 
 def _assert_same_update(actual, expected, rtol: float = 1e-4, atol: float = 1e-5):
@@ -298,12 +313,12 @@ def _assert_same_update(actual, expected, rtol: float = 1e-4, atol: float = 1e-5
 ])
 def test_inductor_compiled_step_matches_eager(hvp, exact_method, objective):
     model, (x_new, t_new, x_mem, t_mem) = make_problem(seed=29, dtype=torch.float32)
-    kwargs = dict(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective=objective, hvp=hvp, exact_method=exact_method)
+    kwargs = dict(lrwa=options(objective, hvp, exact_method), align=True)
     eager_buffers = dict(copy.deepcopy(model).named_buffers())
-    eager, eager_aux = make_student_step("lrwa", model, **kwargs)(
+    eager, eager_aux = make_student_grads("lrwa", model, **kwargs)(
         params_of(model), eager_buffers, x_new, t_new, x_mem, t_mem)
     compiled_buffers = dict(copy.deepcopy(model).named_buffers())
-    compiled, compiled_aux = make_student_step("lrwa", model, compile=True, **kwargs)(
+    compiled, compiled_aux = make_student_grads("lrwa", model, compile=True, **kwargs)(
         params_of(model), compiled_buffers, x_new, t_new, x_mem, t_mem)
     if hvp == "fd":
         # The difference quotient amplifies rounding by about 1/sqrt(eps): Inductor's own summation
@@ -335,9 +350,9 @@ def test_cuda_graph_step_matches_eager_on_cuda(exact_cuda_float32):
     model, batches = make_problem(seed=37, dtype=torch.float32)
     model = model.cuda()
     batches = [b.cuda() for b in batches]
-    kwargs = dict(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective="official", hvp="exact")
-    eager_step = make_student_step("lrwa", model, **kwargs)
-    graph_step = make_student_step("lrwa", model, compile=True, cuda_graphs=True, **kwargs)
+    kwargs = dict(lrwa=options("official"), align=True)
+    eager_step = make_student_grads("lrwa", model, **kwargs)
+    graph_step = make_student_grads("lrwa", model, compile=True, cuda_graphs=True, **kwargs)
     eager_buffers = {name: b.clone() for name, b in model.named_buffers()}
     graph_buffers = {name: b.clone() for name, b in model.named_buffers()}
     for _ in range(3):  # warm-up, record, replay
@@ -354,18 +369,18 @@ def test_cuda_graph_step_matches_eager_on_cuda(exact_cuda_float32):
 @needs_cuda
 def test_fp16_step_with_grad_scaler_matches_float32_on_cuda(exact_cuda_float32):
     """The trainer's fp16 flow: scaled grads -> install_grads -> GradScaler.step -> update."""
-    from fastlrwa.updates.student_steps import install_grads
+    from fastlrwa.updates.student_grads import install_grads
 
     model, batches = make_problem(seed=41, dtype=torch.float32)
     batches = [b.cuda() for b in batches]
-    kwargs = dict(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective="paper", hvp="exact")
+    kwargs = dict(lrwa=options("paper"))
     results = []
     for amp_dtype in (None, torch.float16):
         student = copy.deepcopy(model).cuda()
         params = dict(student.named_parameters())
         optimizer = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, fused=True)
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype is not None)
-        step = make_student_step("lrwa", student, amp_dtype=amp_dtype, **kwargs)
+        step = make_student_grads("lrwa", student, amp_dtype=amp_dtype, **kwargs)
         loss_scale = scaler.scale(torch.ones((), device="cuda")) if amp_dtype is not None else None
         grads, _ = step(params, dict(student.named_buffers()), *batches, loss_scale=loss_scale)
         install_grads(params, grads)

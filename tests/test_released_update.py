@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fastlrwa.config.schema import LRWAConfig
+from fastlrwa.updates.options import JointOptions, LRWAOptions
 from fastlrwa.updates.student_update import StudentUpdate
 
 ALPHA = 0.9
@@ -80,10 +80,11 @@ def authors_step(student: nn.Module, x_new, t_new, x_mem, t_mem, *, copy_initial
 def fastlrwa_step(student: nn.Module, x_new, t_new, x_mem, t_mem, *, objective: str) -> None:
     optimizer = outer_optimizer(student)
     update = StudentUpdate(
-        student, "lrwa", optimizer, lrwa=LRWAConfig(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective=objective,
-                                                    hvp="exact", exact_method="forward", log_alignment=False),
+        student, "lrwa", optimizer, lrwa=LRWAOptions(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective=objective,
+                                                     hvp="exact", exact_method="forward", align_every=0),
         # The replay baselines' own setting must not leak into the LRWA objectives.
-        joint_objective="paper", autocast_dtype=None, scaler=torch.amp.GradScaler("cpu", enabled=False), compile=False,
+        joint=JointOptions("paper"), autocast_dtype=None, scaler=torch.amp.GradScaler("cpu", enabled=False),
+        compile=False,
     )
     update.step(x_new, t_new, x_mem, t_mem)
 

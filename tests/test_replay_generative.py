@@ -34,7 +34,7 @@ def make_replay(seed: int = 0, vae_seed: int = 0, **overrides) -> GenerativeRepl
         tiny_vae(seed=vae_seed),
         linear_teacher(3, 32),
         device="cpu",
-        generator=torch.Generator().manual_seed(seed),
+        rng=torch.Generator().manual_seed(seed),
         **options,
     )
 
@@ -137,7 +137,7 @@ def test_a_few_observe_steps_reduce_the_loss_on_a_fixed_batch():
     torch.manual_seed(3)
     teacher = linear_teacher(3, 32)
     replay = GenerativeReplay(
-        VAE(3, 32, latent_dim=LATENT, width=16), teacher, device="cpu", generator=torch.Generator().manual_seed(3)
+        VAE(3, 32, latent_dim=LATENT, width=16), teacher, device="cpu", rng=torch.Generator().manual_seed(3)
     )
     # Smooth images (upsampled 4x4 noise), standardised like the generator's output: white noise
     # has no structure a small VAE could learn in a few steps.

@@ -17,7 +17,7 @@ BATCH = 12
 
 
 def make_bank(push_every: int, slots: int = 4, seed: int = 0) -> MemoryBankReplay:
-    ring = ReplayRing(slots, SLOT_SIZE, IMAGE_SHAPE, CLASSES, "cpu", generator=torch.Generator().manual_seed(seed))
+    ring = ReplayRing(slots, SLOT_SIZE, IMAGE_SHAPE, CLASSES, "cpu", rng=torch.Generator().manual_seed(seed))
     return MemoryBankReplay(ring, push_every=push_every)
 
 

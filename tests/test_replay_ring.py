@@ -24,8 +24,7 @@ def random_batch(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor
 
 
 def make_ring(slots: int, seed: int = 0) -> ReplayRing:
-    generator = torch.Generator().manual_seed(seed)
-    return ReplayRing(slots, SLOT_SIZE, IMAGE_SHAPE, CLASSES, "cpu", generator=generator)
+    return ReplayRing(slots, SLOT_SIZE, IMAGE_SHAPE, CLASSES, "cpu", rng=torch.Generator().manual_seed(seed))
 
 
 def roundtrip(state: dict) -> dict:

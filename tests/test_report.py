@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from fastlrwa.cli import cli
 from fastlrwa.errors import ConfigError, UserFacingError
-from fastlrwa.metrics.report import run_report
+from fastlrwa.commands.report import run_report
 from fastlrwa.metrics.run_log import MetricsLog
 
 PERCENTILES = (0, 20, 40, 60, 80)

@@ -21,7 +21,7 @@ from fastlrwa.cli import cli
 from fastlrwa.config.schema import TrainConfig, to_dict
 from fastlrwa.errors import ConfigError, UserFacingError
 from fastlrwa.metrics.plot import plot_learning_curves
-from fastlrwa.metrics.report import run_report
+from fastlrwa.commands.report import run_report
 from fastlrwa.metrics.run_log import MetricsLog, read_run
 
 EPOCHS = 12

@@ -96,8 +96,8 @@ def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, le
     original = StudentUpdate.step
     calls = {"n": 0}
 
-    def poisoned(self, *args):
-        aux = original(self, *args)
+    def poisoned(self, *args, **kwargs):
+        aux = original(self, *args, **kwargs)
         calls["n"] += 1
         if calls["n"] == 3:
             aux["loss_student"] = aux["loss_student"] * float("nan")

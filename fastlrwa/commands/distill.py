@@ -70,7 +70,7 @@ def _train(config: TrainConfig, run: RunDir, context: DistributedContext, *, res
             else:
                 progress.log(f"resuming {run.root} at epoch {trainer.epoch + 1} (iteration {trainer.iteration})")
         elif context.is_main:
-            _start_run_dir(run, parts, trainer.teacher_sha256, progress)
+            _start_run_dir(run, parts, trainer.teacher.sha256, progress)
         try:
             history = trainer.fit()
         except StopRequested:

@@ -1,96 +1,21 @@
-"""``fastlrwa pretrain``: train a teacher reproducibly with the dataset's recipe.
+"""``fastlrwa pretrain``: a teacher trained with the dataset's recipe (``fastlrwa.trainer.pretrain``).
 
-With the default ``torch`` loader the whole training split lives on the device as uint8; each step
-gathers a batch by device-side indices, augments it on the device and normalises it on the fly, so
-there is no data loader and no host round trip per step. The ``dali`` loader reads, augments and
-normalises batches in an NVIDIA DALI pipeline instead (``fastlrwa.data.dali``). Loss is
-accumulated on the device and read once per epoch.
+Everything a user can get wrong is checked before torch is imported.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Mapping
-from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-
-from fastlrwa.atomic_io import atomic_write_json
 from fastlrwa.config.schema import PretrainConfig
 from fastlrwa.config.validate import validate_pretrain_config
-from fastlrwa.distributed import DistributedContext, batchnorm_running_stats, rank_seed
-from fastlrwa.errors import ConfigError, Interrupted, NonFiniteLossError
-from fastlrwa.data import DeviceImageSet, DatasetInfo, dataset_info, evaluate, load_split, random_crop_flip
-from fastlrwa.data.dali import DaliTrainBatches, check_loader, load_split_with
-from fastlrwa.data.dali_sources import dali_source
-from fastlrwa.models import ModelMeta, build_model, save_model_checkpoint
+from fastlrwa.errors import ConfigError
 from fastlrwa.paths import require_writable_dir
-from fastlrwa.progress import epoch_progress
-from fastlrwa.runtime import amp_dtype, configure_compile_cache, environment_versions, resolve_device, seed_everything
 
-
-class TrainBatches(Protocol):
-    """Where the training batches come from: ``epoch()`` yields ``steps_per_epoch`` pairs of
-    normalised float32 images ``[B, C, H, W]`` and int64 labels on the training device."""
-
-    steps_per_epoch: int
-
-    def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
-
-
-class DeviceTrainBatches:
-    """The default loader: the split held on the device, shuffled and augmented on the device.
-
-    With several ranks every rank draws the same permutation (``order_generator``, same seed) and
-    takes every ``world_size``-th sample of it from its ``rank`` on, cut to a common length so all
-    ranks run the same number of steps; augmentation draws from the rank's own ``generator``.
-    In one process both are the same generator.
-    """
-
-    def __init__(self, train_set: DeviceImageSet, *, batch_size: int, info: DatasetInfo,
-                 generator: torch.Generator, order_generator: torch.Generator | None = None,
-                 rank: int = 0, world_size: int = 1) -> None:
-        self._shard = len(train_set) // world_size
-        self.steps_per_epoch = math.ceil(self._shard / batch_size)
-        self._set = train_set
-        self._batch_size = batch_size
-        self._info = info
-        self._generator = generator
-        self._order_generator = order_generator or generator
-        self._rank = rank
-        self._world_size = world_size
-
-    def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(self._set), device=self._set.device, generator=self._order_generator)
-        if self._world_size > 1:
-            order = order[self._rank::self._world_size][:self._shard]
-        for step in range(self.steps_per_epoch):
-            index = order[step * self._batch_size:(step + 1) * self._batch_size]
-            raw = self._set.images.index_select(0, index)
-            if self._info.augment:
-                raw = random_crop_flip(raw, padding=4, flip=self._info.flip, generator=self._generator)
-            yield self._set.normalize(raw), self._set.labels.index_select(0, index)
-
-
-def _train_batches(config: PretrainConfig, context: DistributedContext) -> TrainBatches:
-    device = context.device
-    if config.loader == "dali":
-        if context.is_distributed:
-            raise ConfigError("--loader dali runs in one process; distributed pretraining uses --loader torch")
-        source = dali_source(config.dataset, "train", root=config.data_root, download=config.download)
-        return DaliTrainBatches(source, batch_size=config.batch_size, device=device, seed=config.seed)
-    train_split = load_split(config.dataset, "train", root=config.data_root, download=config.download)
-    train_set = DeviceImageSet(train_split, device)
-    generator = torch.Generator(device=device).manual_seed(rank_seed(config.seed, context.rank))
-    order_generator = torch.Generator(device=device).manual_seed(config.seed) if context.is_distributed else None
-    return DeviceTrainBatches(train_set, batch_size=config.batch_size, info=dataset_info(config.dataset),
-                              generator=generator, order_generator=order_generator, rank=context.rank,
-                              world_size=context.world_size)
+if TYPE_CHECKING:
+    from fastlrwa.distributed import DistributedContext
 
 
 def check_pretrain_output(config: PretrainConfig, *, force: bool = False,
@@ -104,128 +29,18 @@ def check_pretrain_output(config: PretrainConfig, *, force: bool = False,
                           f"or choose another {out_flag}")
 
 
-@contextmanager
-def _stopped_by_ctrl_c(current_epoch: Callable[[], int], epochs: int) -> Iterator[None]:
-    """Ctrl-C ends as one line and exit code 130, as in ``train``; a half-trained teacher is never written."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        raise Interrupted(
-            f"stopped in epoch {current_epoch()}/{epochs} of teacher pretraining; nothing was saved (a teacher is "
-            "written when its training ends); run the same command again to train it"
-        ) from None
-
-
 def run_pretrain(config: PretrainConfig, context: DistributedContext | None = None, *, force: bool = False,
                  flags: Mapping[str, str] | None = None) -> dict | None:
-    """Train, evaluate every epoch, write ``OUT/model.pt`` and ``OUT/metrics.json``; returns the metrics.
+    """Check the config and the output, then train and write the teacher
+    (:func:`~fastlrwa.trainer.pretrain.pretrain_teacher`; ``context``: see there).
 
-    ``config.loader`` is ``torch`` (the split held on the device) or ``dali`` (an NVIDIA DALI pipeline).
-    Under torchrun pass the ``context``: each rank trains on its shard with DDP, rank 0 evaluates and
-    writes the files and returns the metrics (the other ranks return None). Without one, it runs in this
-    process alone, whatever the environment (``train`` pretrains its teacher this way on rank 0).
     An ``OUT/model.pt`` is replaced only with ``force``; ``flags`` spells the config keys as the command's
-    flags in messages. Ctrl-C stops with ``Interrupted`` and writes nothing.
+    flags in messages.
     """
     validate_pretrain_config(config, flags)
     check_pretrain_output(config, force=force, flags=flags)
+    from fastlrwa.data.dali import check_loader  # torch: only once the checks above passed
+    from fastlrwa.trainer.pretrain import pretrain_teacher
+
     check_loader(config.loader)
-    context = context or DistributedContext(0, 1, 0, resolve_device(config.device))
-    device = context.device
-    autocast = amp_dtype(config.amp, device)
-    seed_everything(config.seed)
-    info = dataset_info(config.dataset)
-    with context.fail_together():
-        batches = _train_batches(config, context)
-        test_split = load_split_with(config.loader, config.dataset, "test", root=config.data_root,
-                                     download=config.download, device=device) if context.is_main else None
-    test_set = DeviceImageSet(test_split, device) if test_split is not None else None
-
-    model = build_model(config.arch, info.num_classes, in_channels=info.channels, image_size=info.image_size).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    context.broadcast_module_state_(model)
-    network = context.data_parallel(model)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-        nesterov=config.nesterov, foreach=True,
-    )
-    steps_per_epoch = batches.steps_per_epoch
-    total_steps = config.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast is torch.float16)
-
-    def loss_of(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-            return F.cross_entropy(network(images), labels)
-
-    if config.compile:
-        configure_compile_cache()
-        loss_of = torch.compile(loss_of)
-
-    history: list[dict] = []
-    started = time.perf_counter()
-    epoch = 0
-    with epoch_progress(config.progress and context.is_main, silent=not context.is_main) as progress, \
-            _stopped_by_ctrl_c(lambda: epoch, config.epochs):
-        for epoch in range(1, config.epochs + 1):
-            model.train()
-            loss_sum = torch.zeros((), device=device)
-            progress.start_epoch(epoch, config.epochs, steps_per_epoch)
-            epoch_start = time.perf_counter()
-            for images, labels in batches.epoch():
-                if device.type == "cuda":
-                    images = images.contiguous(memory_format=torch.channels_last)
-                loss = loss_of(images, labels)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                loss_sum += loss.detach().float()
-                progress.advance()
-            # Each rank's BatchNorm statistics saw only its shard; evaluate and save their mean.
-            context.average_(list(batchnorm_running_stats(model).values()))
-            train_loss = context.mean_over_ranks({"loss": loss_sum.item() / steps_per_epoch})["loss"]
-            if not math.isfinite(train_loss):
-                raise NonFiniteLossError(
-                    f"teacher training loss became {train_loss} in epoch {epoch}; lower --lr or disable --amp"
-                )
-            if not context.is_main:
-                continue
-            result = evaluate(model, test_set, batch_size=config.eval_batch_size, autocast_dtype=autocast)
-            history.append({"epoch": epoch, "train_loss": train_loss, "test_accuracy": result.accuracy,
-                            "epoch_time_s": time.perf_counter() - epoch_start})
-            progress.log(
-                f"epoch {epoch}/{config.epochs}  loss {train_loss:.4f}  test acc {result.accuracy:.2f}%  "
-                f"({time.perf_counter() - epoch_start:.1f}s)"
-            )
-
-    wall = time.perf_counter() - started
-    if not context.is_main:
-        return None
-    out = Path(config.out)
-    meta = ModelMeta(
-        arch=config.arch, num_classes=info.num_classes, in_channels=info.channels, image_size=info.image_size,
-        dataset=info.name, mean=tuple(info.mean), std=tuple(info.std),
-    )
-    save_model_checkpoint(out / "model.pt", model.to(memory_format=torch.contiguous_format),
-                          meta, extra={"test_accuracy": result.accuracy, "recipe": asdict(config)})
-    metrics = {
-        "test_accuracy": result.accuracy,
-        "per_class_accuracy": result.per_class,
-        "dataset": info.name,
-        "arch": config.arch,
-        "loader": config.loader,
-        "world_size": context.world_size,
-        "epochs": config.epochs,
-        "wall_time_s": wall,
-        "history": history,
-        "recipe": asdict(config),
-        "versions": environment_versions(device),
-    }
-    atomic_write_json(out / "metrics.json", metrics)
-    progress.log(f"teacher {config.arch} on {info.name}: test accuracy {result.accuracy:.2f}% in {wall:.0f}s -> {out / 'model.pt'}")
-    return metrics
+    return pretrain_teacher(config, context)

@@ -26,7 +26,7 @@ from fastlrwa.commands.teacher import check_teacher_source
 # among them: the learning-rate schedule spans the epochs set at the start (split a run with --stop-after).
 RESUMABLE_OVERRIDES = frozenset({
     "runtime.out", "runtime.device", "runtime.progress", "runtime.eval_batch_size", "runtime.compile",
-    "runtime.stop_after", "teacher.trust_pickle",
+    "runtime.compile_mode", "runtime.stop_after", "teacher.trust_pickle", "lrwa.align_every",
 })
 
 

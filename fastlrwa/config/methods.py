@@ -8,19 +8,21 @@ updated and what it replays.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from fastlrwa.errors import ConfigError
+from fastlrwa.losses.options import GeneratorObjective
+from fastlrwa.options import Options
+from fastlrwa.updates.options import StudentUpdateKind
 
-GENERATOR_OBJECTIVES = ("dafl", "dfad", "dfq", "js_priors")
-STUDENT_UPDATES = ("plain", "joint", "lrwa")
-REPLAY_SCHEMES = ("none", "memory", "generative")
+ReplayKind = Literal["none", "memory", "generative"]
 
 
 @dataclass(frozen=True)
-class MethodSpec:
-    generator_objective: str
-    student_update: str
-    replay: str
+class MethodSpec(Options):
+    generator_objective: GeneratorObjective
+    student_update: StudentUpdateKind
+    replay: ReplayKind
     description: str
 
 

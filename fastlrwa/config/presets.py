@@ -52,8 +52,8 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         "generator": {"latent_dim": 100, "width": 32, "lr": 1e-3},
         "schedule": {"epochs": 30, "iters_per_epoch": 10, "gen_steps": 1, "student_steps": 5, "batch_size": 64},
         "lrwa": {"alpha": 0.1, "objective": "paper"},
-        "replay": {"slot_size": 32, "push_every": 2, "joint_objective": "paper", "vae_latent": 32,
-                   "vae_warmup_steps": 10, "replay_batch": 32},
+        "joint": {"objective": "paper"},
+        "replay": {"slot_size": 32, "push_every": 2, "vae_latent": 32, "vae_warmup_steps": 10, "replay_batch": 32},
         "runtime": {"out": "runs/digits"},
     },
     "fashion-mnist": {
@@ -62,8 +62,8 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         "generator": {"latent_dim": 100, "width": 32, "lr": 1e-4},
         "schedule": {"epochs": 60, "iters_per_epoch": 40, "gen_steps": 1, "student_steps": 5, "batch_size": 64},
         "lrwa": {"alpha": 0.03, "objective": "paper"},
-        "replay": {"slot_size": 32, "push_every": 3, "joint_objective": "paper", "vae_latent": 64,
-                   "vae_warmup_steps": 40, "replay_batch": 32},
+        "joint": {"objective": "paper"},
+        "replay": {"slot_size": 32, "push_every": 3, "vae_latent": 64, "vae_warmup_steps": 40, "replay_batch": 32},
         "runtime": {"out": "runs/fashion-mnist"},
     },
 }

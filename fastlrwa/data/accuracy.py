@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 import torch
 
 from fastlrwa.data.device_set import DeviceImageSet
 from fastlrwa.errors import ConfigError
+from fastlrwa.runtime import autocast_to
 
 
 @dataclass
@@ -53,15 +53,10 @@ def evaluate(
 
     num_classes = test_set.info.num_classes
     device = test_set.device
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=autocast_dtype)
-        if autocast_dtype is not None
-        else contextlib.nullcontext()
-    )
     training_flags = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast_to(device.type, autocast_dtype):
             correct_per_class = torch.zeros(num_classes, dtype=torch.int64, device=device)
             total_per_class = torch.zeros(num_classes, dtype=torch.int64, device=device)
             for start in range(0, len(test_set), batch_size):

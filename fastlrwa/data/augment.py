@@ -13,7 +13,7 @@ def random_crop_flip(
     *,
     padding: int,
     flip: bool,
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Per-sample random crop and optional horizontal flip of an ``[N, C, H, W]`` batch.
 
@@ -21,7 +21,7 @@ def random_crop_flip(
     uniformly random offset; with ``flip`` each image is mirrored with probability 1/2. This is
     torchvision's ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip()`` drawn independently
     per sample, done as one gather with no per-sample Python loop. Random numbers come from
-    ``generator`` (which must live on the batch's device) or the device's default generator.
+    ``rng`` (a random-number generator on the batch's device) or the device's default one.
     Works for uint8 and float batches; the output has the input's dtype and device.
     """
     if images.dim() != 4:
@@ -33,12 +33,12 @@ def random_crop_flip(
     padded = F.pad(images, (padding, padding, padding, padding))
     padded_w = w + 2 * padding
 
-    top = torch.randint(0, 2 * padding + 1, (n, 1), device=device, generator=generator)
-    left = torch.randint(0, 2 * padding + 1, (n, 1), device=device, generator=generator)
+    top = torch.randint(0, 2 * padding + 1, (n, 1), device=device, generator=rng)
+    left = torch.randint(0, 2 * padding + 1, (n, 1), device=device, generator=rng)
     rows = top + torch.arange(h, device=device)
     cols = left + torch.arange(w, device=device)
     if flip:
-        mirrored = torch.randint(0, 2, (n, 1), device=device, generator=generator).bool()
+        mirrored = torch.randint(0, 2, (n, 1), device=device, generator=rng).bool()
         cols = torch.where(mirrored, cols.flip(1), cols)
 
     flat_index = (rows.unsqueeze(2) * padded_w + cols.unsqueeze(1)).view(n, 1, h * w).expand(n, c, h * w)

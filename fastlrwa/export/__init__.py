@@ -1,12 +1,11 @@
 """Shipping a distilled student: ``torch.export`` + AOTInductor to ``model.pt2`` with a ``meta.json``.
 
-``run_export`` is the ``fastlrwa export`` command; ``fold_batchnorm``, ``export_classifier``,
-``write_package`` and ``export_metadata`` are its steps. The package runs from Python with
+``fold_batchnorm``, ``export_classifier``, ``write_package`` and ``export_metadata`` are the steps of
+the ``fastlrwa export`` command (``fastlrwa.commands.export``). The package runs from Python with
 ``torch._inductor.aoti_load_package`` and from C++ with ``fastlrwa-infer`` (``CMakeLists.txt``).
 """
 
 from fastlrwa.export.aot import export_classifier, runner_metadata, write_package
-from fastlrwa.export.command import run_export
 from fastlrwa.export.fold import ChannelAffine, fold_batchnorm
 from fastlrwa.export.metadata import export_metadata, file_sha256
 
@@ -16,7 +15,6 @@ __all__ = [
     "export_metadata",
     "file_sha256",
     "fold_batchnorm",
-    "run_export",
     "runner_metadata",
     "write_package",
 ]

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import torch
 
-from fastlrwa.config.schema import LossConfig
 from fastlrwa.kernels import fused_js, fused_mae
+from fastlrwa.losses.options import GeneratorLossOptions, GeneratorObjective
 from fastlrwa.losses.priors import activation_loss, adversarial_kl, batch_entropy_loss, one_hot_loss
 
 
 def generator_loss(
-    objective: str,
+    objective: GeneratorObjective,
     teacher_logits: torch.Tensor,
     teacher_features: torch.Tensor,
     student_logits: torch.Tensor | None,
-    weights: LossConfig,
+    weights: GeneratorLossOptions,
     bn_loss: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss the generator minimises, and its parts (0-dim tensors, for logging)."""

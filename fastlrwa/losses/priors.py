@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fastlrwa.models.batchnorm import tracked_batchnorms
 from fastlrwa.runtime import at_least_float32
 
 
@@ -52,7 +53,7 @@ class BatchNormStatistics:
     """
 
     def __init__(self, teacher: nn.Module) -> None:
-        self.layers = [m for m in teacher.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self.layers = [layer for _, layer in tracked_batchnorms(teacher)]
         self._terms: list[torch.Tensor] = []
         self._recording = False
 

@@ -4,7 +4,7 @@
 ``settings`` says which runs are seeds of one setting, ``summary`` turns runs into table rows,
 ``render`` formats them, ``plot`` draws Figure 4; ``compare`` holds the two-sample intervals,
 ``comparisons`` picks the settings to compare (``equal_time`` cuts runs at one training time) and
-``render_compare`` formats them; ``report`` is the ``fastlrwa report`` command.
+``render_compare`` formats them; ``report`` builds the whole report (written out by ``fastlrwa.commands.report``).
 """
 
 from fastlrwa.metrics.run_log import MetricsLog, RunRecord, read_run

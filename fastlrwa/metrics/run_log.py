@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fastlrwa.atomic_io import atomic_write_text
+from fastlrwa.config.schema import upgrade_train_config
 from fastlrwa.errors import ConfigError, UserFacingError
 
 CONFIG_FILE = "config.json"
@@ -176,7 +177,9 @@ def read_run(run_dir: str | os.PathLike) -> RunRecord:
         accuracies=accuracies,
         metrics=[records[epoch][1] for epoch in range(1, len(accuracies) + 1)],
         complete=len(accuracies) >= epochs,
-        config=_optional(config, "config", dict) or {},
+        # Keys renamed since the run was written are read under their names of today, so that runs of two
+        # versions that ran the same setting compare as one.
+        config=upgrade_train_config(_optional(config, "config", dict) or {}),
     )
 
 

@@ -3,7 +3,8 @@
 A run's ``config.json`` records its whole resolved config. Two runs are seeds of one *setting* when
 their configs agree on every key that changes what is computed; the keys below do not (where the
 run is written, which device, the progress display, evaluation batching, compilation, a pause with
-``--stop-after``, where the data lives), so they never split a setting. The report also ignores the
+``--stop-after``, where the data lives, how often the LRWA gradient alignment is measured), so they
+never split a setting. The report also ignores the
 method and the seed (kept apart as their own columns) and the teacher's path (the teacher is identified
 by its file's hash in the table block).
 
@@ -19,7 +20,8 @@ from typing import Any
 
 RUN_LOCAL_KEYS = frozenset({
     "runtime.out", "runtime.device", "runtime.progress", "runtime.eval_batch_size", "runtime.compile",
-    "runtime.stop_after", "teacher.trust_pickle", "data.data_root", "data.download",
+    "runtime.compile_mode", "runtime.stop_after", "teacher.trust_pickle", "data.data_root", "data.download",
+    "lrwa.align_every",
 })
 REPORT_IGNORED_KEYS = RUN_LOCAL_KEYS | {"method", "runtime.seed", "teacher.path"}
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastlrwa.data.catalog import DatasetInfo
 
 PLAIN_TYPES = (bool, str, int, float)
 
@@ -23,6 +26,12 @@ class ModelMeta:
     dataset: str | None
     mean: tuple[float, ...] | None
     std: tuple[float, ...] | None
+
+    @classmethod
+    def for_dataset(cls, arch: str, info: "DatasetInfo") -> "ModelMeta":
+        """The description of an ``arch`` model trained on the dataset ``info`` describes."""
+        return cls(arch=arch, num_classes=info.num_classes, in_channels=info.channels, image_size=info.image_size,
+                   dataset=info.name, mean=tuple(info.mean), std=tuple(info.std))
 
     def to_plain(self) -> dict[str, Any]:
         """A dict of str/int/float/list/None, loadable by ``torch.load(weights_only=True)``."""

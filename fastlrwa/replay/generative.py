@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from fastlrwa.errors import CheckpointError, ConfigError
 from fastlrwa.losses.distill import mae
-from fastlrwa.replay.rng import canonical_device, generator_on
+from fastlrwa.replay.rng import canonical_device, rng_on
 from fastlrwa.replay.vae import VAE
 
 
@@ -61,7 +61,7 @@ class GenerativeReplay:
         replay_batch: samples per replay batch.
         warmup_steps: observed batches before replay starts (the trainer decides, e.g. one epoch).
         device: the training device.
-        generator: draws the VAE's reparameterisation noise and the replay latents.
+        rng: draws the VAE's reparameterisation noise and the replay latents.
     """
 
     def __init__(
@@ -75,7 +75,7 @@ class GenerativeReplay:
         replay_batch: int = 64,
         warmup_steps: int = 72,
         device: torch.device | str,
-        generator: torch.Generator | None = None,
+        rng: torch.Generator | None = None,
     ):
         if not lr > 0:
             raise ConfigError(f"the replay VAE learning rate must be positive, got {lr}")
@@ -94,7 +94,7 @@ class GenerativeReplay:
         self.warmup_steps = warmup_steps
         self.optimizer = torch.optim.Adam(self.vae.parameters(), lr=lr)
         self._dtype = next(self.vae.parameters()).dtype
-        self._generator = generator_on(self.device, generator)
+        self._rng = rng_on(self.device, rng)
         self.observed_steps = 0
 
     def is_ready(self) -> bool:
@@ -104,7 +104,7 @@ class GenerativeReplay:
     def sample(self) -> tuple[Tensor, Tensor]:
         """Decode z ~ N(0, I): (images [replay_batch, C, H, W], teacher logits [replay_batch, K]), no grad."""
         latents = torch.randn(
-            self.replay_batch, self.vae.latent_dim, device=self.device, generator=self._generator
+            self.replay_batch, self.vae.latent_dim, device=self.device, generator=self._rng
         )
         with torch.no_grad():
             images = self.vae.decode(latents)
@@ -112,7 +112,7 @@ class GenerativeReplay:
 
     def observe_generator_batch(self, images: Tensor, teacher_logits: Tensor) -> dict[str, Tensor]:
         """One Adam step of the VAE on the generator step's batch; returns the loss terms as 0-dim device tensors."""
-        noise = torch.randn(images.shape[0], self.vae.latent_dim, device=self.device, generator=self._generator)
+        noise = torch.randn(images.shape[0], self.vae.latent_dim, device=self.device, generator=self._rng)
         with torch.enable_grad():
             terms = vae_loss(
                 self.vae,
@@ -141,20 +141,20 @@ class GenerativeReplay:
         return {
             "vae": self.vae.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "generator": self._generator.get_state(),
+            "rng": self._rng.get_state(),
             "observed_steps": self.observed_steps,
         }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore from :meth:`state_dict`; the next losses and samples match an uninterrupted run."""
-        missing = sorted({"vae", "optimizer", "generator", "observed_steps"} - set(state))
+        missing = sorted({"vae", "optimizer", "rng", "observed_steps"} - set(state))
         if missing:
             raise CheckpointError(f"the generative replay state lacks {', '.join(missing)}; resume from a checkpoint fastlrwa wrote")
         try:
             self.vae.load_state_dict(state["vae"])
             self.optimizer.load_state_dict(state["optimizer"])
             # map_location may have put this byte tensor on the device; set_state wants it on the CPU.
-            self._generator.set_state(state["generator"].cpu())
+            self._rng.set_state(state["rng"].cpu())
         except (RuntimeError, ValueError, KeyError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise CheckpointError(

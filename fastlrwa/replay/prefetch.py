@@ -25,7 +25,7 @@ class _Prefetch:
 class HostPrefetcher:
     """Random slots of ``host_images`` / ``host_logits`` ([slots, slot_size, ...]) delivered on ``device``.
 
-    ``generator`` must be a CPU generator: the slot index is drawn on the host, where reading it
+    ``rng`` must be a CPU random-number generator: the slot index is drawn on the host, where reading it
     costs no device synchronisation. On a CPU ``device`` the copies are plain synchronous copies
     (there is nothing to overlap), which is also how the logic is tested without a GPU.
 
@@ -34,11 +34,11 @@ class HostPrefetcher:
     asking for another.
     """
 
-    def __init__(self, host_images: Tensor, host_logits: Tensor, device: torch.device, generator: torch.Generator):
+    def __init__(self, host_images: Tensor, host_logits: Tensor, device: torch.device, rng: torch.Generator):
         self._host_images = host_images
         self._host_logits = host_logits
         self._device = device
-        self._generator = generator
+        self._rng = rng
         self._staging = [
             (
                 torch.empty(host_images.shape[1:], dtype=host_images.dtype, device=device),
@@ -98,8 +98,8 @@ class HostPrefetcher:
             torch.cuda.current_stream(self._device).synchronize()
 
     def _draw(self, filled: int) -> int:
-        # A CPU generator and a CPU tensor: turning it into an int reads host memory, no device sync.
-        return int(torch.randint(filled, (), generator=self._generator))
+        # A CPU random-number generator and a CPU tensor: turning it into an int reads host memory, no device sync.
+        return int(torch.randint(filled, (), generator=self._rng))
 
     def _prefetch(self, slot: int) -> None:
         buffer = self._next_buffer

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from fastlrwa.errors import CheckpointError, ConfigError
 from fastlrwa.replay.prefetch import HostPrefetcher
-from fastlrwa.replay.rng import canonical_device, generator_on
+from fastlrwa.replay.rng import canonical_device, rng_on
 
 
 
@@ -52,7 +52,7 @@ class ReplayRing:
 
     ``filled`` and ``next_slot`` are host-side ints: pushes happen at host-known times (epoch
     ends), so reading them never synchronises with the device. Sampling returns one uniformly
-    random filled slot (the authors' replay batch), drawn with ``generator``.
+    random filled slot (the authors' replay batch), drawn with ``rng``.
 
     Args:
         slots: number of slots (the authors' capacity: 10).
@@ -62,8 +62,8 @@ class ReplayRing:
         device: the training device.
         dtype: storage dtype of the images; teacher logits are stored in float32 (float64 beside float64 images).
         device_budget_bytes: on CUDA, storage larger than this lives in pinned host memory.
-        generator: draws slot indices; one on another device than the indices is replaced by a
-            generator there seeded with its initial seed (see :func:`~fastlrwa.replay.rng.generator_on`).
+        rng: draws slot indices; one on another device than the indices is replaced by a
+            random-number generator there seeded with its initial seed (see :func:`~fastlrwa.replay.rng.rng_on`).
     """
 
     def __init__(
@@ -76,7 +76,7 @@ class ReplayRing:
         *,
         dtype: torch.dtype = torch.float32,
         device_budget_bytes: int | None = None,
-        generator: torch.Generator | None = None,
+        rng: torch.Generator | None = None,
     ):
         _positive("slots", slots)
         _positive("slot_size", slot_size)
@@ -101,9 +101,9 @@ class ReplayRing:
         self._logits = torch.empty(
             (slots, slot_size, num_classes), dtype=logits_dtype(dtype), device=storage_device, pin_memory=pin
         )
-        self._generator = generator_on(storage_device, generator)
+        self._rng = rng_on(storage_device, rng)
         self._prefetcher = (
-            HostPrefetcher(self._images, self._logits, self.device, self._generator) if self.host_tier else None
+            HostPrefetcher(self._images, self._logits, self.device, self._rng) if self.host_tier else None
         )
         self.filled = 0
         self.next_slot = 0
@@ -134,7 +134,7 @@ class ReplayRing:
             raise RuntimeError("the replay ring is empty: call sample() only once a slot has been pushed")
         if self._prefetcher is not None:
             return self._prefetcher.take(self.filled)
-        slot = torch.randint(self.filled, (1,), device=self._images.device, generator=self._generator)
+        slot = torch.randint(self.filled, (1,), device=self._images.device, generator=self._rng)
         return self._images.index_select(0, slot)[0], self._logits.index_select(0, slot)[0]
 
     def state_dict(self) -> dict:
@@ -151,7 +151,7 @@ class ReplayRing:
             "next_slot": self.next_slot,
             "images": self._images[: self.filled].to("cpu", copy=True),
             "logits": self._logits[: self.filled].to("cpu", copy=True),
-            "generator": self._generator.get_state(),
+            "rng": self._rng.get_state(),
             "pending_slot": -1 if self._prefetcher is None else self._prefetcher.pending_slot,
         }
 
@@ -164,7 +164,7 @@ class ReplayRing:
         self._images[:filled].copy_(state["images"])
         self._logits[:filled].copy_(state["logits"])
         # A checkpoint loaded with map_location puts this byte tensor on the device; set_state wants it on the CPU.
-        self._generator.set_state(state["generator"].cpu())
+        self._rng.set_state(state["rng"].cpu())
         self.filled = filled
         self.next_slot = state["next_slot"]
         if self._prefetcher is not None:
@@ -195,7 +195,7 @@ class ReplayRing:
             "num_classes": self.num_classes,
             "host_tier": self.host_tier,
         }
-        missing = sorted({*expected, "filled", "next_slot", "images", "logits", "generator", "pending_slot"} - set(state))
+        missing = sorted({*expected, "filled", "next_slot", "images", "logits", "rng", "pending_slot"} - set(state))
         if missing:
             raise CheckpointError(f"the replay ring state lacks {', '.join(missing)}; resume from a checkpoint fastlrwa wrote")
         found = {key: state[key] for key in expected}
@@ -210,7 +210,7 @@ class ReplayRing:
                 f"the checkpoint's replay ring counters (filled={filled}, next_slot={next_slot}, "
                 f"pending_slot={pending}) are inconsistent; the checkpoint is corrupt"
             )
-        if not all(isinstance(state[key], Tensor) for key in ("images", "logits", "generator")):
+        if not all(isinstance(state[key], Tensor) for key in ("images", "logits", "rng")):
             raise CheckpointError("the checkpoint's replay ring contents are not tensors; the checkpoint is corrupt")
         shapes = (tuple(state["images"].shape), tuple(state["logits"].shape))
         wanted = ((filled, self.slot_size, *self.image_shape), (filled, self.slot_size, self.num_classes))
@@ -218,7 +218,7 @@ class ReplayRing:
             raise CheckpointError(
                 f"the checkpoint's replay ring holds tensors of shapes {shapes}, expected {wanted}; the checkpoint is corrupt"
             )
-        if state["generator"].shape != self._generator.get_state().shape:
+        if state["rng"].shape != self._rng.get_state().shape:
             raise CheckpointError(
                 "the checkpoint's replay sampling state was saved on another kind of device; resume on the same device"
             )

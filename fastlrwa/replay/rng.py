@@ -13,20 +13,20 @@ def canonical_device(device: torch.device | str) -> torch.device:
     return device
 
 
-def generator_on(device: torch.device, generator: torch.Generator | None) -> torch.Generator:
-    """A generator on ``device``: ``generator`` itself if it already lives there.
+def rng_on(device: torch.device, rng: torch.Generator | None) -> torch.Generator:
+    """A random-number generator on ``device``: ``rng`` itself if it already lives there.
 
     Without one, the seed is drawn from torch's global generator so ``torch.manual_seed`` makes
     runs reproducible. A generator on another device cannot drive draws on this one; it is
     replaced by a generator on ``device`` seeded with its initial seed, which keeps runs seeded
     by the caller reproducible.
     """
-    if generator is not None and canonical_device(generator.device) == device:
-        return generator
-    if generator is None:
+    if rng is not None and canonical_device(rng.device) == device:
+        return rng
+    if rng is None:
         seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
     else:
-        seed = generator.initial_seed()
+        seed = rng.initial_seed()
     replacement = torch.Generator(device=device)
     replacement.manual_seed(seed)
     return replacement

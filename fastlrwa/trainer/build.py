@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +14,13 @@ from fastlrwa.data import DatasetInfo, DeviceImageSet, dataset_info, load_split
 from fastlrwa.distributed import DistributedContext, rank_seed
 from fastlrwa.errors import ConfigError
 from fastlrwa.models import ModelMeta, build_generator, build_model, layer_default_init
+from fastlrwa.models.batchnorm import tracked_batchnorms
 from fastlrwa.replay import VAE, GenerativeReplay, MemoryBankReplay, ReplayRing, ReplayScheme
-from fastlrwa.runtime import amp_dtype, configure_compile_cache
+from fastlrwa.runtime import amp_dtype
+from fastlrwa.trainer.schedule import constant_schedule, cosine_schedule
 from fastlrwa.trainer.teacher import load_frozen_teacher
-from fastlrwa.updates.generator_step import GeneratorUpdate
+from fastlrwa.updates.generator_update import GeneratorUpdate
+from fastlrwa.updates.student_batch import StudentBatch, make_student_batch
 from fastlrwa.updates.student_update import StudentUpdate
 
 
@@ -38,12 +40,14 @@ class RunParts:
     student_optimizer: torch.optim.Optimizer
     student_scheduler: torch.optim.lr_scheduler.LRScheduler
     generator_optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
+    # One loss scaler per optimiser (fp16 only): the two losses have unrelated scales.
+    generator_scaler: torch.amp.GradScaler
     student_scaler: torch.amp.GradScaler
     replay: ReplayScheme | None
     test_set: DeviceImageSet | None  # rank 0 only
     rng: torch.Generator
     generator_update: GeneratorUpdate
+    student_batch: StudentBatch
     student_update: StudentUpdate
 
     def shared_state_owners(self) -> dict[str, object]:
@@ -57,17 +61,16 @@ class RunParts:
             "student_optimizer": self.student_optimizer,
             "student_scheduler": self.student_scheduler,
             "generator_optimizer": self.generator_optimizer,
-            "scaler": self.scaler,
+            "generator_scaler": self.generator_scaler,
             "student_scaler": self.student_scaler,
         }
 
 
 def _student_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-    epochs = config.schedule.epochs
+    """Stepped once per epoch: the authors' cosine over the epochs, or a constant rate."""
     if config.student.schedule == "cosine":
-        # The authors' CosineAnnealingLR over the epochs, stepped once per epoch.
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 0.5 * (1.0 + math.cos(math.pi * min(e, epochs) / epochs)))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)
+        return cosine_schedule(optimizer, config.schedule.epochs)
+    return constant_schedule(optimizer)
 
 
 def _replay(config: TrainConfig, spec: MethodSpec, info: DatasetInfo, teacher: nn.Module, device: torch.device,
@@ -76,14 +79,14 @@ def _replay(config: TrainConfig, spec: MethodSpec, info: DatasetInfo, teacher: n
     if spec.replay == "memory":
         ring = ReplayRing(
             r.slots, r.slot_size, (info.channels, info.image_size, info.image_size), info.num_classes, device,
-            dtype=torch.get_default_dtype(), device_budget_bytes=int(r.device_budget_mb * 2**20), generator=rng,
+            dtype=torch.get_default_dtype(), device_budget_bytes=int(r.device_budget_mb * 2**20), rng=rng,
         )
         return MemoryBankReplay(ring, push_every=r.push_every)
     if spec.replay == "generative":
         vae = VAE(channels=info.channels, image_size=info.image_size, latent_dim=r.vae_latent).to(device)
         return GenerativeReplay(
             vae, teacher, lr=r.vae_lr, kl_weight=r.vae_kl_weight, logit_weight=r.vae_logit_weight,
-            replay_batch=r.replay_batch, warmup_steps=r.vae_warmup_steps, device=device, generator=rng,
+            replay_batch=r.replay_batch, warmup_steps=r.vae_warmup_steps, device=device, rng=rng,
         )
     return None
 
@@ -100,13 +103,12 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
     with context.fail_together():
         spec = method_spec(config.method)
         autocast = amp_dtype(config.runtime.amp, device)
-        if config.runtime.compile:
-            configure_compile_cache()
+        if config.runtime.compile_mode == "reduce-overhead" and device.type != "cuda":
+            raise ConfigError(f"--compile-mode reduce-overhead replays CUDA graphs, and this run is on {device}; "
+                              "drop it, or run on a CUDA device")
         info = dataset_info(config.data.dataset)
         teacher, teacher_meta = load_frozen_teacher(teacher_path, config.teacher, info, device)
-        if spec.generator_objective == "dfq" and not any(
-            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in teacher.modules()
-        ):
+        if spec.generator_objective == "dfq" and next(tracked_batchnorms(teacher), None) is None:
             raise ConfigError(f"dfq matches the teacher's BatchNorm statistics, but the {teacher_meta.arch} teacher "
                               "has no BatchNorm layer; use a teacher with BatchNorm (e.g. resnet34, wrn40_2) or "
                               "another method")
@@ -134,8 +136,7 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
         generator.parameters(), lr=config.generator.lr, betas=(config.generator.beta1, config.generator.beta2),
         fused=device.type == "cuda", foreach=None if device.type == "cuda" else True,
     )
-    # One loss scaler per optimiser (fp16 only): the two losses have unrelated scales.
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast is torch.float16)
+    generator_scaler = torch.amp.GradScaler(device.type, enabled=autocast is torch.float16)
     student_scaler = torch.amp.GradScaler(device.type, enabled=autocast is torch.float16)
     rng = torch.Generator(device=device).manual_seed(rank_seed(config.runtime.seed, context.rank))
     replay = _replay(config, spec, info, teacher, device, rng)
@@ -144,17 +145,21 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
     # broadcasts rank 0's generator once); the student step's torch.func gradients are averaged explicitly.
     generator_update = GeneratorUpdate(
         context.data_parallel(generator), teacher, student, objective=spec.generator_objective, weights=config.loss,
-        optimizer=generator_optimizer, autocast_dtype=autocast, scaler=scaler, compile=config.runtime.compile,
+        optimizer=generator_optimizer, autocast_dtype=autocast, scaler=generator_scaler, compile=config.runtime.compile,
     )
+    compile, cuda_graphs = config.runtime.compile, config.runtime.compile_mode == "reduce-overhead"
+    student_batch = make_student_batch(generator, teacher, autocast_dtype=autocast, compile=compile,
+                                       cuda_graphs=cuda_graphs)
     student_update = StudentUpdate(
-        student, spec.student_update, student_optimizer, lrwa=config.lrwa,
-        joint_objective=config.replay.joint_objective, autocast_dtype=autocast, scaler=student_scaler,
-        compile=config.runtime.compile, average_grads=context.average_ if context.is_distributed else None,
+        student, spec.student_update, student_optimizer, lrwa=config.lrwa, joint=config.joint,
+        autocast_dtype=autocast, scaler=student_scaler, compile=compile, cuda_graphs=cuda_graphs,
+        average_grads=context.average_ if context.is_distributed else None,
     )
     return RunParts(
         config=config, spec=spec, context=context, device=device, autocast_dtype=autocast, info=info,
         teacher=teacher, teacher_meta=teacher_meta, teacher_path=teacher_path, student=student, generator=generator,
         student_optimizer=student_optimizer, student_scheduler=_student_scheduler(config, student_optimizer),
-        generator_optimizer=generator_optimizer, scaler=scaler, student_scaler=student_scaler, replay=replay,
-        test_set=test_set, rng=rng, generator_update=generator_update, student_update=student_update,
+        generator_optimizer=generator_optimizer, generator_scaler=generator_scaler, student_scaler=student_scaler,
+        replay=replay, test_set=test_set, rng=rng, generator_update=generator_update, student_batch=student_batch,
+        student_update=student_update,
     )

@@ -1,10 +1,11 @@
-"""Per-epoch running sums of 0-dim device tensors, read back without stalling the step loop.
+"""The values every step logs, kept on the device for an epoch and read back without stalling the step loop.
 
-Every step adds its losses on the device. The host reads them (a) once at the end of the epoch
-and (b) for the live progress bar through a non-blocking copy into pinned memory whose values are
-used once the copy has landed, so the bar lags by a few steps instead of syncing the device.
-The first non-finite value of a watched loss is remembered on the device with the step counter,
-so a NaN can be reported with its step without checking every step on the host.
+A step's values (0-dim device tensors) are stacked into one row of a table kept for that set of
+names, on the device: two kernel launches per step however many values it logs. The host reads the
+tables (a) once at the end of the epoch, as per-name means, and (b) for the live progress bar through
+a non-blocking copy into pinned memory whose values are used once the copy has landed, so the bar
+lags by a few steps instead of syncing the device. The rows also say at which step a watched loss
+first went non-finite, so a NaN is reported with its step without a check on the host every step.
 """
 
 from __future__ import annotations
@@ -14,56 +15,93 @@ import math
 import torch
 
 
+class _Table:
+    """The rows of the steps that logged exactly ``names``, with the global step of each row."""
+
+    def __init__(self, names: tuple[str, ...], device: torch.device, capacity: int = 64) -> None:
+        self.names = names
+        self.rows = torch.empty(capacity, len(names), dtype=torch.float32, device=device)
+        self.steps: list[int] = []
+
+    def append(self, row: torch.Tensor, step: int) -> None:
+        count = len(self.steps)
+        if count == self.rows.shape[0]:
+            grown = self.rows.new_empty(2 * count, len(self.names))
+            grown[:count].copy_(self.rows)
+            self.rows = grown
+        self.rows[count].copy_(row)
+        self.steps.append(step)
+
+    def filled(self) -> torch.Tensor:
+        return self.rows[:len(self.steps)]
+
+
 class EpochStats:
     def __init__(self, device: torch.device, watched: tuple[str, ...]) -> None:
         self.device = device
         self.watched = watched
-        self._sums: dict[str, torch.Tensor] = {}
-        self._counts: dict[str, int] = {}
-        self._step = torch.zeros((), dtype=torch.int64, device=device)
-        self._bad_step = torch.full((), -1, dtype=torch.int64, device=device)
-        self._bad_value = torch.zeros((), dtype=torch.float32, device=device)
-        self._bad_name = torch.full((), -1, dtype=torch.int64, device=device)
+        self.step = 0  # steps added since the run started, counted from 1
+        self._tables: dict[tuple[str, ...], _Table] = {}
         self._snapshot: tuple[list[str], list[int], torch.Tensor, torch.cuda.Event] | None = None
         self._latest: dict[str, float] = {}
 
     def reset(self) -> None:
-        self._sums = {}
-        self._counts = {}
+        self._tables = {}
 
     def add(self, values: dict[str, torch.Tensor]) -> None:
-        """Accumulate one step's values and advance the device step counter."""
-        self._step += 1
-        for name, value in values.items():
-            value = value.detach().float()
-            if name in self._sums:
-                self._sums[name] += value
-                self._counts[name] += 1
-            else:
-                self._sums[name] = value.clone()
-                self._counts[name] = 1
-            if name in self.watched:
-                first = (~torch.isfinite(value)) & (self._bad_step < 0)
-                self._bad_step = torch.where(first, self._step, self._bad_step)
-                self._bad_value = torch.where(first, value, self._bad_value)
-                self._bad_name = torch.where(first, torch.full_like(self._bad_name, self.watched.index(name)),
-                                             self._bad_name)
+        """Record one step's values (0-dim tensors, any float dtype)."""
+        self.step += 1
+        if not values:
+            return
+        names = tuple(values)
+        table = self._tables.get(names)
+        if table is None:
+            table = self._tables[names] = _Table(names, self.device)
+        with torch.no_grad():  # stack promotes mixed dtypes; the row stores float32
+            table.append(torch.stack(list(values.values())), self.step)
+
+    def _totals(self) -> tuple[list[str], list[int], torch.Tensor]:
+        """Column names, row counts and column sums of every table, the sums as one device vector."""
+        tables = list(self._tables.values())
+        names = [name for table in tables for name in table.names]
+        counts = [len(table.steps) for table in tables for _ in table.names]
+        return names, counts, torch.cat([table.filled().sum(dim=0) for table in tables])
+
+    @staticmethod
+    def _means(names: list[str], counts: list[int], sums: list[float]) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        steps: dict[str, int] = {}
+        for name, count, total in zip(names, counts, sums):
+            totals[name] = totals.get(name, 0.0) + total
+            steps[name] = steps.get(name, 0) + count
+        return {name: totals[name] / steps[name] for name in totals}
 
     def means(self) -> dict[str, float]:
         """Epoch means (one device-to-host read)."""
-        if not self._sums:
+        if not self._tables:
             return {}
-        names = list(self._sums)
-        totals = torch.stack([self._sums[n] for n in names]).tolist()
-        return {n: total / self._counts[n] for n, total in zip(names, totals)}
+        names, counts, sums = self._totals()
+        return self._means(names, counts, sums.tolist())
 
     def first_non_finite(self) -> tuple[int, str, float] | None:
-        """(global step counted from 1, loss name, value) of the first NaN/Inf watched loss, or None."""
-        step, value, name = torch.stack([self._bad_step.double(), self._bad_value.double(),
-                                         self._bad_name.double()]).tolist()
-        if step < 0:
+        """(global step counted from 1, loss name, value) of the first NaN/Inf watched loss, or None.
+
+        One device-to-host read of the watched columns of this epoch.
+        """
+        columns = [(table, index) for table in self._tables.values()
+                   for index, name in enumerate(table.names) if name in self.watched]
+        if not columns:
             return None
-        return int(step), self.watched[int(name)], value
+        values = torch.cat([table.filled()[:, index] for table, index in columns]).tolist()
+        first = None
+        position = 0
+        for table, index in columns:
+            for step, value in zip(table.steps, values[position:position + len(table.steps)]):
+                if not math.isfinite(value) and (first is None or step < first[0]):
+                    first = (step, table.names[index], value)
+                    break
+            position += len(table.steps)
+        return first
 
     def live(self) -> dict[str, float]:
         """The most recent means the host can see without waiting for the device."""
@@ -72,25 +110,30 @@ class EpochStats:
         if self._snapshot is not None:
             names, counts, host, event = self._snapshot
             if event.query():
-                self._latest = {n: v / c for n, c, v in zip(names, counts, host.tolist())}
+                self._latest = self._means(names, counts, host.tolist())
                 self._snapshot = None
-        if self._snapshot is None and self._sums:
-            names = list(self._sums)
+        if self._snapshot is None and self._tables:
+            names, counts, sums = self._totals()
             host = torch.empty(len(names), dtype=torch.float32, pin_memory=True)
-            host.copy_(torch.stack([self._sums[n] for n in names]), non_blocking=True)
+            host.copy_(sums, non_blocking=True)
             event = torch.cuda.Event()
             event.record()
-            self._snapshot = (names, [self._counts[n] for n in names], host, event)
+            self._snapshot = (names, counts, host, event)
         return self._latest
 
     def state_dict(self) -> dict:
-        return {"sums": {n: v.cpu() for n, v in self._sums.items()}, "counts": dict(self._counts),
-                "step": self._step.cpu()}
+        return {"step": self.step,
+                "tables": [{"names": list(table.names), "rows": table.filled().cpu(), "steps": list(table.steps)}
+                           for table in self._tables.values()]}
 
     def load_state_dict(self, state: dict) -> None:
-        self._sums = {n: v.to(self.device) for n, v in state["sums"].items()}
-        self._counts = dict(state["counts"])
-        self._step = state["step"].to(self.device)
+        self.step = state["step"]
+        self._tables = {}
+        for saved in state["tables"]:
+            names = tuple(saved["names"])
+            table = self._tables[names] = _Table(names, self.device, capacity=max(64, len(saved["steps"])))
+            table.rows[:len(saved["steps"])].copy_(saved["rows"])
+            table.steps = list(saved["steps"])
 
 
 def format_live(values: dict[str, float], keys: tuple[str, ...]) -> str:

@@ -21,29 +21,26 @@ from typing import Any, Iterator
 import torch
 
 from fastlrwa.atomic_io import atomic_torch_save
-from fastlrwa.config.schema import to_dict
 from fastlrwa.data import evaluate
-from fastlrwa.errors import CheckpointError, NonFiniteLossError
+from fastlrwa.errors import NonFiniteLossError
 from fastlrwa.metrics.run_log import MetricsLog
 from fastlrwa.models import ModelMeta, save_model_checkpoint
+from fastlrwa.models.batchnorm import batchnorm_running_stats
 from fastlrwa.progress import EpochProgress
-from fastlrwa.runtime import at_least_float32
 from fastlrwa.trainer.build import RunParts
-from fastlrwa.distributed import rank_seed
+from fastlrwa.trainer.checkpoint import (
+    RunPosition,
+    TeacherFile,
+    checkpoint_state,
+    read_checkpoint,
+    restore_checkpoint,
+)
 from fastlrwa.trainer.epoch_stats import EpochStats, format_live
-from fastlrwa.distributed import batchnorm_running_stats
-from fastlrwa.trainer.rank_state import capture_rank_state, restore_rank_state
 from fastlrwa.trainer.run_dir import RunDir
 from fastlrwa.trainer.teacher import file_sha256
 
-CHECKPOINT_FORMAT = "fastlrwa-train"
-CHECKPOINT_VERSION = 3  # 2: per-rank parts under "ranks"; 3: the authors' generator (spectral norm on every conv)
 WATCHED_LOSSES = ("loss_student", "loss_generator")
 LIVE_KEYS = ("loss_student", "loss_generator", "grad_cos")
-
-
-def _ranks(first: int, last: int) -> str:
-    return f"rank {first}" if first == last else f"ranks {first}-{last}"
 
 
 class StopRequested(Exception):
@@ -86,31 +83,13 @@ class Trainer:
         self.epoch = 0  # completed epochs
         self.iteration = 0  # completed iterations of epoch `epoch + 1`
         self.epoch_train_time = 0.0
-        self.teacher_sha256 = file_sha256(parts.teacher_path)
+        self.teacher = TeacherFile(parts.teacher_path, file_sha256(parts.teacher_path))
         self.started_wall = 0.0
         self._writer = None
 
     # ----- checkpointing -------------------------------------------------------------------------------------------
-    def _checkpoint_state(self) -> dict[str, Any] | None:
-        """The checkpoint on rank 0 (rank 0's shared state and every rank's own part), None on the others."""
-        ranks = self.context.gather_to_main(capture_rank_state(self.parts, self.stats))
-        if ranks is None:
-            return None
-        state: dict[str, Any] = {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "config": to_dict(self.config),
-            "teacher": {"path": str(self.parts.teacher_path), "sha256": self.teacher_sha256},
-            "epoch": self.epoch,
-            "iteration": self.iteration,
-            "epoch_train_time": self.epoch_train_time,
-            "history": self.history,
-            "world_size": self.context.world_size,
-            "ranks": ranks,
-        }
-        for key, owner in self.parts.shared_state_owners().items():
-            state[key] = owner.state_dict()
-        return state
+    def _position(self) -> RunPosition:
+        return RunPosition(self.epoch, self.iteration, self.epoch_train_time, self.history)
 
     def save_checkpoint(self) -> None:
         """Atomically replace the checkpoint, after checking nothing non-finite has entered the state.
@@ -119,52 +98,19 @@ class Trainer:
         place (a rank that exited first on Ctrl-C would make torchrun kill rank 0 mid-write).
         """
         self._raise_if_non_finite()
-        state = self._checkpoint_state()
+        state = checkpoint_state(self.parts, self.stats, self._position(), self.teacher)
         if state is not None:
             atomic_torch_save(state, self.run.checkpoint)
         self.context.barrier()
 
     def load_checkpoint(self) -> None:
-        """Restore the run; with another number of processes than wrote it, as closely as the layout allows."""
-        path = self.run.checkpoint
-        try:
-            state = torch.load(path, map_location=self.parts.device, weights_only=True)
-        except Exception as error:  # torch raises many types for a damaged file
-            raise CheckpointError(f"{path} cannot be read ({type(error).__name__}); it is damaged: "
-                                  "restore it from a copy or start afresh with --force") from None
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path} is not a fastlrwa training checkpoint; start afresh with --force")
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise CheckpointError(f"{path} was written by another fastlrwa version (checkpoint version "
-                                  f"{state.get('version')}, this one reads {CHECKPOINT_VERSION}); "
-                                  "start afresh with --force")
-        if state["teacher"]["sha256"] != self.teacher_sha256:
-            raise CheckpointError(
-                f"the teacher file {self.parts.teacher_path} differs from the one this run was started with "
-                f"({state['teacher']['path']}); resume with the original teacher"
-            )
-        for key, owner in self.parts.shared_state_owners().items():
-            owner.load_state_dict(state[key])
-        self._restore_rank_state(state["ranks"])
-        self.epoch = state["epoch"]
-        self.iteration = state["iteration"]
-        self.epoch_train_time = state["epoch_train_time"]
-        self.history = list(state["history"])
+        """Restore the run from its checkpoint (see :mod:`fastlrwa.trainer.checkpoint`)."""
+        state = read_checkpoint(self.run.checkpoint, self.parts.device, self.teacher)
+        position = restore_checkpoint(state, self.parts, self.stats, self.progress.log)
+        self.epoch, self.iteration = position.epoch, position.iteration
+        self.epoch_train_time, self.history = position.epoch_train_time, position.history
         if self.context.is_main:
             self.metrics_log.truncate_after(self.epoch)
-
-    def _restore_rank_state(self, ranks: list[dict]) -> None:
-        rank, world_size, saved = self.context.rank, self.context.world_size, len(ranks)
-        restore_rank_state(ranks[rank] if rank < saved else ranks[0], self.parts, self.stats)
-        if rank >= saved:
-            # A rank the checkpoint has no part for starts from rank 0's memory with a stream of its own.
-            self.parts.rng.manual_seed(rank_seed(self.config.runtime.seed, rank))
-        if saved != world_size:
-            change = (f"the replay memory and random stream of {_ranks(world_size, saved - 1)} are dropped"
-                      if saved > world_size else
-                      f"{_ranks(saved, world_size - 1)} start from rank 0's replay memory with fresh random streams")
-            self.progress.log(f"the checkpoint was written by {saved} process(es) and this run has {world_size}: "
-                              f"{change}; the continuation is not bit-identical to one with {saved}")
 
     def _raise_if_non_finite(self) -> None:
         """Raise on every rank when a watched loss went non-finite on any rank (each rank must call it)."""
@@ -199,14 +145,12 @@ class Trainer:
             if p.replay is not None:
                 logged.update(p.replay.observe_generator_batch(images, teacher_logits))
             self.stats.add(logged)
-        for _ in range(self.config.schedule.student_steps):
-            with torch.no_grad(), torch.autocast(p.device.type, dtype=p.autocast_dtype or torch.float32,
-                                                 enabled=p.autocast_dtype is not None):
-                # float32 for the student step: its inner step and HVP run outside autocast
-                images = at_least_float32(p.generator(self._latent()))
-                teacher_logits = at_least_float32(p.teacher(images))
+        steps = self.config.schedule.student_steps
+        for step in range(steps):
+            images, teacher_logits = p.student_batch(self._latent())
             memory = p.replay.sample() if p.replay is not None and p.replay.is_ready() else (None, None)
-            self.stats.add(p.student_update.step(images, teacher_logits, *memory))
+            self.stats.add(p.student_update.step(images, teacher_logits, *memory,
+                                                 index=self.iteration * steps + step))
             if p.replay is not None:
                 p.replay.observe_student_batch(images, teacher_logits)
 
@@ -263,7 +207,7 @@ class Trainer:
             # never a checkpoint whose epoch has no line.
             self.metrics_log.append(record)
             save_model_checkpoint(
-                self.run.student, self.parts.student, self._student_meta(),
+                self.run.student, self.parts.student, ModelMeta.for_dataset(self.config.student.arch, self.parts.info),
                 extra={"epoch": record["epoch"], "test_accuracy": record["test_accuracy"],
                        "method": self.config.method},
             )
@@ -280,11 +224,6 @@ class Trainer:
             + format_live(record, LIVE_KEYS)
             + f"  {record['samples_per_s']:.0f} samples/s"
         )
-
-    def _student_meta(self) -> ModelMeta:
-        info = self.parts.info
-        return ModelMeta(arch=self.config.student.arch, num_classes=info.num_classes, in_channels=info.channels,
-                         image_size=info.image_size, dataset=info.name, mean=tuple(info.mean), std=tuple(info.std))
 
     def _tensorboard(self):
         if self._writer is None:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from fastlrwa.distributed import batchnorm_running_stats
+from fastlrwa.models.batchnorm import batchnorm_running_stats
 from fastlrwa.trainer.build import RunParts
 from fastlrwa.trainer.epoch_stats import EpochStats
 from fastlrwa.trainer.rng_state import capture_rng_state, restore_rng_state

@@ -1,32 +1,9 @@
-"""Student and generator updates: pure functions of (params, buffers, batches) -> (grads, aux).
+"""Student and generator updates: pure gradient functions of (params, buffers, batches), and the objects
+that apply them.
 
-``make_student_step`` builds the trainer's student update (plain, joint replay, or the LRWA meta
-update of ``lrwa.py``) once, optionally compiled; ``install_grads`` hands its gradients to a fused
-optimiser. ``GeneratorUpdate`` is the generator's step; ``StudentUpdate`` applies a student step.
+``options`` holds each update's typed options (torch-free); ``student_grads`` the plain and joint
+gradient functions and ``make_student_grads``, which builds the trainer's student update once,
+optionally compiled; ``lrwa`` the LRWA meta update; ``student_update.StudentUpdate`` applies a
+student update with a fused optimiser; ``generator_update.GeneratorUpdate`` is the generator's step;
+``student_batch`` the generator and teacher forwards that feed each student step.
 """
-
-from fastlrwa.updates.functional import StudentStep
-from fastlrwa.updates.lrwa import (
-    EXACT_METHODS,
-    HVP_MODES,
-    OBJECTIVES,
-    check_lrwa_options,
-    lrwa_grads,
-    make_lrwa_step,
-)
-from fastlrwa.updates.student_steps import STEP_KINDS, install_grads, joint_grads, make_student_step, plain_grads
-
-__all__ = [
-    "EXACT_METHODS",
-    "HVP_MODES",
-    "OBJECTIVES",
-    "STEP_KINDS",
-    "StudentStep",
-    "check_lrwa_options",
-    "install_grads",
-    "joint_grads",
-    "lrwa_grads",
-    "make_lrwa_step",
-    "make_student_step",
-    "plain_grads",
-]

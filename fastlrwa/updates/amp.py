@@ -13,7 +13,6 @@ unscales and checks for infinities.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, ContextManager, Optional
 
@@ -21,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.func import grad
 
+from fastlrwa.runtime import autocast_to
 from fastlrwa.updates.functional import TensorDict
 
 
@@ -34,16 +34,11 @@ class Precision:
 
     def autocast(self) -> ContextManager:
         """Autocast in ``dtype``; with ``dtype=None`` float32, also under an outer autocast."""
-        if self.dtype is None:
-            return self.full_precision()
-        return torch.autocast(self.device_type, dtype=self.dtype)
+        return autocast_to(self.device_type, self.dtype)
 
     def full_precision(self) -> ContextManager:
-        """Autocast off. Devices without autocast (``meta``, used to count FLOPs) need nothing."""
-        # Dynamo cannot trace is_autocast_available (torch 2.11); a compiled step never runs on ``meta``.
-        if torch.compiler.is_compiling() or torch.amp.is_autocast_available(self.device_type):
-            return torch.autocast(self.device_type, enabled=False)
-        return nullcontext()
+        """Autocast off."""
+        return autocast_to(self.device_type, None)
 
     def scale(self, grads: TensorDict) -> TensorDict:
         """Multiply float32 gradients by the loss scale, so they add up with scaled ones."""

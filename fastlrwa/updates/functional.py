@@ -1,4 +1,9 @@
-"""Helpers shared by the student updates: the functional loss, parameter-dict arithmetic, the step builder.
+"""Helpers shared by the student updates: the functional loss, parameter-dict arithmetic, and the builder of
+a gradient function.
+
+Words used throughout: a *grads* function is a pure function of tensors, ``(params, buffers, batches)
+-> (grads, aux)`` (``plain_grads``, ``joint_grads``, ``lrwa_grads``), built once by :func:`build_grads`;
+an *update* is the object that applies one (``StudentUpdate``, ``GeneratorUpdate``).
 
 Parameters and buffers travel as dicts of tensors keyed like ``named_parameters()`` /
 ``named_buffers()``; the network is run through ``torch.func.functional_call`` so that
@@ -15,7 +20,8 @@ from torch.func import functional_call
 
 from fastlrwa.errors import ConfigError
 from fastlrwa.losses import distill
-from fastlrwa.runtime import configure_compile_cache
+from fastlrwa.models.batchnorm import buffer_name, tracked_batchnorms
+from fastlrwa.runtime import compiled
 
 TensorDict = dict[str, Tensor]
 BufferDict = Mapping[str, Optional[Tensor]]
@@ -58,10 +64,9 @@ def frozen_running_stats(model: nn.Module, buffers: Mapping[str, Tensor]) -> dic
     on tensors it did not receive as inputs.
     """
     frozen: dict[str, Optional[Tensor]] = dict(buffers)
-    for prefix, module in model.named_modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
-            for name in ("running_mean", "running_var", "num_batches_tracked"):
-                frozen[f"{prefix}.{name}" if prefix else name] = None
+    for prefix, _ in tracked_batchnorms(model):
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            frozen[buffer_name(prefix, name)] = None
     return frozen
 
 
@@ -100,8 +105,8 @@ def sgd_step(params: Mapping[str, Tensor], grads: Mapping[str, Tensor], lr: floa
     return dict(zip(names, torch._foreach_add(theta, step, alpha=-lr)))
 
 
-class StudentStep(Protocol):
-    """A student update: ``(grads, aux)`` from the current parameters, buffers and batches.
+class StudentGrads(Protocol):
+    """A built student grads function: ``(grads, aux)`` from the current parameters, buffers and batches.
 
     ``x_mem``/``t_mem`` are ``None`` for the plain update. ``grads`` is keyed like ``params``;
     ``aux`` holds 0-dim device tensors to log. ``buffers`` are the live module buffers: BatchNorm
@@ -119,15 +124,15 @@ def _device_layout(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.is_cuda and x.dim() == 4 else x
 
 
-def build_step(update: Callable[..., tuple[TensorDict, TensorDict]], *, compile: bool,
-               cuda_graphs: bool = False) -> StudentStep:
-    """Wrap ``update(params, buffers, *batches, loss_scale=...)`` into a :class:`StudentStep`.
+def build_grads(grads_fn: Callable[..., tuple[TensorDict, TensorDict]], *, compile: bool,
+                cuda_graphs: bool = False) -> StudentGrads:
+    """Wrap ``grads_fn(params, buffers, *batches, loss_scale=...)`` into a :class:`StudentGrads`.
 
-    The step detaches its inputs (an update never extends an outer autograd graph) and, on CUDA,
-    hands images over in channels_last. ``compile=True`` compiles the update once with
+    The result detaches its inputs (an update never extends an outer autograd graph) and, on CUDA,
+    hands images over in channels_last. ``compile=True`` compiles ``grads_fn`` once with
     ``torch.compile(fullgraph=True)``, so a graph break is an error rather than a silent slowdown;
     Inductor's cache is kept in the user cache directory. ``cuda_graphs=True`` (CUDA, static
-    shapes, needs ``compile``) replays the step as a CUDA graph (``mode="reduce-overhead"``): the
+    shapes, needs ``compile``) replays it as a CUDA graph (``mode="reduce-overhead"``): the
     buffers are marked as static addresses so their in-place update does not disable the graph,
     and each call starts a new graph step, so tensors returned by one call are overwritten by the
     next — copy whatever must outlive it.
@@ -135,12 +140,11 @@ def build_step(update: Callable[..., tuple[TensorDict, TensorDict]], *, compile:
     if cuda_graphs and not compile:
         raise ConfigError("CUDA graphs replay a compiled step; build it with compile=True")
     if compile:
-        configure_compile_cache()
-        update = torch.compile(update, fullgraph=True, dynamic=False, mode="reduce-overhead" if cuda_graphs else None)
+        grads_fn = compiled(grads_fn, fullgraph=True, dynamic=False, mode="reduce-overhead" if cuda_graphs else None)
 
-    def step(params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], x_new: Tensor, t_new: Tensor,
-             x_mem: Optional[Tensor] = None, t_mem: Optional[Tensor] = None, *,
-             loss_scale: Optional[Tensor] = None) -> tuple[TensorDict, TensorDict]:
+    def grads(params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], x_new: Tensor, t_new: Tensor,
+              x_mem: Optional[Tensor] = None, t_mem: Optional[Tensor] = None, *,
+              loss_scale: Optional[Tensor] = None) -> tuple[TensorDict, TensorDict]:
         batches = [_device_layout(x_new), t_new.detach()]
         if x_mem is not None:
             batches += [_device_layout(x_mem), t_mem.detach()]
@@ -148,6 +152,6 @@ def build_step(update: Callable[..., tuple[TensorDict, TensorDict]], *, compile:
             for buffer in buffers.values():
                 torch._dynamo.mark_static_address(buffer)
             torch.compiler.cudagraph_mark_step_begin()
-        return update(detached(params), dict(buffers), *batches, loss_scale=loss_scale)
+        return grads_fn(detached(params), dict(buffers), *batches, loss_scale=loss_scale)
 
-    return step
+    return grads

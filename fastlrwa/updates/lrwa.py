@@ -45,10 +45,10 @@ student, which keeps buffers of its own: tests/test_released_update.py), so
 x_new at θ (inner step), then x_mem at θ' (retention), growing by 2. The extra forwards (the
 ``forward`` HVP, the finite difference, the alignment probe) update nothing.
 
-Alignment (section 3.4): ``aux["grad_cos_inner"]`` = cos(∇L_Acq(θ), ∇L_Ret(θ')) is free.
-With ``log_alignment=True`` the update also runs one forward/backward on the small x_mem batch at θ
-(no running-statistics update) and logs ``aux["grad_cos"]`` = cos(∇L_Acq(θ), ∇L_Ret(θ)), the
-quantity of section 3.4, and ``aux["loss_ret_at_theta"]`` = L_Ret(θ).
+Alignment (section 3.4): with ``align=True`` the update also runs one forward/backward on the small
+x_mem batch at θ (no running-statistics update) and returns ``aux["grad_cos"]`` =
+cos(∇L_Acq(θ), ∇L_Ret(θ)), the quantity of section 3.4. The trainer asks for it on every
+``align_every``-th step (``LRWAOptions``); what the update returns is what is logged, nothing more.
 
 Precision: the inner step and the Hessian-vector product run in float32 (no autocast); the
 retention gradient, the official cat forward and the alignment probe run under autocast in
@@ -58,20 +58,17 @@ retention gradient, the official cat forward and the alignment probe run under a
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
 from torch.func import grad, grad_and_value, jvp, vjp
 
-from fastlrwa.errors import ConfigError
 from fastlrwa.losses import distill
 from fastlrwa.updates.amp import Precision, scaled_grad
 from fastlrwa.updates.functional import (
     BufferDict,
-    StudentStep,
     TensorDict,
-    build_step,
     detached,
     distill_loss,
     distill_loss_and_logits,
@@ -83,31 +80,7 @@ from fastlrwa.updates.functional import (
     tree_dot,
     tree_norm,
 )
-
-Objective = Literal["paper", "official"]
-HvpMode = Literal["exact", "fd", "first_order"]
-ExactMethod = Literal["reverse", "forward"]
-
-OBJECTIVES: tuple[str, ...] = ("paper", "official")
-HVP_MODES: tuple[str, ...] = ("exact", "fd", "first_order")
-EXACT_METHODS: tuple[str, ...] = ("reverse", "forward")
-
-
-def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{flag} {value!r} is not supported; use one of: {', '.join(choices)}")
-
-
-def check_objective(objective: str) -> None:
-    """Raise ConfigError unless ``objective`` is ``paper`` or ``official``."""
-    _check_choice("student update objective", objective, OBJECTIVES)
-
-
-def check_lrwa_options(objective: str, hvp: str, exact_method: str) -> None:
-    """Raise ConfigError naming the bad LRWA option and the accepted values."""
-    check_objective(objective)
-    _check_choice("LRWA hvp", hvp, HVP_MODES)
-    _check_choice("LRWA exact_method", exact_method, EXACT_METHODS)
+from fastlrwa.updates.options import LRWAOptions
 
 
 def _retention(model: nn.Module, params: TensorDict, buffers: BufferDict, g_acq: TensorDict, x_mem: Tensor,
@@ -203,12 +176,8 @@ def lrwa_grads(
     x_mem: Tensor,
     t_mem: Tensor,
     *,
-    alpha: float,
-    weight_decay: float,
-    objective: Objective = "paper",
-    hvp: HvpMode = "exact",
-    exact_method: ExactMethod = "reverse",
-    log_alignment: bool = True,
+    options: LRWAOptions,
+    align: bool = False,
     amp_dtype: Optional[torch.dtype] = None,
     loss_scale: Optional[Tensor] = None,
 ) -> tuple[TensorDict, TensorDict]:
@@ -217,25 +186,29 @@ def lrwa_grads(
     ``model`` is run through ``torch.func.functional_call`` with ``params`` and ``buffers`` (dicts as
     from ``named_parameters()`` / ``named_buffers()``; BatchNorm running statistics in ``buffers``
     are updated in place, see the module docstring). ``t_new`` and ``t_mem`` are teacher logits;
-    the loss is MAE with ``F.l1_loss`` semantics. ``alpha``, ``weight_decay``: the inner SGD step.
+    the loss is MAE with ``F.l1_loss`` semantics. ``options``: the inner step (``alpha``,
+    ``weight_decay``), the ``objective`` (``paper`` or ``official``; ``released`` is the joint step,
+    built by ``make_student_grads``), the ``hvp`` and its ``exact_method`` (``forward`` or ``reverse``).
+    ``align``: also return the alignment cosine.
 
     Returns ``(grads, aux)``: ``grads`` keyed like ``params`` (times ``loss_scale`` when given);
     ``aux`` of 0-dim device tensors: ``loss`` (the objective), ``loss_acq`` = L_Acq(θ),
-    ``loss_ret`` = L_Ret(θ'), ``grad_cos_inner``, with ``objective="official"`` ``loss_cat``, with
-    ``log_alignment`` ``grad_cos`` and ``loss_ret_at_theta``. Nothing here synchronises the host.
+    ``loss_ret`` = L_Ret(θ'), with ``align`` ``grad_cos``. Nothing here synchronises the host.
     """
-    check_lrwa_options(objective, hvp, exact_method)
+    if options.objective == "released":
+        raise ValueError("lrwa_grads computes the meta objectives; the released objective is the joint step: "
+                         "build the update with make_student_grads")
+    alpha, weight_decay, hvp = options.alpha, options.weight_decay, options.hvp
     precision = Precision(x_new.device.type, amp_dtype, loss_scale)
     frozen = frozen_running_stats(model, buffers)
     aux: TensorDict = {}
 
-    if objective == "official":
+    if options.objective == "official":
         outer_grad, loss_cat = scaled_grad(partial(distill_loss, model), precision)(
             params, buffers, torch.cat([x_new, x_mem]), torch.cat([t_new, t_mem]))
-        aux["loss_cat"] = loss_cat
 
-    inner_buffers = frozen if objective == "official" else buffers
-    if hvp == "exact" and exact_method == "reverse":
+    inner_buffers = frozen if options.objective == "official" else buffers
+    if hvp == "exact" and options.exact_method == "reverse":
         g_acq, loss_acq, v, loss_ret, hv = _exact_reverse(
             model, params, inner_buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision)
     else:
@@ -247,7 +220,7 @@ def lrwa_grads(
             elif hvp == "fd":
                 hv = _hvp_finite_difference(model, params, frozen, x_new, t_new, v, g_acq, logits_new)
 
-    if objective == "paper":
+    if options.objective == "paper":
         outer_grad = precision.scale(g_acq)
     grads = tree_axpy(1.0 - alpha * weight_decay, v, outer_grad)
     if hvp != "first_order":
@@ -255,35 +228,8 @@ def lrwa_grads(
 
     aux["loss_acq"] = loss_acq
     aux["loss_ret"] = loss_ret
-    aux["loss"] = (loss_cat if objective == "official" else loss_acq) + loss_ret
-    aux["grad_cos_inner"] = tree_cosine(g_acq, v)
-    if log_alignment:
-        g_ret, loss_ret_at_theta = scaled_grad(partial(distill_loss, model), precision)(
-            params, frozen, x_mem, t_mem)
+    aux["loss"] = (loss_cat if options.objective == "official" else loss_acq) + loss_ret
+    if align:
+        g_ret, _ = scaled_grad(partial(distill_loss, model), precision)(params, frozen, x_mem, t_mem)
         aux["grad_cos"] = tree_cosine(g_acq, g_ret)
-        aux["loss_ret_at_theta"] = loss_ret_at_theta
     return grads, aux
-
-
-def make_lrwa_step(
-    model: nn.Module,
-    *,
-    alpha: float,
-    weight_decay: float,
-    objective: Objective = "paper",
-    hvp: HvpMode = "exact",
-    exact_method: ExactMethod = "reverse",
-    log_alignment: bool = True,
-    amp_dtype: Optional[torch.dtype] = None,
-    compile: bool = False,
-    cuda_graphs: bool = False,
-) -> StudentStep:
-    """:func:`lrwa_grads` with its options bound, built once; compiled (fullgraph) when ``compile``.
-
-    The returned ``step(params, buffers, x_new, t_new, x_mem, t_mem, loss_scale=None)`` gives
-    ``(grads, aux)``; see :func:`fastlrwa.updates.functional.build_step` for ``cuda_graphs``.
-    """
-    check_lrwa_options(objective, hvp, exact_method)
-    update = partial(lrwa_grads, model, alpha=alpha, weight_decay=weight_decay, objective=objective, hvp=hvp,
-                     exact_method=exact_method, log_alignment=log_alignment, amp_dtype=amp_dtype)
-    return build_step(update, compile=compile, cuda_graphs=cuda_graphs)

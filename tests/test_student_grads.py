@@ -1,4 +1,4 @@
-"""Plain and joint student updates, the step factory, and the parameter-dict helpers."""
+"""Plain and joint student gradients, the factory, and the parameter-dict helpers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from torch.func import functional_call
 
 from fastlrwa.errors import ConfigError
 from fastlrwa.updates.functional import frozen_running_stats, sgd_step, tree_axpy, tree_cosine, tree_dot
-from fastlrwa.updates.student_steps import joint_grads, make_student_step, plain_grads
+from fastlrwa.updates.options import JointOptions, LRWAOptions
+from fastlrwa.updates.student_grads import joint_grads, make_student_grads, plain_grads
+
+PAPER, OFFICIAL = JointOptions("paper"), JointOptions("official")
 
 CLASSES = 5
 
@@ -67,7 +70,7 @@ def test_joint_paper_is_the_sum_of_two_separate_forwards():
     expected, (loss_acq, loss_ret), expected_buffers = reference_grads(
         model, lambda run: [F.l1_loss(run(x_new), t_new), F.l1_loss(run(x_mem), t_mem)])
     buffers = dict(model.named_buffers())
-    grads, aux = joint_grads(model, params_of(model), buffers, x_new, t_new, x_mem, t_mem, objective="paper")
+    grads, aux = joint_grads(model, params_of(model), buffers, x_new, t_new, x_mem, t_mem, options=PAPER)
     assert_dicts_close(grads, expected, rtol=1e-12, atol=1e-15)
     torch.testing.assert_close(aux["loss_acq"], loss_acq, rtol=1e-12, atol=0.0)
     torch.testing.assert_close(aux["loss_ret"], loss_ret, rtol=1e-12, atol=0.0)
@@ -81,7 +84,7 @@ def test_joint_official_is_one_forward_on_the_concatenation():
     expected, (loss,), expected_buffers = reference_grads(
         model, lambda run: [F.l1_loss(run(torch.cat([x_new, x_mem])), torch.cat([t_new, t_mem]))])
     buffers = dict(model.named_buffers())
-    grads, aux = joint_grads(model, params_of(model), buffers, x_new, t_new, x_mem, t_mem, objective="official")
+    grads, aux = joint_grads(model, params_of(model), buffers, x_new, t_new, x_mem, t_mem, options=OFFICIAL)
     assert_dicts_close(grads, expected, rtol=1e-12, atol=1e-15)
     torch.testing.assert_close(aux["loss"], loss, rtol=1e-12, atol=0.0)
     # The parts are row blocks of the one forward: their size-weighted mean is the whole loss.
@@ -95,9 +98,9 @@ def test_joint_official_is_one_forward_on_the_concatenation():
 def test_official_and_paper_joint_objectives_differ_under_batchnorm():
     model, batches = make_problem(seed=4)
     paper, _ = joint_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
-                           objective="paper")
+                           options=PAPER)
     official, _ = joint_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
-                              objective="official")
+                              options=OFFICIAL)
     assert float((paper["0.weight"] - official["0.weight"]).norm()) > 1e-6
 
 
@@ -105,27 +108,42 @@ def test_step_factory_builds_each_kind_and_detaches():
     model, (x_new, t_new, x_mem, t_mem) = make_problem(seed=5)
     live = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
-    plain, plain_aux = make_student_step("plain", model)(live, buffers, x_new, t_new)
-    joint_step = make_student_step("joint", model, objective="official")
-    joint, joint_aux = joint_step(live, buffers, x_new, t_new, x_mem, t_mem)
-    lrwa, lrwa_aux = make_student_step("lrwa", model, hvp="first_order")(live, buffers, x_new, t_new, x_mem, t_mem)
+    plain, plain_aux = make_student_grads("plain", model)(live, buffers, x_new, t_new)
+    joint_grads_fn = make_student_grads("joint", model, joint=OFFICIAL)
+    joint, joint_aux = joint_grads_fn(live, buffers, x_new, t_new, x_mem, t_mem)
+    lrwa_options = LRWAOptions(hvp="first_order")
+    lrwa, lrwa_aux = make_student_grads("lrwa", model, lrwa=lrwa_options, align=True)(
+        live, buffers, x_new, t_new, x_mem, t_mem)
     assert set(plain_aux) == {"loss", "loss_acq"}
     assert set(joint_aux) == {"loss", "loss_acq", "loss_ret"}
-    assert {"loss", "loss_acq", "loss_ret", "grad_cos"} <= set(lrwa_aux)
+    assert set(lrwa_aux) == {"loss", "loss_acq", "loss_ret", "grad_cos"}
     for grads in (plain, joint, lrwa):
         assert set(grads) == set(live) and all(not g.requires_grad for g in grads.values())
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(kind="meta"), "student update 'meta'"),
-    (dict(kind="joint", objective="sum"), "objective 'sum'"),
-    (dict(kind="lrwa", hvp="lanczos"), "hvp 'lanczos'"),
-    (dict(kind="plain", cuda_graphs=True), "compile=True"),
+def test_released_lrwa_is_built_as_the_official_joint_step():
+    model, batches = make_problem(seed=6)
+    released = make_student_grads("lrwa", model, lrwa=LRWAOptions(objective="released"), align=True)
+    grads, aux = released(params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches)
+    expected, expected_aux = joint_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()),
+                                         *batches, options=OFFICIAL)
+    assert_dicts_close(grads, expected, rtol=0.0, atol=0.0)
+    assert aux.keys() == expected_aux.keys() == {"loss", "loss_acq", "loss_ret"}
+
+
+@pytest.mark.parametrize("build,message", [
+    (lambda: JointOptions(objective="sum"), "objective='sum' is not valid; choose one of: official, paper"),
+    (lambda: LRWAOptions(hvp="lanczos"), "hvp='lanczos' is not valid; choose one of: exact, fd, first_order"),
+    (lambda: make_student_grads("plain", make_problem(seed=0)[0], cuda_graphs=True), "compile=True"),
 ])
-def test_factory_rejects_bad_options_with_one_clear_line(kwargs, message):
-    model, _ = make_problem(seed=0)
+def test_bad_options_are_one_clear_line(build, message):
     with pytest.raises(ConfigError, match=message):
-        make_student_step(model=model, **kwargs)
+        build()
+
+
+def test_factory_refuses_an_unknown_update():
+    with pytest.raises(ValueError, match="'meta'; the updates are: plain, joint, lrwa"):
+        make_student_grads("meta", make_problem(seed=0)[0])
 
 
 def test_bf16_autocast_joint_step_stays_close_to_float32():
@@ -133,9 +151,10 @@ def test_bf16_autocast_joint_step_stays_close_to_float32():
     model64, batches64 = make_problem(seed=6)
     model = copy.deepcopy(model64).float()
     batches = [b.float() for b in batches64]
-    full, _ = joint_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches)
+    full, _ = joint_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
+                          options=PAPER)
     mixed, _ = joint_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
-                           amp_dtype=torch.bfloat16)
+                           options=PAPER, amp_dtype=torch.bfloat16)
     flat_full = torch.cat([g.flatten() for g in full.values()])
     flat_mixed = torch.cat([mixed[name].flatten() for name in full])
     assert float((flat_mixed - flat_full).norm() / flat_full.norm()) <= 3e-2

@@ -1,10 +1,16 @@
-"""The student updates as one kind of function, and the factory the trainer builds them with.
+"""The student updates' gradient functions, and the factory the trainer builds them with.
 
 * ``plain`` (DAFL, DFAD, DFQ, DFKD*): ∇ MAE(S(x_new), t_new).
-* ``joint`` (MB-DFKD, PRE-DFKD): ``objective="paper"``: ∇[MAE(S(x_new), t_new) + MAE(S(x_mem), t_mem)],
-  two forwards, each with its own BatchNorm batch statistics; ``objective="official"`` (the
-  authors' code): one forward on cat(x_new, x_mem) and the MAE over all its logits.
-* ``lrwa``: :func:`fastlrwa.updates.lrwa.lrwa_grads`.
+* ``joint`` (MB-DFKD, PRE-DFKD), ``JointOptions.objective``: ``paper``: ∇[MAE(S(x_new), t_new) +
+  MAE(S(x_mem), t_mem)], two forwards, each with its own BatchNorm batch statistics; ``official``
+  (the authors' code): one forward on cat(x_new, x_mem) and the MAE over all its logits.
+* ``lrwa``: :func:`fastlrwa.updates.lrwa.lrwa_grads`, options in ``LRWAOptions``.
+
+The LRWA objective ``released`` is what the authors' released LRWA step computes: it calls
+``higher.innerloop_ctx`` with ``copy_initial_weights=True`` (higher's default), so its retention loss
+after the inner step sends no gradient to the student and the update is the joint step on
+cat(x_new, x_mem) of MB-DFKD (tests/test_released_update.py). It is built as that joint step,
+without the inner step whose result is discarded.
 
 Every forward here updates the BatchNorm running statistics, as a train-mode module call would.
 Under ``amp_dtype`` the forwards run under autocast and the gradients come out float32.
@@ -13,19 +19,16 @@ Under ``amp_dtype`` the forwards run under autocast and the gradients come out f
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal, Mapping, Optional
+from typing import Mapping, Optional, get_args
 
 import torch
 from torch import Tensor, nn
 
-from fastlrwa.errors import ConfigError
 from fastlrwa.losses import distill
 from fastlrwa.updates.amp import Precision, scaled_grad
-from fastlrwa.updates.functional import StudentStep, TensorDict, build_step, distill_loss, student_logits
-from fastlrwa.updates.lrwa import ExactMethod, HvpMode, Objective, check_lrwa_options, check_objective, make_lrwa_step
-
-StepKind = Literal["plain", "joint", "lrwa"]
-STEP_KINDS: tuple[str, ...] = ("plain", "joint", "lrwa")
+from fastlrwa.updates.functional import StudentGrads, TensorDict, build_grads, distill_loss, student_logits
+from fastlrwa.updates.lrwa import lrwa_grads
+from fastlrwa.updates.options import JointOptions, LRWAOptions, StudentUpdateKind
 
 
 def plain_grads(model: nn.Module, params: TensorDict, buffers: TensorDict, x_new: Tensor, t_new: Tensor, *,
@@ -56,56 +59,55 @@ def _concatenated_loss(model: nn.Module, params: TensorDict, buffers: TensorDict
 
 
 def joint_grads(model: nn.Module, params: TensorDict, buffers: TensorDict, x_new: Tensor, t_new: Tensor,
-                x_mem: Tensor, t_mem: Tensor, *, objective: Objective = "paper",
-                amp_dtype: Optional[torch.dtype] = None,
+                x_mem: Tensor, t_mem: Tensor, *, options: JointOptions, amp_dtype: Optional[torch.dtype] = None,
                 loss_scale: Optional[Tensor] = None) -> tuple[TensorDict, TensorDict]:
     """The replay baselines' update, L_Acq + L_Ret. ``aux``: ``loss``, ``loss_acq``, ``loss_ret``.
 
-    With ``objective="official"`` ``loss`` is the MAE over the concatenated batch and
+    With ``options.objective="official"`` ``loss`` is the MAE over the concatenated batch and
     ``loss_acq``/``loss_ret`` are its two parts (row blocks of the same forward).
     """
-    check_objective(objective)
     precision = Precision(x_new.device.type, amp_dtype, loss_scale)
-    loss_fn = _sum_of_losses if objective == "paper" else _concatenated_loss
+    loss_fn = _sum_of_losses if options.objective == "paper" else _concatenated_loss
     grads, (loss, (loss_acq, loss_ret)) = scaled_grad(partial(loss_fn, model), precision, has_aux=True)(
         params, buffers, x_new, t_new, x_mem, t_mem)
     return grads, {"loss": loss, "loss_acq": loss_acq, "loss_ret": loss_ret}
 
 
-def make_student_step(
-    kind: StepKind,
+# The authors' released LRWA step: higher's copy_initial_weights=True leaves the joint step on cat(new, memory).
+RELEASED_AS_JOINT = JointOptions(objective="official")
+
+
+def make_student_grads(
+    kind: StudentUpdateKind,
     model: nn.Module,
     *,
-    objective: Objective = "paper",
-    alpha: float = 0.9,
-    weight_decay: float = 5e-4,
-    hvp: HvpMode = "exact",
-    exact_method: ExactMethod = "reverse",
-    log_alignment: bool = True,
+    lrwa: LRWAOptions = LRWAOptions(),
+    joint: JointOptions = JointOptions(),
+    align: bool = False,
     amp_dtype: Optional[torch.dtype] = None,
     compile: bool = False,
     cuda_graphs: bool = False,
-) -> StudentStep:
-    """The trainer's one entry point: a :class:`~fastlrwa.updates.functional.StudentStep` of ``kind``.
+) -> StudentGrads:
+    """The trainer's one entry point: the gradient function of student update ``kind``, built once.
 
-    ``objective`` applies to ``joint`` and ``lrwa``; ``alpha``, ``weight_decay``, ``hvp``,
-    ``exact_method`` and ``log_alignment`` to ``lrwa`` only (see :func:`make_lrwa_step`).
-    ``amp_dtype``: autocast dtype or ``None`` (as from ``fastlrwa.runtime.amp_dtype``); with
-    float16 pass ``loss_scale`` to each call (see ``fastlrwa.updates.amp``). ``compile``: build the
-    step with ``torch.compile(fullgraph=True)`` once. ``cuda_graphs``: replay it as a CUDA graph.
+    ``lrwa`` applies to ``lrwa`` (with ``objective="released"`` the result is the joint step of
+    ``RELEASED_AS_JOINT``: see the module docstring), ``joint`` to ``joint``; ``align`` asks an
+    ``lrwa`` update for the alignment cosine. ``amp_dtype``: autocast dtype or ``None`` (as from
+    ``fastlrwa.runtime.amp_dtype``); with float16 pass ``loss_scale`` to each call (see
+    ``fastlrwa.updates.amp``). ``compile``: build it with ``torch.compile(fullgraph=True)`` once.
+    ``cuda_graphs``: replay it as a CUDA graph (see :func:`~fastlrwa.updates.functional.build_grads`).
     """
-    if kind not in STEP_KINDS:
-        raise ConfigError(f"student update {kind!r} is not supported; use one of: {', '.join(STEP_KINDS)}")
-    check_lrwa_options(objective, hvp, exact_method)
-    if kind == "lrwa":
-        return make_lrwa_step(model, alpha=alpha, weight_decay=weight_decay, objective=objective, hvp=hvp,
-                              exact_method=exact_method, log_alignment=log_alignment, amp_dtype=amp_dtype,
-                              compile=compile, cuda_graphs=cuda_graphs)
+    if kind == "lrwa" and lrwa.objective == "released":
+        kind, joint = "joint", RELEASED_AS_JOINT
     if kind == "plain":
-        update = partial(plain_grads, model, amp_dtype=amp_dtype)
+        grads_fn = partial(plain_grads, model, amp_dtype=amp_dtype)
+    elif kind == "joint":
+        grads_fn = partial(joint_grads, model, options=joint, amp_dtype=amp_dtype)
+    elif kind != "lrwa":
+        raise ValueError(f"no student update {kind!r}; the updates are: {', '.join(get_args(StudentUpdateKind))}")
     else:
-        update = partial(joint_grads, model, objective=objective, amp_dtype=amp_dtype)
-    return build_step(update, compile=compile, cuda_graphs=cuda_graphs)
+        grads_fn = partial(lrwa_grads, model, options=lrwa, align=align, amp_dtype=amp_dtype)
+    return build_grads(grads_fn, compile=compile, cuda_graphs=cuda_graphs)
 
 
 def install_grads(params: Mapping[str, Tensor], grads: Mapping[str, Tensor]) -> None:

@@ -14,10 +14,10 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from fastlrwa.config.schema import LossConfig
 from fastlrwa.losses.generator_objectives import generator_loss
+from fastlrwa.losses.options import GeneratorLossOptions, GeneratorObjective
 from fastlrwa.losses.priors import BatchNormStatistics
-from fastlrwa.runtime import at_least_float32
+from fastlrwa.runtime import at_least_float32, autocast_to, compiled
 
 
 class GeneratorUpdate:
@@ -27,8 +27,8 @@ class GeneratorUpdate:
         teacher: nn.Module,
         student: nn.Module,
         *,
-        objective: str,
-        weights: LossConfig,
+        objective: GeneratorObjective,
+        weights: GeneratorLossOptions,
         optimizer: torch.optim.Optimizer,
         autocast_dtype: torch.dtype | None,
         scaler: torch.amp.GradScaler,
@@ -48,12 +48,11 @@ class GeneratorUpdate:
         forward: Callable = self._forward
         # DFQ reads BatchNorm inputs through hooks added per call, which would recompile every step.
         if compile and self.bn_statistics is None:
-            forward = torch.compile(forward, fullgraph=False)
+            forward = compiled(forward, fullgraph=False)
         self.forward = forward
 
     def _forward(self, z: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        with torch.autocast(self.device_type, dtype=self.autocast_dtype or torch.float32,
-                            enabled=self.autocast_dtype is not None):
+        with autocast_to(self.device_type, self.autocast_dtype):
             images = self.generator(z)
             if self.bn_statistics is not None:
                 with self.bn_statistics.recording():

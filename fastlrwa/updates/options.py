@@ -1,0 +1,53 @@
+"""The options of each student update, one frozen dataclass per update: ``LRWAOptions`` for the meta
+update of ``lrwa.py``, ``JointOptions`` for the replay baselines' update of ``student_grads.py``.
+
+They live in this torch-free module beside the updates so that the command line can check them, and
+offer their choices, before torch is imported (``fastlrwa.options``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from fastlrwa.options import Options
+
+StudentUpdateKind = Literal["plain", "joint", "lrwa"]
+# paper: L_Acq(θ) + L_Ret(θ') (eq. 6) | official: the authors' outer loss, one forward on cat(new, memory) at θ
+MetaObjective = Literal["paper", "official"]
+JointObjective = Literal["official", "paper"]
+HvpMode = Literal["exact", "fd", "first_order"]
+ExactMethod = Literal["reverse", "forward"]
+
+
+@dataclass(frozen=True)
+class LRWAOptions(Options):
+    """The meta update of eq. 6: an inner SGD step of size ``alpha`` with weight decay, then the outer loss.
+
+    ``objective``: ``official`` (eq. 6 with the authors' outer loss on cat(new, memory)) | ``paper`` (eq. 6
+    as written) | ``released`` (what the authors' released code computes: ``higher``'s
+    ``copy_initial_weights=True`` drops the meta-gradient, leaving MB-DFKD's joint step on cat(new,
+    memory)). ``hvp`` and ``exact_method``: how the Hessian-vector product is taken (``lrwa.py``).
+    ``align_every``: the alignment probe cos(∇L_Acq(θ), ∇L_Ret(θ)) (one more forward/backward on the
+    memory batch) runs on every ``align_every``-th student step of an epoch; 0 turns it off.
+    """
+
+    alpha: float = 0.9
+    weight_decay: float = 5e-4
+    objective: Literal[MetaObjective, "released"] = "official"
+    hvp: HvpMode = "exact"
+    # reverse: reverse-over-reverse (fewer FLOPs and live tensors at paper size, both objectives;
+    # BENCHMARKS.md) | forward: forward-over-reverse.
+    exact_method: ExactMethod = "reverse"
+    align_every: int = 10
+
+
+@dataclass(frozen=True)
+class JointOptions(Options):
+    """The replay baselines' update (MB-DFKD, PRE-DFKD), L_Acq + L_Ret.
+
+    ``objective``: ``official`` (the authors' code: one forward on cat(new, memory)) | ``paper`` (the sum of
+    two losses, each batch with its own BatchNorm statistics).
+    """
+
+    objective: JointObjective = "official"
