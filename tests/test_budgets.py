@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastlrwa.config.schema import LRWAConfig
+from fastlrwa.updates.options import LRWAOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ bench = _load_benchmark()
 BUDGETS = json.loads((ROOT / "benchmarks" / "budgets.json").read_text())
 OBJECTIVES = ("paper", "official")
 DEFAULT_EXACT = next(name for name, (hvp, method) in bench.LRWA_MODES.items()
-                     if hvp == "exact" and method == LRWAConfig().exact_method)
+                     if hvp == "exact" and method == LRWAOptions().exact_method)
 
 
 def _deterministic(size: str, objective: str) -> dict[str, dict[str, float]]:
