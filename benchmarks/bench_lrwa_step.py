@@ -222,7 +222,7 @@ def update_counts(name: str, size: Size, objective: str, log_alignment: bool = T
     Counted on the ``meta`` device: shapes only, nothing computed, the same figures as on any device.
     """
     problem = make_problem(size, torch.device("meta"))
-    update = make_variant(name.removesuffix("+compile"), problem, objective, log_alignment).update
+    update = make_variant(name.removesuffix("+compile"), problem, objective, log_alignment=log_alignment).update
     with FlopCounterMode(display=False) as counter:
         update()
     with LiveTensorBytes() as tracker:

@@ -13,7 +13,7 @@ from torch.func import functional_call
 from fastlrwa.errors import ConfigError
 from fastlrwa.updates.functional import frozen_running_stats, sgd_step, tree_axpy, tree_cosine, tree_dot
 from fastlrwa.updates.options import JointOptions, LRWAOptions
-from fastlrwa.updates.student_grads import joint_grads, make_student_grads, plain_grads
+from fastlrwa.updates.student_grads import install_grads, joint_grads, make_student_grads, plain_grads
 
 PAPER, OFFICIAL = JointOptions("paper"), JointOptions("official")
 
@@ -185,3 +185,23 @@ def test_tree_helpers_match_the_flattened_formulas():
     stepped = sgd_step(a, b, lr=0.9, weight_decay=5e-4)
     torch.testing.assert_close(torch.cat([stepped["w"].flatten(), stepped["b"]]),
                                flat_a - 0.9 * (flat_b + 5e-4 * flat_a))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_installed_gradients_of_any_layout_give_the_sgd_formula(fused):
+    """A gradient transposed in memory (as a convolution's double backward returns it) updates each weight
+    by its own entry: p − lr (m), m = g + wd p on the first momentum step, written out here."""
+    lr, momentum, weight_decay = 0.1, 0.9, 5e-4
+    weight = nn.Parameter(torch.randn(7, 3, 5, 5, dtype=torch.float64))
+    bias = nn.Parameter(torch.randn(7, dtype=torch.float64))
+    grads = {"weight": torch.randn(3, 7, 5, 5, dtype=torch.float64).transpose(0, 1),
+             "bias": torch.randn(7, dtype=torch.float64)}
+    assert not grads["weight"].is_contiguous()
+    expected = {"weight": weight.detach() - lr * (grads["weight"] + weight_decay * weight.detach()),
+                "bias": bias.detach() - lr * (grads["bias"] + weight_decay * bias.detach())}
+    params = {"weight": weight, "bias": bias}
+    optimizer = torch.optim.SGD(params.values(), lr=lr, momentum=momentum, weight_decay=weight_decay, fused=fused)
+    install_grads(params, grads)
+    optimizer.step()
+    for name, param in params.items():
+        torch.testing.assert_close(param.detach(), expected[name], rtol=1e-12, atol=1e-12)

@@ -111,11 +111,18 @@ def make_student_grads(
 
 
 def install_grads(params: Mapping[str, Tensor], grads: Mapping[str, Tensor]) -> None:
-    """Hand a step's gradients to a ``torch.optim`` optimiser over ``params``, without a copy.
+    """Hand a step's gradients to a ``torch.optim`` optimiser over ``params``, without a copy where layouts agree.
 
     Pair it with ``torch.optim.SGD(..., fused=True)`` (CPU and CUDA) so the update is a few
     multi-tensor kernels. With ``cuda_graphs`` the next call overwrites these tensors: step the
     optimiser before calling the update again.
+
+    A gradient whose strides differ from its parameter's (the double backward of a convolution returns
+    its weight's gradient transposed in memory) is copied into the parameter's layout first: the fused
+    CPU SGD of torch 2.14 reads the gradient's memory in the parameter's order whatever its strides,
+    a silently wrong update (tests/test_student_grads.py). Autograd's own gradients obey this layout
+    contract; ours are handed over directly, so they must too.
     """
     for name, param in params.items():
-        param.grad = grads[name]
+        grad = grads[name]
+        param.grad = grad if grad.stride() == param.stride() else torch.empty_like(param).copy_(grad)
