@@ -96,6 +96,11 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--align-every", "lrwa.align_every", None,
      "log the LRWA gradient alignment grad_cos (one more forward/backward on the memory batch) on every N-th "
      "student step of an epoch; 0: never"),
+    ("--grad-norm-every", "diagnostics.grad_norm_every", None,
+     "log the gradient norm of each generator-loss term (one more backward per term) on every N-th generator "
+     "step of an epoch; 0: never"),
+    ("--sample-grid", "diagnostics.sample_grid", None,
+     "generated samples (from fixed latents) drawn into a TensorBoard image each epoch; 0: none"),
     ("--js-variant", "loss.js_variant", None, "Jensen-Shannon form"),
     ("--js-temperature", "loss.js_temperature", None, "softmax temperature of the JS term"),
     ("--w-adv", "loss.adv", None, "weight of the adversarial term"),
