@@ -248,8 +248,8 @@ def _nan_worker(rank: int, ports: list[int], teacher: Path, out: Path) -> None:
     _train(out / "run", teacher, **{"schedule.epochs": 2, "runtime.stop_after": 1})
     original, calls = StudentUpdate.step, {"n": 0}
 
-    def poisoned(self, *args):
-        aux = original(self, *args)
+    def poisoned(self, *args, **kwargs):
+        aux = original(self, *args, **kwargs)
         calls["n"] += 1
         if calls["n"] == 3 and rank == 1:
             aux["loss_student"] = aux["loss_student"] * float("nan")
