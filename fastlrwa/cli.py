@@ -96,6 +96,11 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--align-every", "lrwa.align_every", None,
      "log the LRWA gradient alignment grad_cos (one more forward/backward on the memory batch) on every N-th "
      "student step of an epoch; 0: never"),
+    ("--grad-norm-every", "diagnostics.grad_norm_every", None,
+     "log the gradient norm of each generator-loss term (one more backward per term) on every N-th generator "
+     "step of an epoch; 0: never"),
+    ("--sample-grid", "diagnostics.sample_grid", None,
+     "generated samples (from fixed latents) drawn into a TensorBoard image each epoch; 0: none"),
     ("--js-variant", "loss.js_variant", None, "Jensen-Shannon form"),
     ("--js-temperature", "loss.js_temperature", None, "softmax temperature of the JS term"),
     ("--w-adv", "loss.adv", None, "weight of the adversarial term"),
@@ -327,14 +332,18 @@ def evaluate(checkpoint: str, dataset: str | None, arch: str | None, data_root: 
               help="training time for --equal-time (default: the shortest compared run's total)")
 @click.option("--compare-csv", "out_compare_csv", default=None,
               help="write the comparisons (one row per quantity) as CSV here")
+@click.option("--samples", default=None, metavar="FILE.png",
+              help="one run only: draw its generator (from its checkpoint) on the run's fixed latents into a PNG "
+                   "grid, the teacher's predicted class over each sample")
 def report(run_dirs: tuple[str, ...], out_md: str | None, out_csv: str | None, as_json: bool, plot: str | None,
-           compare: str | None, equal_time: bool, time_budget: float | None, out_compare_csv: str | None) -> None:
+           compare: str | None, equal_time: bool, time_budget: float | None, out_compare_csv: str | None,
+           samples: str | None) -> None:
     """Table 1 of the paper for one or more run directories: mean/variance past each percentile, best accuracy;
     for settings with >= 2 seeds, 95 % Welch and bootstrap intervals of their differences."""
     from fastlrwa.commands.report import run_report
 
     run_report(list(run_dirs), out_md=out_md, out_csv=out_csv, as_json=as_json, plot=plot, compare=compare,
-               equal_time=equal_time, time_budget_s=time_budget, out_compare_csv=out_compare_csv)
+               equal_time=equal_time, time_budget_s=time_budget, out_compare_csv=out_compare_csv, samples=samples)
 
 
 @cli.command()

@@ -128,7 +128,7 @@ def _gradient_worker(rank: int, port: int, teacher: Path, out: Path) -> None:
             loss = -config.loss.adv * _mae_loss_float64(student64, teacher64, generator64(z.double()))
             report["local_generator"].append(
                 torch.autograd.grad(loss, [p for p in generator64.parameters() if p.requires_grad]))
-            images, teacher_logits, _ = parts.generator_update.step(z)
+            images, teacher_logits, _, _ = parts.generator_update.step(z)
             report["installed_generator"].append([p.grad.clone() for p in generator_params])
 
             (student64,) = _float64_copies(parts.student)
@@ -179,7 +179,7 @@ def _lrwa_gradient_worker(rank: int, port: int, teacher: Path, out: Path) -> Non
         parts = build_run(config, teacher, context)
         update = parts.student_update
         z = torch.randn(config.schedule.batch_size, config.generator.latent_dim, generator=parts.rng)
-        images, teacher_logits, _ = parts.generator_update.step(z)
+        images, teacher_logits, _, _ = parts.generator_update.step(z)
         parts.replay.observe_student_batch(images, teacher_logits)
         parts.replay.end_epoch(1)
         x_mem, t_mem = parts.replay.sample()

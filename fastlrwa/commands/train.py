@@ -27,6 +27,7 @@ from fastlrwa.commands.teacher import check_teacher_source
 RESUMABLE_OVERRIDES = frozenset({
     "runtime.out", "runtime.device", "runtime.progress", "runtime.eval_batch_size", "runtime.compile",
     "runtime.compile_mode", "runtime.stop_after", "teacher.trust_pickle", "lrwa.align_every",
+    "diagnostics.grad_norm_every", "diagnostics.sample_grid",
 })
 
 

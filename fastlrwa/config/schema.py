@@ -104,6 +104,17 @@ class RuntimeConfig(Options):
 
 
 @dataclass(frozen=True)
+class DiagnosticsConfig(Options):
+    """What the trainer measures to show why a run plateaus (README, "Diagnostics"); none of it changes training."""
+
+    # The gradient norm of each weighted generator-loss term (one more backward per term) on every N-th generator
+    # step of an epoch; 0: never. 50 keeps it under 2 % of a run at the paper's schedule.
+    grad_norm_every: int = 50
+    # Generated samples drawn each epoch from fixed latents into a TensorBoard image grid; 0: none.
+    sample_grid: int = 64
+
+
+@dataclass(frozen=True)
 class TrainConfig(Options):
     method: str = "lrwa-mb"
     data: DataConfig = field(default_factory=DataConfig)
@@ -116,6 +127,7 @@ class TrainConfig(Options):
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
 
 
 @dataclass(frozen=True)

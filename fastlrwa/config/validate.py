@@ -59,6 +59,8 @@ def validate_train_config(config: TrainConfig, flags: Mapping[str, str] | None =
             _positive(f"replay.{name}", getattr(r, name), flags)
     _positive("lrwa.align_every", config.lrwa.align_every, flags, allow_zero=True)
     _positive("runtime.eval_batch_size", config.runtime.eval_batch_size, flags)
+    _positive("diagnostics.grad_norm_every", config.diagnostics.grad_norm_every, flags, allow_zero=True)
+    _positive("diagnostics.sample_grid", config.diagnostics.sample_grid, flags, allow_zero=True)
     _positive("runtime.stop_after", config.runtime.stop_after, flags, allow_zero=True)
     if config.runtime.compile_mode != "default" and not config.runtime.compile:
         raise ConfigError(f"{setting('runtime.compile_mode', config.runtime.compile_mode, flags)} sets how the "

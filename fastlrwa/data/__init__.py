@@ -2,7 +2,8 @@
 
 ``load_split`` reads a split into host memory (uint8 images at the model's input size),
 ``DeviceImageSet`` keeps it on the training device and normalises batches on the fly,
-``random_crop_flip`` augments a batch on the device and ``evaluate`` measures test accuracy.
+``random_crop_flip`` augments a batch on the device and ``evaluate`` measures test accuracy
+(``predict``: a model's predicted classes on a whole set).
 The names below are imported on first use (``fastlrwa.lazy``): ``catalog`` is torch-free.
 """
 
@@ -16,6 +17,7 @@ _EXPORTS = {
     "DeviceImageSet": "fastlrwa.data.device_set",
     "EvalResult": "fastlrwa.data.accuracy",
     "evaluate": "fastlrwa.data.accuracy",
+    "predict": "fastlrwa.data.accuracy",
     "load_split": "fastlrwa.data.load",
     "ArraySplit": "fastlrwa.data.split",
     "CorruptDataError": "fastlrwa.data.split",

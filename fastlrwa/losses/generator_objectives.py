@@ -45,6 +45,10 @@ def generator_loss(
         parts["adv"] = 1.0 - js.clamp(0.0, 1.0) if weights.js_variant == "official" else -js
     elif objective != "dafl":
         raise ValueError(f"unknown generator objective {objective!r}")
+    return sum(weighted_terms(parts, weights).values()), parts
+
+
+def weighted_terms(parts: dict[str, torch.Tensor], weights: GeneratorLossOptions) -> dict[str, torch.Tensor]:
+    """The terms the generator's loss sums, each times its weight, by name (``js`` is logged, not summed)."""
     scale = {"oh": weights.oh, "act": weights.a, "ie": weights.ie, "adv": weights.adv, "bn": weights.bn}
-    total = sum(scale[name] * value for name, value in parts.items() if name in scale)
-    return total, parts
+    return {name: scale[name] * value for name, value in parts.items() if name in scale}

@@ -12,6 +12,7 @@ from typing import Any
 from fastlrwa.errors import ConfigError, UserFacingError
 from fastlrwa.metrics.compare import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from fastlrwa.metrics.comparisons import Comparison, build_comparisons
+from fastlrwa.metrics.diagnostics import diagnostics_document, render_diagnostics
 from fastlrwa.metrics.render import render_csv, render_markdown, report_document
 from fastlrwa.metrics.render_compare import (
     comparisons_document,
@@ -70,7 +71,10 @@ def build_report(records: Sequence[RunRecord], *, compare: str | None = None, eq
                                            time_budget_s=time_budget_s)
     compare_markdown = render_comparisons_markdown(comparisons, notes, cell_keys, resamples=BOOTSTRAP_RESAMPLES,
                                                    seed=BOOTSTRAP_SEED)
-    document = {**report_document(runs, aggregates, cell_keys), **comparisons_document(comparisons, notes, cell_keys)}
-    markdown = render_markdown(groups) + ("\n" + compare_markdown if compare_markdown else "")
+    document = {**report_document(runs, aggregates, cell_keys), **comparisons_document(comparisons, notes, cell_keys),
+                "diagnostics": diagnostics_document(records)}
+    diagnostics = render_diagnostics(records)
+    markdown = (render_markdown(groups) + ("\n" + compare_markdown if compare_markdown else "")
+                + ("\n" + diagnostics if diagnostics else ""))
     return Report(runs, aggregates, comparisons, notes, markdown, render_csv(groups),
                   render_comparisons_csv(comparisons, cell_keys), document)

@@ -22,6 +22,7 @@ RUN_LOCAL_KEYS = frozenset({
     "runtime.out", "runtime.device", "runtime.progress", "runtime.eval_batch_size", "runtime.compile",
     "runtime.compile_mode", "runtime.stop_after", "teacher.trust_pickle", "data.data_root", "data.download",
     "lrwa.align_every",
+    "diagnostics.grad_norm_every", "diagnostics.sample_grid",
 })
 REPORT_IGNORED_KEYS = RUN_LOCAL_KEYS | {"method", "runtime.seed", "teacher.path"}
 

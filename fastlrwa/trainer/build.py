@@ -146,6 +146,7 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
     generator_update = GeneratorUpdate(
         context.data_parallel(generator), teacher, student, objective=spec.generator_objective, weights=config.loss,
         optimizer=generator_optimizer, autocast_dtype=autocast, scaler=generator_scaler, compile=config.runtime.compile,
+        grad_norm_every=config.diagnostics.grad_norm_every,
     )
     compile, cuda_graphs = config.runtime.compile, config.runtime.compile_mode == "reduce-overhead"
     student_batch = make_student_batch(generator, teacher, autocast_dtype=autocast, compile=compile,

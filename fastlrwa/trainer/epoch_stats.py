@@ -6,6 +6,8 @@ tables (a) once at the end of the epoch, as per-name means, and (b) for the live
 a non-blocking copy into pinned memory whose values are used once the copy has landed, so the bar
 lags by a few steps instead of syncing the device. The rows also say at which step a watched loss
 first went non-finite, so a NaN is reported with its step without a check on the host every step.
+Counters (``count``: e.g. the teacher's predicted classes on generated batches) are device vectors
+summed over the epoch, read at its end with the means.
 """
 
 from __future__ import annotations
@@ -44,9 +46,23 @@ class EpochStats:
         self._tables: dict[tuple[str, ...], _Table] = {}
         self._snapshot: tuple[list[str], list[int], torch.Tensor, torch.cuda.Event] | None = None
         self._latest: dict[str, float] = {}
+        self._counters: dict[str, torch.Tensor] = {}
 
     def reset(self) -> None:
         self._tables = {}
+        self._counters = {}
+
+    def count(self, name: str, bins: torch.Tensor, size: int) -> None:
+        """Add one to bin ``bins[i]`` of the epoch's counter ``name`` (``size`` bins) for every i, on the device."""
+        counter = self._counters.get(name)
+        if counter is None:
+            counter = self._counters[name] = torch.zeros(size, dtype=torch.float32, device=self.device)
+        # Float sums of ones are exact (to 2**24 per bin), so the order of index_add_ on CUDA cannot change them.
+        counter.index_add_(0, bins, torch.ones_like(bins, dtype=torch.float32))
+
+    def counters(self) -> dict[str, torch.Tensor]:
+        """The epoch's counters, as device vectors (live: read them before ``reset``)."""
+        return dict(self._counters)
 
     def add(self, values: dict[str, torch.Tensor]) -> None:
         """Record one step's values (0-dim tensors, any float dtype)."""
@@ -124,7 +140,8 @@ class EpochStats:
     def state_dict(self) -> dict:
         return {"step": self.step,
                 "tables": [{"names": list(table.names), "rows": table.filled().cpu(), "steps": list(table.steps)}
-                           for table in self._tables.values()]}
+                           for table in self._tables.values()],
+                "counters": {name: counter.cpu() for name, counter in self._counters.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.step = state["step"]
@@ -134,6 +151,7 @@ class EpochStats:
             table = self._tables[names] = _Table(names, self.device, capacity=max(64, len(saved["steps"])))
             table.rows[:len(saved["steps"])].copy_(saved["rows"])
             table.steps = list(saved["steps"])
+        self._counters = {name: counter.to(self.device) for name, counter in state.get("counters", {}).items()}
 
 
 def format_live(values: dict[str, float], keys: tuple[str, ...]) -> str:

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import torch
 
 from fastlrwa.atomic_io import atomic_torch_save
-from fastlrwa.data import evaluate
+from fastlrwa.data import evaluate, predict
 from fastlrwa.errors import NonFiniteLossError
 from fastlrwa.metrics.run_log import MetricsLog
 from fastlrwa.models import ModelMeta, save_model_checkpoint
@@ -35,12 +35,20 @@ from fastlrwa.trainer.checkpoint import (
     read_checkpoint,
     restore_checkpoint,
 )
+from fastlrwa.trainer.diagnostics import (
+    argmax_agreement,
+    fixed_latents,
+    generated_samples,
+    image_grid,
+    normalised_entropy,
+)
 from fastlrwa.trainer.epoch_stats import EpochStats, format_live
 from fastlrwa.trainer.run_dir import RunDir
 from fastlrwa.trainer.teacher import file_sha256
 
 WATCHED_LOSSES = ("loss_student", "loss_generator")
-LIVE_KEYS = ("loss_student", "loss_generator", "grad_cos")
+LIVE_KEYS = ("loss_student", "loss_generator", "grad_cos", "agree_gen")
+CLASS_HISTOGRAM = "gen_class_hist"
 
 
 class StopRequested(Exception):
@@ -86,6 +94,10 @@ class Trainer:
         self.teacher = TeacherFile(parts.teacher_path, file_sha256(parts.teacher_path))
         self.started_wall = 0.0
         self._writer = None
+        self._teacher_test_predictions: torch.Tensor | None = None  # computed at the first evaluation
+        grid = self.config.diagnostics.sample_grid
+        self._sample_latents = (fixed_latents(grid, self.config.generator.latent_dim, self.config.runtime.seed,
+                                              parts.device) if grid > 0 and self.context.is_main else None)
 
     # ----- checkpointing -------------------------------------------------------------------------------------------
     def _position(self) -> RunPosition:
@@ -140,14 +152,19 @@ class Trainer:
 
     def _iteration(self) -> None:
         p = self.parts
-        for _ in range(self.config.schedule.gen_steps):
-            images, teacher_logits, logged = p.generator_update.step(self._latent())
+        gen_steps = self.config.schedule.gen_steps
+        for step in range(gen_steps):
+            images, teacher_logits, student_logits, logged = p.generator_update.step(
+                self._latent(), index=self.iteration * gen_steps + step)
+            if student_logits is not None:
+                logged["agree_gen"] = argmax_agreement(student_logits, teacher_logits)
             if p.replay is not None:
                 logged.update(p.replay.observe_generator_batch(images, teacher_logits))
             self.stats.add(logged)
         steps = self.config.schedule.student_steps
         for step in range(steps):
             images, teacher_logits = p.student_batch(self._latent())
+            self.stats.count(CLASS_HISTOGRAM, teacher_logits.argmax(dim=1), p.info.num_classes)
             memory = p.replay.sample() if p.replay is not None and p.replay.is_ready() else (None, None)
             self.stats.add(p.student_update.step(images, teacher_logits, *memory,
                                                  index=self.iteration * steps + step))
@@ -163,11 +180,12 @@ class Trainer:
         lr = p.student_optimizer.param_groups[0]["lr"]
         p.student_scheduler.step()
         means = self.context.mean_over_ranks(self.stats.means())
+        class_counts = self._class_counts()
         self._raise_if_non_finite()
         # Each rank's running statistics saw only its own batches; the evaluated and saved model uses their mean.
         self.context.average_(list(batchnorm_running_stats(p.student).values())
                               + list(batchnorm_running_stats(p.generator).values()))
-        record = self._epoch_record(epoch, lr, means) if self.context.is_main else None
+        record = self._epoch_record(epoch, lr, means, class_counts) if self.context.is_main else None
         record = self.context.broadcast_object(record)
         self.epoch = epoch
         self.iteration = 0
@@ -176,14 +194,26 @@ class Trainer:
         self.history.append(record)
         return record
 
-    def _epoch_record(self, epoch: int, lr: float, means: dict[str, float]) -> dict[str, Any]:
+    def _class_counts(self) -> list[int]:
+        """The epoch's histogram of the teacher's classes on the student's batches, summed over the ranks."""
+        counts = self.stats.counters().get(CLASS_HISTOGRAM)
+        if counts is None:
+            return []
+        self.context.average_([counts])
+        return [round(count * self.context.world_size) for count in counts.tolist()]
+
+    def _epoch_record(self, epoch: int, lr: float, means: dict[str, float], class_counts: list[int]) -> dict[str, Any]:
         p = self.parts
         # Training's peak since the epoch started (reset in fit), read before the evaluation allocates.
         peak = ({"peak_memory_mb": torch.cuda.max_memory_allocated(p.device) / 2**20}
                 if p.device.type == "cuda" else {})
         eval_start = time.perf_counter()
-        result = evaluate(p.student, p.test_set, batch_size=self.config.runtime.eval_batch_size,
-                          autocast_dtype=p.autocast_dtype)
+        batch_size = self.config.runtime.eval_batch_size
+        if self._teacher_test_predictions is None:  # the frozen teacher's predictions never change
+            self._teacher_test_predictions = predict(p.teacher, p.test_set, batch_size=batch_size,
+                                                     autocast_dtype=p.autocast_dtype)
+        result = evaluate(p.student, p.test_set, batch_size=batch_size, autocast_dtype=p.autocast_dtype,
+                          reference=self._teacher_test_predictions)
         eval_time = time.perf_counter() - eval_start
         s = self.config.schedule
         student_steps = s.iters_per_epoch * s.student_steps
@@ -191,7 +221,10 @@ class Trainer:
         return {
             "epoch": epoch,
             "test_accuracy": result.accuracy,
+            "agree_test": result.agreement,
             **{k: v for k, v in sorted(means.items())},
+            **({"gen_class_entropy": normalised_entropy(class_counts), CLASS_HISTOGRAM: class_counts}
+               if class_counts else {}),
             "lr_student": lr,
             "epoch_time_s": self.epoch_train_time,
             "step_time_s": self.epoch_train_time / max(student_steps, 1),
@@ -218,12 +251,26 @@ class Trainer:
         for key, value in record.items():
             if key != "epoch" and isinstance(value, (int, float)):
                 writer.add_scalar(key, value, record["epoch"])
+        self._write_images(writer, record)
         writer.flush()
         self.progress.log(
             f"epoch {record['epoch']}/{self.config.schedule.epochs}  test acc {record['test_accuracy']:.2f}%  "
             + format_live(record, LIVE_KEYS)
             + f"  {record['samples_per_s']:.0f} samples/s"
         )
+
+    def _write_images(self, writer, record: dict[str, Any]) -> None:
+        """The class histogram (one bucket per class) and the grid of samples from the fixed latents."""
+        epoch = record["epoch"]
+        counts = record.get(CLASS_HISTOGRAM, [])
+        if sum(counts) > 0:
+            writer.add_histogram_raw(
+                CLASS_HISTOGRAM, min=0, max=len(counts) - 1, num=sum(counts),
+                sum=sum(k * c for k, c in enumerate(counts)), sum_squares=sum(k * k * c for k, c in enumerate(counts)),
+                bucket_limits=[k + 0.5 for k in range(len(counts))], bucket_counts=counts, global_step=epoch)
+        if self._sample_latents is not None:
+            writer.add_image("generated_samples", image_grid(generated_samples(self.parts.generator,
+                                                                               self._sample_latents)), epoch)
 
     def _tensorboard(self):
         if self._writer is None:
