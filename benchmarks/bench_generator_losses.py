@@ -2,12 +2,12 @@
 
     python benchmarks/bench_generator_losses.py [--device cpu|cuda] [--repeats 10] [--out results.json]
 
-For each setting it times, forward + backward, median over ``--repeats`` after two warm-up calls:
-the whole generator step of the JS + priors objective (the trainer's ``GeneratorUpdate.step``:
-generator -> teacher -> student -> loss -> backward into the generator -> Adam), and the loss head alone (``generator_loss`` on logits and features that
-require grad, then backward to them). The head is O(N*C); the networks are O(N*pixels*channels), so
-the share does not depend on the batch size much; the paper-size setting uses a small batch to stay
-within CPU time. Prints a markdown table and writes JSON.
+For each setting it times, forward + backward, median over ``--repeats`` after two warm-up calls: the whole
+generator step of the JS + priors objective (the trainer's ``GeneratorUpdate.step``: generator -> teacher ->
+student -> loss -> backward into the generator -> Adam), and the loss head alone (``generator_loss`` on logits
+and features that require grad, then backward to them). The head is O(N*C); the networks are
+O(N*pixels*channels), so the share does not depend on the batch size much; the paper-size setting uses a small
+batch to stay within CPU time. Prints a markdown table and writes JSON.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_replay import median_seconds  # noqa: E402
 
 from fastlrwa.atomic_io import atomic_write_json  # noqa: E402
-from fastlrwa.losses.options import GeneratorLossOptions  # noqa: E402
 from fastlrwa.losses.generator_objectives import generator_loss  # noqa: E402
+from fastlrwa.losses.options import GeneratorLossOptions  # noqa: E402
 from fastlrwa.models import build_model  # noqa: E402
 from fastlrwa.models.generator import build_generator  # noqa: E402
 from fastlrwa.runtime import environment_versions  # noqa: E402
@@ -46,9 +46,15 @@ def measure(name: str, device: torch.device, repeats: int) -> dict[str, object]:
         p.requires_grad_(False)
     weights = GeneratorLossOptions()
     update = GeneratorUpdate(
-        generator, teacher, student, objective="js_priors", weights=weights,
-        optimizer=torch.optim.Adam(generator.parameters(), lr=1e-3), autocast_dtype=None,
-        scaler=torch.amp.GradScaler(device.type, enabled=False), compile=False,
+        generator,
+        teacher,
+        student,
+        objective="js_priors",
+        weights=weights,
+        optimizer=torch.optim.Adam(generator.parameters(), lr=1e-3),
+        autocast_dtype=None,
+        scaler=torch.amp.GradScaler(device.type, enabled=False),
+        compile=False,
     )
     z = torch.randn(batch, 100, device=device)
 
@@ -64,9 +70,17 @@ def measure(name: str, device: torch.device, repeats: int) -> dict[str, object]:
 
     whole = median_seconds(lambda: update.step(z), device, repeats)
     head = median_seconds(head_only, device, repeats)
-    return {"setting": name, "teacher": teacher_arch, "student": student_arch, "classes": classes,
-            "batch": batch, "generator_width": width, "step_s": whole, "loss_head_s": head,
-            "loss_head_share": head / whole}
+    return {
+        "setting": name,
+        "teacher": teacher_arch,
+        "student": student_arch,
+        "classes": classes,
+        "batch": batch,
+        "generator_width": width,
+        "step_s": whole,
+        "loss_head_s": head,
+        "loss_head_share": head / whole,
+    }
 
 
 def main() -> None:
@@ -82,11 +96,20 @@ def main() -> None:
     print("| setting | batch | classes | generator step ms | loss head ms | share |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['setting']} ({r['teacher']} -> {r['student']}) | {r['batch']} | {r['classes']} | "
-              f"{1e3 * r['step_s']:.2f} | {1e3 * r['loss_head_s']:.3f} | {100 * r['loss_head_share']:.2f} % |")
+        print(
+            f"| {r['setting']} ({r['teacher']} -> {r['student']}) | {r['batch']} | {r['classes']} | "
+            f"{1e3 * r['step_s']:.2f} | {1e3 * r['loss_head_s']:.3f} | {100 * r['loss_head_share']:.2f} % |"
+        )
     if args.out:
-        atomic_write_json(Path(args.out), {"device": str(device), "threads": torch.get_num_threads(),
-                                           "versions": environment_versions(device), "results": rows})
+        atomic_write_json(
+            Path(args.out),
+            {
+                "device": str(device),
+                "threads": torch.get_num_threads(),
+                "versions": environment_versions(device),
+                "results": rows,
+            },
+        )
 
 
 if __name__ == "__main__":

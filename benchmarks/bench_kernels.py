@@ -93,6 +93,7 @@ class Result:
 
 def _timed_call(loss_fn: LossFn, a: torch.Tensor, b: torch.Tensor, mode: str) -> Callable[[], object]:
     if mode == "forward":
+
         def forward() -> object:
             with torch.no_grad():
                 return loss_fn(a, b)
@@ -174,9 +175,20 @@ def run_sweep(
                         eager_ms = median if provider == "torch" else eager_ms
                         results.append(
                             Result(
-                                date=date, device=device_name, torch_version=versions[0], triton_version=versions[1],
-                                loss=loss.name, mode=mode, provider=provider, dtype=dtype_name, rows=rows, cols=cols,
-                                median_ms=median, p20_ms=p20, p80_ms=p80, gb_per_s=gb_per_s,
+                                date=date,
+                                device=device_name,
+                                torch_version=versions[0],
+                                triton_version=versions[1],
+                                loss=loss.name,
+                                mode=mode,
+                                provider=provider,
+                                dtype=dtype_name,
+                                rows=rows,
+                                cols=cols,
+                                median_ms=median,
+                                p20_ms=p20,
+                                p80_ms=p80,
+                                gb_per_s=gb_per_s,
                                 percent_of_copy_bandwidth=100 * gb_per_s / copy_gb_per_s if copy_gb_per_s else None,
                                 speedup_vs_eager=eager_ms / median if eager_ms else None,
                             )
@@ -260,8 +272,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, nargs="+", default=list(ROWS), help="batch sizes N")
     parser.add_argument("--cols", type=int, nargs="+", default=list(COLS), help="class counts C")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    parser.add_argument("--providers", nargs="+", choices=PROVIDERS, default=list(PROVIDERS),
-                        help="which implementations to time (triton only on CUDA)")
+    parser.add_argument(
+        "--providers",
+        nargs="+",
+        choices=PROVIDERS,
+        default=list(PROVIDERS),
+        help="which implementations to time (triton only on CUDA)",
+    )
     parser.add_argument("--cpu-reference", action="store_true", help="time torch eager vs torch.compile on the CPU")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -272,26 +289,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         device_name = f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
         print(f"{device_name}: torch eager vs torch.compile only (Triton on CPU is the interpreter)")
         providers = [provider for provider in args.providers if provider != "triton"]
-        results = run_sweep(torch.device("cpu"), args.dtype, args.rows, args.cols, providers, None, device_name,
-                            args.modes)
+        results = run_sweep(
+            torch.device("cpu"), args.dtype, args.rows, args.cols, providers, None, device_name, args.modes
+        )
         write_results(results, args.out_dir, "kernels_cpu_reference", {"device": device_name})
         return 0
 
     if not torch.cuda.is_available():
-        print("no CUDA GPU on this machine: the kernel benchmark needs one, so no numbers were measured "
-              "(--cpu-reference times torch eager vs torch.compile on the CPU)")
+        print(
+            "no CUDA GPU on this machine: the kernel benchmark needs one, so no numbers were measured "
+            "(--cpu-reference times torch eager vs torch.compile on the CPU)"
+        )
         return 0
 
     device = torch.device("cuda")
     device_name = torch.cuda.get_device_name(device)
     copy_gb_per_s = copy_bandwidth_gb_per_s(device)
     print(f"{device_name}: device-to-device copy {copy_gb_per_s:.1f} GB/s")
-    results = run_sweep(device, args.dtype, args.rows, args.cols, args.providers, copy_gb_per_s, device_name,
-                        args.modes)
+    results = run_sweep(
+        device, args.dtype, args.rows, args.cols, args.providers, copy_gb_per_s, device_name, args.modes
+    )
     goals = goal_report(results)
     print("\n".join(goals) if goals else "no forward+backward case with N >= 4096 and C >= 100 in this sweep")
     write_results(
-        results, args.out_dir, "kernels",
+        results,
+        args.out_dir,
+        "kernels",
         {"device": device_name, "copy_gb_per_s": round(copy_gb_per_s, 1), "goal": goals},
     )
     return 0

@@ -5,18 +5,17 @@ wd 5e-4). Teacher logits of x_new are an input of every variant (the
 generator step computes them anyway); the authors' approach also re-runs the teacher on the memory
 batch, as their code does, while fastlrwa takes the logits stored with the memory samples.
 
-Timings are interleaved (one call of each variant per round) and the median of ``--repeats``
-rounds after ``--warmup`` is reported; the first call of each variant (its compilation, for a
-compiled one) is kept as ``first_call_s``. A variant that fails to build or to run its first
-call is reported with its error and left out of the rounds; the others go on. ``--amp``: bf16
-autocast as the trainer's ``--amp`` (fastlrwa's steps run their inner step and Hessian-vector
-product in float32 regardless; the ``higher`` step runs whole under autocast, the authors' code
-having no mixed precision). On CUDA the student is in channels_last, as the trainer keeps it. FLOPs (``FlopCounterMode``) and the peak of live tensor bytes
-(:class:`LiveTensorBytes`) are counted for the update alone on the ``meta`` device, so they are the
-same on every run and machine (a compiled variant shows the counts of its eager graph). Peak
-memory of the whole update: on CUDA ``max_memory_allocated`` above what was allocated before the
-call; on CPU the peak RSS above the RSS before the call, each variant in its own process. The
-counts are of the float32 graph also under ``--amp`` (autocast has no ``meta`` device).
+Timings are interleaved (one call of each variant per round) and the median of ``--repeats`` rounds after
+``--warmup`` is reported; the first call of each variant (its compilation, for a compiled one) is kept as
+``first_call_s``. A variant that fails to build or to run its first call is reported with its error and left out
+of the rounds; the others go on. ``--amp``: bf16 autocast as the trainer's ``--amp`` (fastlrwa's steps run their
+inner step and Hessian-vector product in float32 regardless; the ``higher`` step runs whole under autocast, the
+authors' code having no mixed precision). On CUDA the student is in channels_last, as the trainer keeps it.
+FLOPs (``FlopCounterMode``) and the peak of live tensor bytes (:class:`LiveTensorBytes`) are counted for the
+update alone on the ``meta`` device, so they are the same on every run and machine (a compiled variant shows the
+counts of its eager graph). Peak memory of the whole update: on CUDA ``max_memory_allocated`` above what was
+allocated before the call; on CPU the peak RSS above the RSS before the call, each variant in its own process.
+The counts are of the float32 graph also under ``--amp`` (autocast has no ``meta`` device).
 
     python benchmarks/bench_lrwa_step.py --size small                 # CPU, ~94k-parameter CNN, 256+32
     python benchmarks/bench_lrwa_step.py --size paper --counts-only      # FLOPs and live tensors, seconds
@@ -64,17 +63,29 @@ BUDGETS = HERE / "budgets.json"
 ALPHA = 0.9
 WEIGHT_DECAY = 5e-4
 BASELINE = "joint"
-LRWA_MODES = {"lrwa-exact": ("exact", "forward"), "lrwa-exact-reverse": ("exact", "reverse"),
-              "lrwa-fd": ("fd", "forward"), "lrwa-first-order": ("first_order", "forward")}
+LRWA_MODES = {
+    "lrwa-exact": ("exact", "forward"),
+    "lrwa-exact-reverse": ("exact", "reverse"),
+    "lrwa-fd": ("fd", "forward"),
+    "lrwa-first-order": ("first_order", "forward"),
+}
 
 
 def small_cnn(num_classes: int) -> nn.Module:
     """The ~94k-parameter CNN of the issue's measurements: four conv-BN-ReLU blocks and a linear head."""
+
     def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
         return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
-    return nn.Sequential(*block(3, 32, 1), *block(32, 64, 2), *block(64, 64, 2), *block(64, 64, 2),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes))
+    return nn.Sequential(
+        *block(3, 32, 1),
+        *block(32, 64, 2),
+        *block(64, 64, 2),
+        *block(64, 64, 2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, num_classes),
+    )
 
 
 @dataclass(frozen=True)
@@ -87,9 +98,12 @@ class Size:
     image: int = 32
 
 
-SIZES = {"small": Size("small_cnn", "small_cnn", 10, 256, 32), "paper": Size("resnet18", "resnet34", 100, 512, 64),
-         # Seconds on a CPU: for dry runs of the benchmark itself (benchmarks/gpu_check.sh --dry-run).
-         "tiny": Size("small_cnn", "small_cnn", 10, 16, 4, image=16)}
+SIZES = {
+    "small": Size("small_cnn", "small_cnn", 10, 256, 32),
+    "paper": Size("resnet18", "resnet34", 100, 512, 64),
+    # Seconds on a CPU: for dry runs of the benchmark itself (benchmarks/gpu_check.sh --dry-run).
+    "tiny": Size("small_cnn", "small_cnn", 10, 16, 4, image=16),
+}
 AMP_DTYPE = torch.bfloat16
 
 
@@ -141,16 +155,30 @@ def outer_optimizer(model: nn.Module) -> torch.optim.SGD:
     return torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, fused=True)
 
 
-def fastlrwa_variant(problem: Problem, kind: str, objective: str, compiled: bool, hvp: str = "exact",
-                     exact_method: str = "forward", amp_dtype: Optional[torch.dtype] = None,
-                     log_alignment: bool = True) -> Variant:
+def fastlrwa_variant(
+    problem: Problem,
+    kind: str,
+    objective: str,
+    compiled: bool,
+    hvp: str = "exact",
+    exact_method: str = "forward",
+    amp_dtype: Optional[torch.dtype] = None,
+    log_alignment: bool = True,
+) -> Variant:
     """A fastlrwa step on a private copy of the student."""
     student = copy.deepcopy(problem.student)
     params, buffers = dict(student.named_parameters()), dict(student.named_buffers())
     # log_alignment: the alignment probe on every step, as a trainer run with --align-every 1.
     lrwa = LRWAOptions(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective=objective, hvp=hvp, exact_method=exact_method)
-    step = make_student_grads(kind, student, lrwa=lrwa, joint=JointOptions(objective), align=log_alignment,
-                              amp_dtype=amp_dtype, compile=compiled)
+    step = make_student_grads(
+        kind,
+        student,
+        lrwa=lrwa,
+        joint=JointOptions(objective),
+        align=log_alignment,
+        amp_dtype=amp_dtype,
+        compile=compiled,
+    )
     batches = (problem.x_new, problem.t_new) + (() if kind == "plain" else (problem.x_mem, problem.t_mem))
 
     def update() -> None:
@@ -173,8 +201,10 @@ def higher_variant(problem: Problem, amp_dtype: Optional[torch.dtype] = None) ->
 
     def update() -> None:
         student.zero_grad(set_to_none=True)
-        with (torch.autocast(device_type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()), \
-                higher.innerloop_ctx(student, inner_optimizer, copy_initial_weights=False) as (fmodel, diffopt):
+        with (
+            torch.autocast(device_type, dtype=amp_dtype) if amp_dtype is not None else nullcontext(),
+            higher.innerloop_ctx(student, inner_optimizer, copy_initial_weights=False) as (fmodel, diffopt),
+        ):
             diffopt.step(F.l1_loss(fmodel(problem.x_new), problem.t_new))
             with torch.no_grad():
                 t_mem = problem.teacher(problem.x_mem)
@@ -195,8 +225,9 @@ def variant_names(objective: str, compiled: bool) -> list[str]:
     return names
 
 
-def make_variant(name: str, problem: Problem, objective: str, amp_dtype: Optional[torch.dtype] = None,
-                 log_alignment: bool = True) -> Variant:
+def make_variant(
+    name: str, problem: Problem, objective: str, amp_dtype: Optional[torch.dtype] = None, log_alignment: bool = True
+) -> Variant:
     """``log_alignment``: whether the LRWA variants run the alignment probe (the trainer's default)."""
     base, compiled = name.removesuffix("+compile"), name.endswith("+compile")
     if base == "higher":
@@ -204,15 +235,25 @@ def make_variant(name: str, problem: Problem, objective: str, amp_dtype: Optiona
     if base == BASELINE:
         return fastlrwa_variant(problem, "joint", objective, compiled, amp_dtype=amp_dtype)
     hvp, exact_method = LRWA_MODES[base]
-    return fastlrwa_variant(problem, "lrwa", objective, compiled, hvp=hvp, exact_method=exact_method,
-                            amp_dtype=amp_dtype, log_alignment=log_alignment)
+    return fastlrwa_variant(
+        problem,
+        "lrwa",
+        objective,
+        compiled,
+        hvp=hvp,
+        exact_method=exact_method,
+        amp_dtype=amp_dtype,
+        log_alignment=log_alignment,
+    )
 
 
 def unavailable_variants(names: list[str]) -> dict[str, str]:
     """Variants that cannot run here, each with the reason (the authors' step needs ``higher``)."""
     if "higher" in names and importlib.util.find_spec("higher") is None:
-        return {"higher": "skipped: the higher package is not installed (pip install higher==0.2.1, "
-                          "or carry its wheel: BENCHMARKS.md)"}
+        return {
+            "higher": "skipped: the higher package is not installed (pip install higher==0.2.1, "
+            "or carry its wheel: BENCHMARKS.md)"
+        }
     return {}
 
 
@@ -288,9 +329,21 @@ def rss_peak_bytes_here(run: Callable[[], None]) -> int:
 
 
 def rss_peak_bytes_in_subprocess(name: str, args: argparse.Namespace) -> int:
-    command = [sys.executable, str(Path(__file__).resolve()), "--size", args.size, "--device", "cpu",
-               "--objective", args.objective, "--threads", str(args.threads), "--rss-of", name,
-               "--log-alignment" if args.log_alignment else "--no-log-alignment"]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--size",
+        args.size,
+        "--device",
+        "cpu",
+        "--objective",
+        args.objective,
+        "--threads",
+        str(args.threads),
+        "--rss-of",
+        name,
+        "--log-alignment" if args.log_alignment else "--no-log-alignment",
+    ]
     command += ["--amp"] if args.amp else []
     # A fixed mmap threshold makes glibc return every large block on free, so memory kept from the
     # warm-up call is not silently reused and the measured peak covers the whole step.
@@ -312,8 +365,9 @@ def _error_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0][:300] if text else ''}"
 
 
-def build_variants(names: list[str], problem: Problem, objective: str, amp_dtype: Optional[torch.dtype],
-                   log_alignment: bool = True) -> tuple[dict[str, Variant], dict[str, str]]:
+def build_variants(
+    names: list[str], problem: Problem, objective: str, amp_dtype: Optional[torch.dtype], log_alignment: bool = True
+) -> tuple[dict[str, Variant], dict[str, str]]:
     """The variants that could be built, and an error line for each that could not."""
     variants, errors = {}, {}
     for name in names:
@@ -339,8 +393,9 @@ def first_calls(variants: dict[str, Variant], device: torch.device) -> tuple[dic
     return seconds, errors
 
 
-def time_variants(variants: dict[str, Callable[[], None]], device: torch.device, warmup: int,
-                  repeats: int) -> dict[str, list[float]]:
+def time_variants(
+    variants: dict[str, Callable[[], None]], device: torch.device, warmup: int, repeats: int
+) -> dict[str, list[float]]:
     """``warmup`` untimed rounds, then ``repeats`` timed ones, each calling every variant once."""
     times: dict[str, list[float]] = {name: [] for name in variants}
     for round_index in range(warmup + repeats):
@@ -371,8 +426,11 @@ def measure(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     size = SIZES[args.size]
     amp_dtype = AMP_DTYPE if args.amp else None
-    requested = [name for name in variant_names(args.objective, args.compile and not args.counts_only)
-                 if not args.variants or name in args.variants]
+    requested = [
+        name
+        for name in variant_names(args.objective, args.compile and not args.counts_only)
+        if not args.variants or name in args.variants
+    ]
     skipped = unavailable_variants(requested)
     for name, reason in skipped.items():
         print(f"{name}: {reason}", file=sys.stderr, flush=True)
@@ -409,11 +467,24 @@ def measure(args: argparse.Namespace) -> dict:
         print(f"measured {name}", file=sys.stderr, flush=True)
 
     columns = {"median_s": median, "flops": flops, "peak_bytes": peak, "peak_live_tensor_bytes": live}
-    ratio_names = {"median_s": "time_ratio", "flops": "flops_ratio", "peak_bytes": "peak_memory_ratio",
-                   "peak_live_tensor_bytes": "live_memory_ratio"}
-    rows = [{"variant": name, "baseline": baseline_of(name, names), "error": errors.get(name),
-             "first_call_s": first.get(name), "second_call_s": second.get(name), "times_s": times[name],
-             "min_s": min(times[name], default=None)} for name in names]
+    ratio_names = {
+        "median_s": "time_ratio",
+        "flops": "flops_ratio",
+        "peak_bytes": "peak_memory_ratio",
+        "peak_live_tensor_bytes": "live_memory_ratio",
+    }
+    rows = [
+        {
+            "variant": name,
+            "baseline": baseline_of(name, names),
+            "error": errors.get(name),
+            "first_call_s": first.get(name),
+            "second_call_s": second.get(name),
+            "times_s": times[name],
+            "min_s": min(times[name], default=None),
+        }
+        for name in names
+    ]
     for column, values in columns.items():
         column_ratios = ratios(values)
         for row in rows:
@@ -435,8 +506,9 @@ def measure(args: argparse.Namespace) -> dict:
         "counts_only": args.counts_only,
         "compile_only": args.compile_only,
         "skipped": skipped,
-        "meta_overhead_mib": {figure: overhead_mib(rows, figure)
-                              for figure in ("peak_bytes", "peak_live_tensor_bytes")},
+        "meta_overhead_mib": {
+            figure: overhead_mib(rows, figure) for figure in ("peak_bytes", "peak_live_tensor_bytes")
+        },
         "rows": rows,
     }
 
@@ -444,9 +516,13 @@ def measure(args: argparse.Namespace) -> dict:
 def overhead_mib(rows: list[dict], figure: str) -> dict[str, float]:
     """``figure`` of each LRWA variant minus its baseline's, in MiB (the paper's "about 40 MB")."""
     by_name = {row["variant"]: row for row in rows}
-    return {row["variant"]: (row[figure] - by_name[row["baseline"]][figure]) / 2**20 for row in rows
-            if row["variant"].startswith("lrwa") and row[figure] is not None
-            and by_name.get(row["baseline"], {}).get(figure) is not None}
+    return {
+        row["variant"]: (row[figure] - by_name[row["baseline"]][figure]) / 2**20
+        for row in rows
+        if row["variant"].startswith("lrwa")
+        and row[figure] is not None
+        and by_name.get(row["baseline"], {}).get(figure) is not None
+    }
 
 
 def device_description(device: torch.device) -> str:
@@ -471,32 +547,50 @@ def markdown_table(result: dict) -> str:
         method = "first and second call only (--compile-only)."
     else:
         method = f"median of {result['repeats']} after {result['warmup']} warm-up (the first call included)."
-    lines = [f"Size `{result['size']}` ({result['shape']['student']} student, batch {result['shape']['batch']} + "
-             f"{result['shape']['memory']}), objective `{result['objective']}`"
-             + (f", `--amp` ({result['amp']} autocast)" if result.get("amp") else "")
-             + ("" if result.get("log_alignment", True) else ", LRWA without the alignment probe")
-             + f", {result['device']}, torch {result['torch']}, {result['date']}; {method}",
-             ""]
+    lines = [
+        f"Size `{result['size']}` ({result['shape']['student']} student, batch {result['shape']['batch']} + "
+        f"{result['shape']['memory']}), objective `{result['objective']}`"
+        + (f", `--amp` ({result['amp']} autocast)" if result.get("amp") else "")
+        + ("" if result.get("log_alignment", True) else ", LRWA without the alignment probe")
+        + f", {result['device']}, torch {result['torch']}, {result['date']}; {method}",
+        "",
+    ]
     if result.get("compile_only"):
         lines += ["| variant | first call s | second call s | error |", "|---|---:|---:|---|"]
-        lines += [f"| {row['variant']} | {_fmt(row['first_call_s'], '.2f')} | {_fmt(row['second_call_s'], '.3f')} | "
-                  f"{row['error'] or ''} |" for row in result["rows"]]
+        lines += [
+            f"| {row['variant']} | {_fmt(row['first_call_s'], '.2f')} | {_fmt(row['second_call_s'], '.3f')} | "
+            f"{row['error'] or ''} |"
+            for row in result["rows"]
+        ]
         return "\n".join(lines) + "\n"
-    lines += ["Ratios are against the joint (MB-DFKD) step of the same compile mode. First call: the variant's "
-              "first step, its compilation included for a compiled one.",
-              "",
-              "| variant | median s | × joint | min s | first call s | GFLOP | × joint | peak MiB | × joint "
-              "| live tensor MiB | × joint |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "Ratios are against the joint (MB-DFKD) step of the same compile mode. First call: the variant's "
+        "first step, its compilation included for a compiled one.",
+        "",
+        "| variant | median s | × joint | min s | first call s | GFLOP | × joint | peak MiB | × joint "
+        "| live tensor MiB | × joint |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in result["rows"]:
-        lines.append("| " + " | ".join([
-            row["variant"], _fmt(row["median_s"], ".3f"), _fmt(row["time_ratio"], ".2f"), _fmt(row["min_s"], ".3f"),
-            _fmt(row.get("first_call_s"), ".2f"),
-            _fmt(row["flops"] and row["flops"] / 1e9, ".2f"), _fmt(row["flops_ratio"], ".2f"),
-            _fmt(row["peak_bytes"] and row["peak_bytes"] / 2**20, ".0f"), _fmt(row["peak_memory_ratio"], ".2f"),
-            _fmt(row["peak_live_tensor_bytes"] and row["peak_live_tensor_bytes"] / 2**20, ".0f"),
-            _fmt(row["live_memory_ratio"], ".2f"),
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    row["variant"],
+                    _fmt(row["median_s"], ".3f"),
+                    _fmt(row["time_ratio"], ".2f"),
+                    _fmt(row["min_s"], ".3f"),
+                    _fmt(row.get("first_call_s"), ".2f"),
+                    _fmt(row["flops"] and row["flops"] / 1e9, ".2f"),
+                    _fmt(row["flops_ratio"], ".2f"),
+                    _fmt(row["peak_bytes"] and row["peak_bytes"] / 2**20, ".0f"),
+                    _fmt(row["peak_memory_ratio"], ".2f"),
+                    _fmt(row["peak_live_tensor_bytes"] and row["peak_live_tensor_bytes"] / 2**20, ".0f"),
+                    _fmt(row["live_memory_ratio"], ".2f"),
+                ]
+            )
+            + " |"
+        )
     problems = [f"- {row['variant']}: failed: {row['error']}" for row in result["rows"] if row.get("error")]
     problems += [f"- {name}: {reason}" for name, reason in result.get("skipped", {}).items()]
     if problems:
@@ -537,23 +631,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
-                        help="also time the compiled variants")
+    parser.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=True, help="also time the compiled variants"
+    )
     parser.add_argument("--variants", nargs="+", help="only these variants (names as in the table)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast, as the trainer's --amp")
-    parser.add_argument("--log-alignment", action=argparse.BooleanOptionalAction, default=True,
-                        help="the LRWA variants run the alignment probe, as the trainer does by default "
-                             "(the authors' step has none)")
+    parser.add_argument(
+        "--log-alignment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the LRWA variants run the alignment probe, as the trainer does by default (the authors' step has none)",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
-    parser.add_argument("--no-counts", action="store_true",
-                        help="skip the FLOP and live-tensor counts (deterministic: see benchmarks/results)")
-    parser.add_argument("--compile-only", action="store_true",
-                        help="only the first and second call of each variant (fills the compile caches)")
-    parser.add_argument("--counts-only", action="store_true",
-                        help="only the FLOP and live-tensor counts (meta device, seconds even at --size paper)")
+    parser.add_argument(
+        "--no-counts",
+        action="store_true",
+        help="skip the FLOP and live-tensor counts (deterministic: see benchmarks/results)",
+    )
+    parser.add_argument(
+        "--compile-only",
+        action="store_true",
+        help="only the first and second call of each variant (fills the compile caches)",
+    )
+    parser.add_argument(
+        "--counts-only",
+        action="store_true",
+        help="only the FLOP and live-tensor counts (meta device, seconds even at --size paper)",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
-    parser.add_argument("--check-budgets", action="store_true",
-                        help=f"exit 1 when a ratio exceeds {BUDGETS.name} (time and CUDA memory only on CUDA)")
+    parser.add_argument(
+        "--check-budgets",
+        action="store_true",
+        help=f"exit 1 when a ratio exceeds {BUDGETS.name} (time and CUDA memory only on CUDA)",
+    )
     parser.add_argument("--rss-of", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

@@ -8,11 +8,11 @@ Each setup and mode is measured twice, both times on the real code:
    compilation (epoch 1: the generator step and the plain student step; epoch 2: the LRWA step,
    the first epoch with a filled memory bank), so the last epoch is clean from 3 epochs on.
 2. A phase harness on the parts ``build_run`` builds from that run's own config.json, driven by the
-   trainer's own iteration (``Trainer._iteration``). After warm-up (plain steps, one memory push, LRWA
-   steps), whole iterations are timed with no synchronisation inside them (one after the last), then
-   again with each call the iteration makes to a phase wrapped in device synchronisations: the
-   generator step, the student batches (the generator and teacher forwards that feed each student
-   step, one compiled function when the run compiles), and the student updates (pure step and SGD step); ``other`` is the rest (latent sampling, replay
+   trainer's own iteration (``Trainer._iteration``). After warm-up (plain steps, one memory push, LRWA steps),
+   whole iterations are timed with no synchronisation inside them (one after the last), then again with each
+   call the iteration makes to a phase wrapped in device synchronisations: the generator step, the student
+   batches (the generator and teacher forwards that feed each student step, one compiled function when the run
+   compiles), and the student updates (pure step and SGD step); ``other`` is the rest (latent sampling, replay
    bookkeeping, loss sums). The trainer itself is neither changed nor synchronised for this.
 
 Setups: ``digits`` and ``fashion-mnist`` (the CPU presets, on their real data) and ``paper`` (the
@@ -70,11 +70,29 @@ from fastlrwa.trainer.run_dir import RunDir
 
 HERE = Path(__file__).resolve().parent
 PHASES = ("generator_step", "student_batch", "student_update")
-MODE_FLAGS = {"fp32": ["--no-compile"], "amp": ["--amp", "--no-compile"], "compile": ["--compile"],
-              "amp+compile": ["--amp", "--compile"]}
+MODE_FLAGS = {
+    "fp32": ["--no-compile"],
+    "amp": ["--amp", "--no-compile"],
+    "compile": ["--compile"],
+    "amp+compile": ["--amp", "--compile"],
+}
 # Small enough that a run takes seconds on a CPU, with every part of the run still there.
-TINY_FLAGS = ["--student", "lenet5_half", "--student-steps", "2", "--batch-size", "8", "--latent-dim", "16",
-              "--generator-width", "8", "--memory-slot-size", "4", "--eval-batch-size", "64"]
+TINY_FLAGS = [
+    "--student",
+    "lenet5_half",
+    "--student-steps",
+    "2",
+    "--batch-size",
+    "8",
+    "--latent-dim",
+    "16",
+    "--generator-width",
+    "8",
+    "--memory-slot-size",
+    "4",
+    "--eval-batch-size",
+    "64",
+]
 TINY_TEACHER = "lenet5"
 
 
@@ -101,8 +119,15 @@ def write_random_teacher(path: Path, arch: str, dataset: str) -> Path:
     info = dataset_info(dataset)
     torch.manual_seed(0)
     model = build_model(arch, info.num_classes, in_channels=info.channels, image_size=info.image_size)
-    meta = ModelMeta(arch=arch, num_classes=info.num_classes, in_channels=info.channels,
-                     image_size=info.image_size, dataset=dataset, mean=tuple(info.mean), std=tuple(info.std))
+    meta = ModelMeta(
+        arch=arch,
+        num_classes=info.num_classes,
+        in_channels=info.channels,
+        image_size=info.image_size,
+        dataset=dataset,
+        mean=tuple(info.mean),
+        std=tuple(info.std),
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     save_model_checkpoint(path, model.eval(), meta)
     return path
@@ -128,11 +153,40 @@ def write_cifar100_test_split(root: Path, images: int) -> Path:
 
 
 # ----- 1. the real command -----------------------------------------------------------------------------------------
-def train_command(setup: Setup, mode: str, *, teacher: Path, run_dir: Path, data_root: Path | None, device: str,
-                  epochs: int, tiny: bool) -> list[str]:
-    command = [sys.executable, "-m", "fastlrwa", "train", "--preset", setup.preset, "--teacher", str(teacher),
-               "--out", str(run_dir), "--force", "--epochs", str(epochs), "--memory-push-every", "1",
-               "--no-progress", "--device", device, "--seed", "0", *MODE_FLAGS[mode]]
+def train_command(
+    setup: Setup,
+    mode: str,
+    *,
+    teacher: Path,
+    run_dir: Path,
+    data_root: Path | None,
+    device: str,
+    epochs: int,
+    tiny: bool,
+) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "fastlrwa",
+        "train",
+        "--preset",
+        setup.preset,
+        "--teacher",
+        str(teacher),
+        "--out",
+        str(run_dir),
+        "--force",
+        "--epochs",
+        str(epochs),
+        "--memory-push-every",
+        "1",
+        "--no-progress",
+        "--device",
+        device,
+        "--seed",
+        "0",
+        *MODE_FLAGS[mode],
+    ]
     iterations = 2 if tiny else setup.iters_per_epoch
     if iterations is not None:
         command += ["--iters-per-epoch", str(iterations)]
@@ -162,9 +216,21 @@ def run_train(command: list[str], run_dir: Path) -> dict[str, Any]:
     if metrics.exists():
         for line in metrics.read_text().splitlines():
             record = json.loads(line)
-            result["epochs"].append({key: record.get(key) for key in (
-                "epoch", "epoch_time_s", "samples_per_s", "step_time_s", "peak_memory_mb", "loss_student",
-                "loss_generator", "test_accuracy")})
+            result["epochs"].append(
+                {
+                    key: record.get(key)
+                    for key in (
+                        "epoch",
+                        "epoch_time_s",
+                        "samples_per_s",
+                        "step_time_s",
+                        "peak_memory_mb",
+                        "loss_student",
+                        "loss_generator",
+                        "test_accuracy",
+                    )
+                }
+            )
     if process.returncode != 0:
         result["error"] = "\n".join(log.read_text().strip().splitlines()[-5:])
     elif result["epochs"]:
@@ -223,8 +289,11 @@ def built_run(run_dir: Path) -> Iterator[tuple[TrainConfig, Any]]:
 
 
 def harness(run_dir: Path, timed_iterations: int, warmup_iterations: int) -> dict[str, Any]:
-    with built_run(run_dir) as (config, parts), epoch_progress(False, silent=True) as progress, \
-            tempfile.TemporaryDirectory() as scratch:
+    with (
+        built_run(run_dir) as (config, parts),
+        epoch_progress(False, silent=True) as progress,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
         device = parts.device
         trainer = Trainer(parts, RunDir(Path(scratch)), progress)
         started = time.perf_counter()
@@ -280,23 +349,38 @@ def measure(setup_name: str, mode: str, args: argparse.Namespace) -> dict[str, A
     setup = SETUPS[setup_name]
     work = args.work / setup_name
     teacher_arch = TINY_TEACHER if args.tiny else setup.teacher_arch
-    teacher = write_random_teacher(work / "teacher" / f"{setup.dataset}-{teacher_arch}.pt", teacher_arch,
-                                   setup.dataset)
+    teacher = write_random_teacher(work / "teacher" / f"{setup.dataset}-{teacher_arch}.pt", teacher_arch, setup.dataset)
     data_root = args.data_root
     if setup.written_test_images:
         data_root = write_cifar100_test_split(work / "data", 64 if args.tiny else setup.written_test_images)
     run_dir = work / f"run-{mode.replace('+', '-')}"
-    command = train_command(setup, mode, teacher=teacher, run_dir=run_dir, data_root=data_root,
-                            device=args.device, epochs=args.epochs, tiny=args.tiny)
+    command = train_command(
+        setup,
+        mode,
+        teacher=teacher,
+        run_dir=run_dir,
+        data_root=data_root,
+        device=args.device,
+        epochs=args.epochs,
+        tiny=args.tiny,
+    )
     print(f"{setup_name} {mode}: fastlrwa {command[3:]}", file=sys.stderr, flush=True)
-    result: dict[str, Any] = {"setup": setup_name, "mode": mode, "preset": setup.preset,
-                              "teacher_arch": teacher_arch, "train": run_train(command, run_dir)}
+    result: dict[str, Any] = {
+        "setup": setup_name,
+        "mode": mode,
+        "preset": setup.preset,
+        "teacher_arch": teacher_arch,
+        "train": run_train(command, run_dir),
+    }
     saved = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else None
     if saved is not None:
         schedule = saved["config"]["schedule"]
-        result.update(student_arch=saved["config"]["student"]["arch"], batch=schedule["batch_size"],
-                      steps_per_iteration=schedule["gen_steps"] + schedule["student_steps"],
-                      method=saved["config"]["method"])
+        result.update(
+            student_arch=saved["config"]["student"]["arch"],
+            batch=schedule["batch_size"],
+            steps_per_iteration=schedule["gen_steps"] + schedule["student_steps"],
+            method=saved["config"]["method"],
+        )
     for run in ("checkpoint.pt", "student.pt"):  # hundreds of MB at paper size, and not needed
         (run_dir / run).unlink(missing_ok=True)
     shutil.rmtree(run_dir / "tb", ignore_errors=True)
@@ -318,7 +402,9 @@ def measure(setup_name: str, mode: str, args: argparse.Namespace) -> dict[str, A
 def device_description(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+    return (
+        f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+    )
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -326,32 +412,49 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def markdown_table(result: dict[str, Any]) -> str:
-    lines = [f"`fastlrwa train` end to end, {result['device']}, torch {result['torch']}, {result['date']}"
-             + (" (--tiny sizes)" if result["tiny"] else "") + ".",
-             "",
-             "samples/s: generated samples per second of whole iterations (g + s steps of `batch`), train: the "
-             "last epoch of `fastlrwa train`, harness: the same parts after warm-up. Phase shares are of an "
-             "iteration timed with device synchronisation around each phase. Peak: CUDA "
-             "`max_memory_allocated` of the last epoch (train) and of the timed iterations (harness); on a CPU "
-             "the train process's peak RSS.",
-             "",
-             "| setup | mode | student | batch | samples/s train | samples/s harness | iteration ms | generator step "
-             "| generator fwd | teacher fwd | student update | other | peak MiB train | peak MiB harness "
-             "| train wall s |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"`fastlrwa train` end to end, {result['device']}, torch {result['torch']}, {result['date']}"
+        + (" (--tiny sizes)" if result["tiny"] else "")
+        + ".",
+        "",
+        "samples/s: generated samples per second of whole iterations (g + s steps of `batch`), train: the "
+        "last epoch of `fastlrwa train`, harness: the same parts after warm-up. Phase shares are of an "
+        "iteration timed with device synchronisation around each phase. Peak: CUDA "
+        "`max_memory_allocated` of the last epoch (train) and of the timed iterations (harness); on a CPU "
+        "the train process's peak RSS.",
+        "",
+        "| setup | mode | student | batch | samples/s train | samples/s harness | iteration ms | generator step "
+        "| generator fwd | teacher fwd | student update | other | peak MiB train | peak MiB harness "
+        "| train wall s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     problems = []
     for run in result["runs"]:
         train, measured = run["train"], run.get("harness", {})
         share = measured.get("phase_share", {})
         peak_train = train.get("peak_memory_mib") if result["device_type"] == "cuda" else train.get("peak_rss_mib")
-        lines.append("| " + " | ".join([
-            run["setup"], run["mode"], run.get("student_arch", "—"), str(run.get("batch", "—")),
-            _fmt(train.get("samples_per_s"), ".0f"), _fmt(measured.get("samples_per_s"), ".0f"),
-            _fmt(measured.get("iteration_s") and 1e3 * measured["iteration_s"], ".1f"),
-            *(_fmt(share.get(phase) and 100 * share[phase], ".1f") + ("" if phase not in share else " %")
-              for phase in (*PHASES, "other")),
-            _fmt(peak_train, ".0f"), _fmt(measured.get("peak_memory_mib"), ".0f"), _fmt(train.get("wall_s"), ".1f"),
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    run["setup"],
+                    run["mode"],
+                    run.get("student_arch", "—"),
+                    str(run.get("batch", "—")),
+                    _fmt(train.get("samples_per_s"), ".0f"),
+                    _fmt(measured.get("samples_per_s"), ".0f"),
+                    _fmt(measured.get("iteration_s") and 1e3 * measured["iteration_s"], ".1f"),
+                    *(
+                        _fmt(share.get(phase) and 100 * share[phase], ".1f") + ("" if phase not in share else " %")
+                        for phase in (*PHASES, "other")
+                    ),
+                    _fmt(peak_train, ".0f"),
+                    _fmt(measured.get("peak_memory_mib"), ".0f"),
+                    _fmt(train.get("wall_s"), ".1f"),
+                ]
+            )
+            + " |"
+        )
         for part, record in (("fastlrwa train", train), ("harness", measured)):
             if record.get("error"):
                 problems.append(f"- {run['setup']} {run['mode']}, {part} failed: {record['error']}")
@@ -364,13 +467,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--modes", nargs="+", choices=sorted(MODE_FLAGS), default=["fp32"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each `fastlrwa train` run (>= 3: one clean)")
-    parser.add_argument("--warmup-iterations", type=int, default=2,
-                        help="harness warm-up iterations before and after the first memory push")
+    parser.add_argument(
+        "--warmup-iterations",
+        type=int,
+        default=2,
+        help="harness warm-up iterations before and after the first memory push",
+    )
     parser.add_argument("--tiny", action="store_true", help="small networks and batch: a dry run in seconds")
     parser.add_argument("--train-only", action="store_true", help="only the `fastlrwa train` runs, no harness")
     parser.add_argument("--data-root", type=Path, default=None, help="where the presets' datasets are")
-    parser.add_argument("--work", type=Path, default=Path("runs") / "bench_trainer",
-                        help="teachers, written data and the runs' folders")
+    parser.add_argument(
+        "--work", type=Path, default=Path("runs") / "bench_trainer", help="teachers, written data and the runs' folders"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     return parser.parse_args(argv)
 
@@ -388,8 +496,10 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": args.epochs,
         "runs": runs,
     }
-    stem = args.out / (f"trainer_{'-'.join(args.setup)}_{result['device_type']}_"
-                       f"{'-'.join(mode.replace('+', '-') for mode in args.modes)}" + ("_tiny" if args.tiny else ""))
+    stem = args.out / (
+        f"trainer_{'-'.join(args.setup)}_{result['device_type']}_"
+        f"{'-'.join(mode.replace('+', '-') for mode in args.modes)}" + ("_tiny" if args.tiny else "")
+    )
     atomic_write_json(stem.with_suffix(".json"), result)
     table = markdown_table(result)
     atomic_write_text(stem.with_suffix(".md"), table)

@@ -22,8 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_lrwa_step import LRWA_MODES, SIZES, fastlrwa_variant, make_problem  # noqa: E402
 
 # kind -> (step kind, hvp, exact_method); the LRWA kinds are the benchmark's variants.
-KINDS = {"plain": ("plain", "exact", "reverse"), "joint": ("joint", "exact", "reverse"),
-         **{name: ("lrwa", hvp, method) for name, (hvp, method) in LRWA_MODES.items()}}
+KINDS = {
+    "plain": ("plain", "exact", "reverse"),
+    "joint": ("joint", "exact", "reverse"),
+    **{name: ("lrwa", hvp, method) for name, (hvp, method) in LRWA_MODES.items()},
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,14 +48,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
     kind, hvp, exact_method = KINDS[args.kind]
-    step = fastlrwa_variant(make_problem(SIZES[args.size], device), kind, args.objective, args.compile, hvp=hvp,
-                            exact_method=exact_method)
+    step = fastlrwa_variant(
+        make_problem(SIZES[args.size], device), kind, args.objective, args.compile, hvp=hvp, exact_method=exact_method
+    )
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     worker = f"{args.kind}{'-compiled' if args.compile else ''}"
     cycle = schedule(wait=args.wait, warmup=args.warmup, active=args.active, repeat=1)
-    with profile(activities=activities, schedule=cycle,
-                 on_trace_ready=tensorboard_trace_handler(str(args.out), worker_name=worker),
-                 record_shapes=True, profile_memory=True, with_stack=args.stack) as profiler:
+    with profile(
+        activities=activities,
+        schedule=cycle,
+        on_trace_ready=tensorboard_trace_handler(str(args.out), worker_name=worker),
+        record_shapes=True,
+        profile_memory=True,
+        with_stack=args.stack,
+    ) as profiler:
         for _ in range(args.wait + args.warmup + args.active):
             step()
             if device.type == "cuda":

@@ -44,8 +44,9 @@ def _fastlrwa() -> list[str]:
 def _busiest_processes(count: int = 3) -> list[str]:
     """The processes using most CPU right now (``ps``), to show what else ran; empty where ps is missing."""
     try:
-        listing = subprocess.run(["ps", "-eo", "pcpu,comm", "--sort=-pcpu", "--no-headers"], capture_output=True,
-                                 text=True, timeout=10).stdout
+        listing = subprocess.run(
+            ["ps", "-eo", "pcpu,comm", "--sort=-pcpu", "--no-headers"], capture_output=True, text=True, timeout=10
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     own = {Path(sys.executable).name, "ps"}
@@ -106,9 +107,14 @@ def measure() -> dict[str, Any]:
     return {
         "date": datetime.date.today().isoformat(),
         "command": "fastlrwa train",
-        "machine": {"cpu": _cpu_model(), "cores": cores, "platform": platform.platform(),
-                    "python": platform.python_version(), "torch": torch.__version__,
-                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
+        "machine": {
+            "cpu": _cpu_model(),
+            "cores": cores,
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        },
         "idle": all(run["load_average_before"] < IDLE_LOAD_PER_CORE * cores for run in (first, cached)),
         "first_use": {**first, "teacher_training_s": teacher["wall_time_s"]},
         "cached": cached,
@@ -129,18 +135,30 @@ def render_block(measurement: dict[str, Any]) -> str:
     state = "idle machine" if measurement["idle"] else "machine under load: these times are not benchmarks"
     threads = f", OMP_NUM_THREADS={machine['omp_num_threads']}" if machine["omp_num_threads"] else ""
     rows = [
-        ("wall time, teacher cached",
-         f"{_minutes(cached['wall_s'])} ({cached['training_s']:.1f} s of it training {cached['epochs']} epochs)"),
-        ("wall time, first use (the teacher is trained and cached first)",
-         f"{_minutes(first['wall_s'])} ({first['teacher_training_s']:.1f} s of it training the teacher)"),
+        (
+            "wall time, teacher cached",
+            f"{_minutes(cached['wall_s'])} ({cached['training_s']:.1f} s of it training {cached['epochs']} epochs)",
+        ),
+        (
+            "wall time, first use (the teacher is trained and cached first)",
+            f"{_minutes(first['wall_s'])} ({first['teacher_training_s']:.1f} s of it training the teacher)",
+        ),
         (f"teacher ({cached['teacher_arch']}) test accuracy", f"{cached['teacher_accuracy']:.2f}%"),
-        (f"student ({cached['student_arch']}) test accuracy, final / best",
-         f"{cached['final_accuracy']:.2f}% / {cached['best_accuracy']:.2f}%"),
-        ("measured", f"{measurement['date']}, {machine['cpu']}, {machine['cores']} cores{threads}, torch "
-                     f"{machine['torch']}; 1-min load average before the runs {load} ({state})"),
+        (
+            f"student ({cached['student_arch']}) test accuracy, final / best",
+            f"{cached['final_accuracy']:.2f}% / {cached['best_accuracy']:.2f}%",
+        ),
+        (
+            "measured",
+            f"{measurement['date']}, {machine['cpu']}, {machine['cores']} cores{threads}, torch "
+            f"{machine['torch']}; 1-min load average before the runs {load} ({state})",
+        ),
     ]
-    table = [f"| quick start `{measurement['command']}` (digits, {cached['method']}, seed {cached['seed']}) | measured |",
-             "|---|---|", *(f"| {what} | {value} |" for what, value in rows)]
+    table = [
+        f"| quick start `{measurement['command']}` (digits, {cached['method']}, seed {cached['seed']}) | measured |",
+        "|---|---|",
+        *(f"| {what} | {value} |" for what, value in rows),
+    ]
     # Blank lines around the table: markdown ends an HTML comment block at its line, a table at a blank line.
     return "\n".join([BEGIN, "", *table, "", END])
 
@@ -149,7 +167,7 @@ def replace_block(text: str, block: str) -> str:
     """``text`` with the part from the BEGIN marker to the END marker replaced by ``block``."""
     if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
         raise ValueError(f"the text must hold the quick-start markers once each, in order: {BEGIN!r} ... {END!r}")
-    return text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    return text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
 
 
 def write_readme(measurement: dict[str, Any], readme: Path = README) -> None:

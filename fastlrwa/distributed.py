@@ -47,14 +47,18 @@ def _rank_device(name: str, local_rank: int) -> torch.device:
     if device.type == "cpu":
         return device
     if name not in ("auto", "cuda"):
-        raise ConfigError(f"--device {name}: under torchrun every process uses the GPU of its local rank "
-                          "(cuda:LOCAL_RANK); pass --device cuda, or choose GPUs with CUDA_VISIBLE_DEVICES")
+        raise ConfigError(
+            f"--device {name}: under torchrun every process uses the GPU of its local rank "
+            "(cuda:LOCAL_RANK); pass --device cuda, or choose GPUs with CUDA_VISIBLE_DEVICES"
+        )
     visible = torch.cuda.device_count()
     # Checked against the node's process count, not this rank's index, so that every rank fails alike.
     processes = _environment_int("LOCAL_WORLD_SIZE") if "LOCAL_WORLD_SIZE" in os.environ else local_rank + 1
     if processes > visible:
-        raise ConfigError(f"{processes} processes on this node but {visible} GPU(s) visible: each process needs a GPU "
-                          f"of its own; start at most {visible} (torchrun --nproc_per_node {visible})")
+        raise ConfigError(
+            f"{processes} processes on this node but {visible} GPU(s) visible: each process needs a GPU "
+            f"of its own; start at most {visible} (torchrun --nproc_per_node {visible})"
+        )
     return torch.device("cuda", local_rank)
 
 
@@ -63,8 +67,10 @@ def _environment_int(name: str) -> int:
     try:
         return int(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ConfigError(f"the environment variable {name}={value!r} is not a number; start distributed runs with "
-                          "torchrun --nproc_per_node N -m fastlrwa train ...") from None
+        raise ConfigError(
+            f"the environment variable {name}={value!r} is not a number; start distributed runs with "
+            "torchrun --nproc_per_node N -m fastlrwa train ..."
+        ) from None
 
 
 def _apply_flat(tensors: Sequence[torch.Tensor], collective: Callable[[torch.Tensor], None]) -> None:
@@ -86,8 +92,14 @@ class DistributedContext:
     Use as a context manager: leaving it (normally or by an error) destroys the process group.
     """
 
-    def __init__(self, rank: int, world_size: int, local_rank: int, device: torch.device,
-                 control_group: dist.ProcessGroup | None = None) -> None:
+    def __init__(
+        self,
+        rank: int,
+        world_size: int,
+        local_rank: int,
+        device: torch.device,
+        control_group: dist.ProcessGroup | None = None,
+    ) -> None:
         self.rank = rank
         self.world_size = world_size
         self.local_rank = local_rank

@@ -64,8 +64,10 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     if dtype is torch.float16 and device.type != "cuda":
         raise ConfigError("--amp-dtype fp16 needs a CUDA device; on CPU use --amp (bf16)")
     if dtype is torch.bfloat16 and device.type == "cpu" and cpu_has_native_bf16() is False:
-        logger.warning("this CPU has no native bf16 (no AVX512-BF16 or AMX): --amp emulates it and makes training "
-                       "several times slower here; drop --amp on this machine")
+        logger.warning(
+            "this CPU has no native bf16 (no AVX512-BF16 or AMX): --amp emulates it and makes training "
+            "several times slower here; drop --amp on this machine"
+        )
     return dtype
 
 

@@ -123,10 +123,21 @@ def _online_logsumexp(top, total, x):
 
 @triton.jit
 def _js_forward_kernel(
-    a_ptr, b_ptr, row_loss_ptr, stats_ptr,
-    rows, cols, stride_a, stride_b, inv_temperature, inv_count,
-    OFFICIAL: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr, SINGLE_CHUNK: tl.constexpr,
+    a_ptr,
+    b_ptr,
+    row_loss_ptr,
+    stats_ptr,
+    rows,
+    cols,
+    stride_a,
+    stride_b,
+    inv_temperature,
+    inv_count,
+    OFFICIAL: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr,
+    BLOCK_COLS: tl.constexpr,
+    SINGLE_CHUNK: tl.constexpr,
 ):
     row = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_mask = row < rows
@@ -180,10 +191,25 @@ def _js_forward_kernel(
 
 @triton.jit
 def _js_backward_kernel(
-    g_ptr, a_ptr, b_ptr, stats_ptr, grad_a_ptr, grad_b_ptr,
-    rows, cols, stride_a, stride_b, rows_per_group, inv_temperature, inv_count,
-    OFFICIAL: tl.constexpr, WRITE_A: tl.constexpr, WRITE_B: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr,
+    g_ptr,
+    a_ptr,
+    b_ptr,
+    stats_ptr,
+    grad_a_ptr,
+    grad_b_ptr,
+    rows,
+    cols,
+    stride_a,
+    stride_b,
+    rows_per_group,
+    inv_temperature,
+    inv_count,
+    OFFICIAL: tl.constexpr,
+    WRITE_A: tl.constexpr,
+    WRITE_B: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr,
+    BLOCK_COLS: tl.constexpr,
 ):
     row = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_mask = row < rows
@@ -224,16 +250,36 @@ def js_row_loss(
     blocks = row_blocks(rows, cols, a.device, TILE_ELEMENTS)
     with device_guard(a):
         _js_forward_kernel[blocks.grid](
-            a, b, row_loss, row_stats, rows, cols, a.stride(0), b.stride(0), inv_temperature, inv_count,
-            OFFICIAL=official, ACC=acc, BLOCK_ROWS=blocks.block_rows, BLOCK_COLS=blocks.block_cols,
-            SINGLE_CHUNK=blocks.num_chunks == 1, num_warps=blocks.num_warps,
+            a,
+            b,
+            row_loss,
+            row_stats,
+            rows,
+            cols,
+            a.stride(0),
+            b.stride(0),
+            inv_temperature,
+            inv_count,
+            OFFICIAL=official,
+            ACC=acc,
+            BLOCK_ROWS=blocks.block_rows,
+            BLOCK_COLS=blocks.block_cols,
+            SINGLE_CHUNK=blocks.num_chunks == 1,
+            num_warps=blocks.num_warps,
         )
     return row_loss, row_stats
 
 
 def js_input_grads(
-    g: torch.Tensor, a: torch.Tensor, b: torch.Tensor, row_stats: torch.Tensor,
-    inv_temperature: float, official: bool, inv_count: float, need_a: bool, need_b: bool,
+    g: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    row_stats: torch.Tensor,
+    inv_temperature: float,
+    official: bool,
+    inv_count: float,
+    need_a: bool,
+    need_b: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of ``g[group] * loss`` w.r.t. both logits; an unneeded one is an empty tensor."""
     rows, cols = a.shape
@@ -243,9 +289,25 @@ def js_input_grads(
         blocks = row_blocks(rows, cols, a.device, TILE_ELEMENTS)
         with device_guard(a):
             _js_backward_kernel[blocks.grid](
-                g, a, b, row_stats, grad_a, grad_b,
-                rows, cols, a.stride(0), b.stride(0), rows // g.shape[0], inv_temperature, inv_count,
-                OFFICIAL=official, WRITE_A=need_a, WRITE_B=need_b, ACC=accumulator_dtype(a, b)[0],
-                BLOCK_ROWS=blocks.block_rows, BLOCK_COLS=blocks.block_cols, num_warps=blocks.num_warps,
+                g,
+                a,
+                b,
+                row_stats,
+                grad_a,
+                grad_b,
+                rows,
+                cols,
+                a.stride(0),
+                b.stride(0),
+                rows // g.shape[0],
+                inv_temperature,
+                inv_count,
+                OFFICIAL=official,
+                WRITE_A=need_a,
+                WRITE_B=need_b,
+                ACC=accumulator_dtype(a, b)[0],
+                BLOCK_ROWS=blocks.block_rows,
+                BLOCK_COLS=blocks.block_cols,
+                num_warps=blocks.num_warps,
             )
     return grad_a, grad_b

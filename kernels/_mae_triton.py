@@ -23,9 +23,17 @@ TILE_ELEMENTS = 4096
 
 @triton.jit
 def _mae_forward_kernel(
-    a_ptr, b_ptr, row_loss_ptr,
-    rows, cols, stride_a, stride_b, inv_count,
-    ACC: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr,
+    a_ptr,
+    b_ptr,
+    row_loss_ptr,
+    rows,
+    cols,
+    stride_a,
+    stride_b,
+    inv_count,
+    ACC: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr,
+    BLOCK_COLS: tl.constexpr,
 ):
     row = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_mask = row < rows
@@ -42,10 +50,22 @@ def _mae_forward_kernel(
 
 @triton.jit
 def _mae_backward_kernel(
-    g_ptr, a_ptr, b_ptr, grad_a_ptr, grad_b_ptr,
-    rows, cols, stride_a, stride_b, rows_per_group, inv_count,
-    WRITE_A: tl.constexpr, WRITE_B: tl.constexpr,
-    ACC: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr,
+    g_ptr,
+    a_ptr,
+    b_ptr,
+    grad_a_ptr,
+    grad_b_ptr,
+    rows,
+    cols,
+    stride_a,
+    stride_b,
+    rows_per_group,
+    inv_count,
+    WRITE_A: tl.constexpr,
+    WRITE_B: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr,
+    BLOCK_COLS: tl.constexpr,
 ):
     row = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_mask = row < rows
@@ -74,8 +94,18 @@ def mae_row_loss(a: torch.Tensor, b: torch.Tensor, inv_count: float) -> torch.Te
     blocks = row_blocks(rows, cols, a.device, TILE_ELEMENTS)
     with device_guard(a):
         _mae_forward_kernel[blocks.grid](
-            a, b, row_loss, rows, cols, a.stride(0), b.stride(0), inv_count,
-            ACC=acc, BLOCK_ROWS=blocks.block_rows, BLOCK_COLS=blocks.block_cols, num_warps=blocks.num_warps,
+            a,
+            b,
+            row_loss,
+            rows,
+            cols,
+            a.stride(0),
+            b.stride(0),
+            inv_count,
+            ACC=acc,
+            BLOCK_ROWS=blocks.block_rows,
+            BLOCK_COLS=blocks.block_cols,
+            num_warps=blocks.num_warps,
         )
     return row_loss
 
@@ -91,8 +121,22 @@ def mae_input_grads(
         blocks = row_blocks(rows, cols, a.device, TILE_ELEMENTS)
         with device_guard(a):
             _mae_backward_kernel[blocks.grid](
-                g, a, b, grad_a, grad_b, rows, cols, a.stride(0), b.stride(0), rows // g.shape[0], inv_count,
-                WRITE_A=need_a, WRITE_B=need_b, ACC=accumulator_dtype(a, b)[0],
-                BLOCK_ROWS=blocks.block_rows, BLOCK_COLS=blocks.block_cols, num_warps=blocks.num_warps,
+                g,
+                a,
+                b,
+                grad_a,
+                grad_b,
+                rows,
+                cols,
+                a.stride(0),
+                b.stride(0),
+                rows // g.shape[0],
+                inv_count,
+                WRITE_A=need_a,
+                WRITE_B=need_b,
+                ACC=accumulator_dtype(a, b)[0],
+                BLOCK_ROWS=blocks.block_rows,
+                BLOCK_COLS=blocks.block_cols,
+                num_warps=blocks.num_warps,
             )
     return grad_a, grad_b

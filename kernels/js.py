@@ -42,8 +42,9 @@ CLAMP_LOW, CLAMP_HIGH = 0.01, 0.99
 ROW_STATS = 6
 
 
-def js_reference(a_logits: Tensor, b_logits: Tensor, *, temperature: float = 1.0,
-                 variant: JSVariant = "paper") -> Tensor:
+def js_reference(
+    a_logits: Tensor, b_logits: Tensor, *, temperature: float = 1.0, variant: JSVariant = "paper"
+) -> Tensor:
     """The torch reference for both variants; class dim last, computed in at least fp32."""
     result_dtype = torch.promote_types(a_logits.dtype, b_logits.dtype)
     compute_dtype = torch.promote_types(result_dtype, torch.float32)
@@ -72,8 +73,15 @@ def _launch_row_loss(
 
 
 def _launch_input_grads(
-    grad_loss: Tensor, a: Tensor, b: Tensor, row_stats: Tensor,
-    inv_temperature: float, official: bool, inv_count: float, need_a: bool, need_b: bool,
+    grad_loss: Tensor,
+    a: Tensor,
+    b: Tensor,
+    row_stats: Tensor,
+    inv_temperature: float,
+    official: bool,
+    inv_count: float,
+    need_a: bool,
+    need_b: bool,
 ) -> tuple[Tensor, Tensor]:
     return backends.kernel_module("_js_triton").js_input_grads(
         grad_loss, a, b, row_stats, inv_temperature, official, inv_count, need_a, need_b
@@ -94,22 +102,34 @@ def _(a: Tensor, b: Tensor, inv_temperature: float, official: bool, inv_count: f
 
 @_input_grads_op.register_fake
 def _(
-    grad_loss: Tensor, a: Tensor, b: Tensor, row_stats: Tensor,
-    inv_temperature: float, official: bool, inv_count: float, need_a: bool, need_b: bool,
+    grad_loss: Tensor,
+    a: Tensor,
+    b: Tensor,
+    row_stats: Tensor,
+    inv_temperature: float,
+    official: bool,
+    inv_count: float,
+    need_a: bool,
+    need_b: bool,
 ) -> tuple[Tensor, Tensor]:
     return a.new_empty(a.shape if need_a else (0,)), b.new_empty(b.shape if need_b else (0,))
 
 
-def _row_loss(
-    a: Tensor, b: Tensor, inv_temperature: float, official: bool, inv_count: float
-) -> tuple[Tensor, Tensor]:
+def _row_loss(a: Tensor, b: Tensor, inv_temperature: float, official: bool, inv_count: float) -> tuple[Tensor, Tensor]:
     launch = _launch_row_loss if launch_directly(a, b) else _row_loss_op
     return launch(a, b, inv_temperature, official, inv_count)
 
 
 def _input_grads(
-    grad_loss: Tensor, a: Tensor, b: Tensor, row_stats: Tensor,
-    inv_temperature: float, official: bool, inv_count: float, need_a: bool, need_b: bool,
+    grad_loss: Tensor,
+    a: Tensor,
+    b: Tensor,
+    row_stats: Tensor,
+    inv_temperature: float,
+    official: bool,
+    inv_count: float,
+    need_a: bool,
+    need_b: bool,
 ) -> tuple[Tensor, Tensor]:
     launch = _launch_input_grads if launch_directly(grad_loss, a, b, row_stats) else _input_grads_op
     return launch(grad_loss, a, b, row_stats, inv_temperature, official, inv_count, need_a, need_b)
@@ -174,8 +194,14 @@ class _JSGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        grad_loss: Tensor, a: Tensor, b: Tensor, row_stats: Tensor,
-        inv_temperature: float, official: bool, need_a: bool, need_b: bool,
+        grad_loss: Tensor,
+        a: Tensor,
+        b: Tensor,
+        row_stats: Tensor,
+        inv_temperature: float,
+        official: bool,
+        need_a: bool,
+        need_b: bool,
     ) -> tuple[Tensor, Tensor]:
         inv_count = _inv_count(a.shape[0], a.shape[1], grad_loss.shape[0], official)
         return _input_grads(
@@ -196,8 +222,16 @@ class _JSGrad(torch.autograd.Function):
 
     @staticmethod
     def vmap(
-        info: Any, in_dims: tuple, grad_loss: Tensor, a: Tensor, b: Tensor, row_stats: Tensor,
-        inv_temperature: float, official: bool, need_a: bool, need_b: bool,
+        info: Any,
+        in_dims: tuple,
+        grad_loss: Tensor,
+        a: Tensor,
+        b: Tensor,
+        row_stats: Tensor,
+        inv_temperature: float,
+        official: bool,
+        need_a: bool,
+        need_b: bool,
     ) -> tuple:
         grad_loss, a, b, row_stats = fold(info.batch_size, in_dims[:4], (grad_loss, a, b, row_stats))
         grad_a, grad_b = _JSGrad.apply(grad_loss, a, b, row_stats, inv_temperature, official, need_a, need_b)

@@ -16,8 +16,9 @@ from fastlrwa.models import ModelMeta, build_model, save_model_checkpoint
 torch.set_num_threads(1)
 
 
-def write_teacher(path: Path, arch: str, dataset: str = "digits", *, num_classes: int | None = None,
-                  seed: int = 0) -> Path:
+def write_teacher(
+    path: Path, arch: str, dataset: str = "digits", *, num_classes: int | None = None, seed: int = 0
+) -> Path:
     """A randomly initialised teacher saved in the fastlrwa model format (what ``pretrain`` writes)."""
     info = dataset_info(dataset)
     classes = num_classes or info.num_classes

@@ -55,8 +55,11 @@ def write_cifar(root: Path, *, hundred: bool, per_batch: int, rng: np.random.Gen
     num_classes = 100 if hundred else 10
     folder = root / ("cifar-100-python" if hundred else "cifar-10-batches-py")
     folder.mkdir(parents=True, exist_ok=True)
-    batch_names = {"train": ["train"], "test": ["test"]} if hundred else {
-        "train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+    batch_names = (
+        {"train": ["train"], "test": ["test"]}
+        if hundred
+        else {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+    )
     label_key = "fine_labels" if hundred else "labels"
     written = {}
     for split, names in batch_names.items():

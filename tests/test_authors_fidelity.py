@@ -223,8 +223,9 @@ def authors_loop(generator, teacher, student, latents, *, objective: str, schedu
         scheduler_s.step()
 
 
-def run_fastlrwa(tmp_path, teacher_path, student_arch: str, objective: str, schedule: tuple[int, int, int],
-                 monkeypatch):
+def run_fastlrwa(
+    tmp_path, teacher_path, student_arch: str, objective: str, schedule: tuple[int, int, int], monkeypatch
+):
     """``fastlrwa train --preset cifar10`` on small networks; returns (initial and final states, latents)."""
     recorded: list[torch.Tensor] = []
     stream = torch.Generator().manual_seed(1234)
@@ -240,25 +241,46 @@ def run_fastlrwa(tmp_path, teacher_path, student_arch: str, objective: str, sche
     def init(self, parts, run, progress):
         original_init(self, parts, run, progress)
         captured["parts"] = parts
-        captured["initial"] = {name: {k: v.detach().clone() for k, v in getattr(parts, name).state_dict().items()}
-                               for name in ("generator", "student")}
+        captured["initial"] = {
+            name: {k: v.detach().clone() for k, v in getattr(parts, name).state_dict().items()}
+            for name in ("generator", "student")
+        }
 
     monkeypatch.setattr(Trainer, "_latent", latent)
     monkeypatch.setattr(Trainer, "__init__", init)
-    overrides = tiny_overrides(tmp_path / "run", teacher_path, **{
-        "data.dataset": "digits", "student.arch": student_arch, "lrwa.objective": objective,
-        "generator.latent_dim": LATENT, "generator.width": WIDTH, "schedule.batch_size": BATCH,
-        "schedule.epochs": schedule[0], "schedule.iters_per_epoch": schedule[1], "schedule.student_steps": schedule[2],
-        "replay.slots": 1, "replay.slot_size": BATCH // 8, "replay.push_every": PUSH_EVERY,
-    })
+    overrides = tiny_overrides(
+        tmp_path / "run",
+        teacher_path,
+        **{
+            "data.dataset": "digits",
+            "student.arch": student_arch,
+            "lrwa.objective": objective,
+            "generator.latent_dim": LATENT,
+            "generator.width": WIDTH,
+            "schedule.batch_size": BATCH,
+            "schedule.epochs": schedule[0],
+            "schedule.iters_per_epoch": schedule[1],
+            "schedule.student_steps": schedule[2],
+            "replay.slots": 1,
+            "replay.slot_size": BATCH // 8,
+            "replay.push_every": PUSH_EVERY,
+        },
+    )
     config = train_config("cifar10", overrides)
     # The paper preset's settings, as the reference writes them out.
-    assert (config.method, config.loss.js_variant, config.lrwa.alpha, config.generator.lr) == ("lrwa-mb", "official", 0.9, 0.02)
+    assert (config.method, config.loss.js_variant, config.lrwa.alpha, config.generator.lr) == (
+        "lrwa-mb",
+        "official",
+        0.9,
+        0.02,
+    )
     assert (config.student.lr, config.loss.entropy_log_base, config.student.init) == (0.1, 10.0, "layer_default")
     run_train(config, explicit=set(overrides))
     parts = captured["parts"]
-    final = {name: {k: v.detach().clone() for k, v in getattr(parts, name).state_dict().items()}
-             for name in ("generator", "student")}
+    final = {
+        name: {k: v.detach().clone() for k, v in getattr(parts, name).state_dict().items()}
+        for name in ("generator", "student")
+    }
     return captured["initial"], final, recorded
 
 
@@ -283,8 +305,9 @@ CASES = [("lenet5_half", (4, 2, 3)), pytest.param("wrn16_1", (3, 1, 2), marks=py
 
 @pytest.mark.parametrize("student_arch,schedule", CASES)
 @pytest.mark.parametrize("objective", ["official", "released"])
-def test_paper_preset_matches_the_authors_loop(tmp_path, lenet_teacher, monkeypatch, float64_default, student_arch,
-                                              schedule, objective):
+def test_paper_preset_matches_the_authors_loop(
+    tmp_path, lenet_teacher, monkeypatch, float64_default, student_arch, schedule, objective
+):
     initial, final, latents = run_fastlrwa(tmp_path, lenet_teacher, student_arch, objective, schedule, monkeypatch)
     epochs, iterations, student_steps = schedule
     assert len(latents) == epochs * iterations * (1 + student_steps)
@@ -304,6 +327,10 @@ def test_paper_preset_matches_the_authors_loop(tmp_path, lenet_teacher, monkeypa
         moved = max((final[name][k].float() - initial[name][k].float()).abs().max().item() for k in final[name])
         assert moved > 1e-2  # training changed the weights far beyond the tolerance below
         for key, want in expected[name].items():
-            torch.testing.assert_close(final[name][key], want, rtol=1e-7, atol=1e-9,
-                                       msg=lambda text, name=name, key=key: f"{name}.{key}: {text}")
-
+            torch.testing.assert_close(
+                final[name][key],
+                want,
+                rtol=1e-7,
+                atol=1e-9,
+                msg=lambda text, name=name, key=key: f"{name}.{key}: {text}",
+            )

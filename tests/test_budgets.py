@@ -31,8 +31,9 @@ def _load_benchmark():
 bench = _load_benchmark()
 BUDGETS = json.loads((ROOT / "benchmarks" / "budgets.json").read_text())
 OBJECTIVES = ("paper", "official")
-DEFAULT_EXACT = next(name for name, (hvp, method) in bench.LRWA_MODES.items()
-                     if hvp == "exact" and method == LRWAOptions().exact_method)
+DEFAULT_EXACT = next(
+    name for name, (hvp, method) in bench.LRWA_MODES.items() if hvp == "exact" and method == LRWAOptions().exact_method
+)
 
 
 def _deterministic(size: str, objective: str) -> dict[str, dict[str, float]]:
@@ -58,10 +59,10 @@ def counts():
 @pytest.mark.parametrize("figure,index", [("flops_ratio", 0), ("live_memory_ratio", 1)])
 def test_lrwa_costs_stay_within_budget(counts, size, objective, figure, index):
     baseline = counts(size, objective, bench.BASELINE)[index]
-    ratios = {name: counts(size, objective, name)[index] / baseline
-              for name in _deterministic(size, objective)[figure]}
-    over = {name: round(ratio, 3) for name, ratio in ratios.items()
-            if ratio > _deterministic(size, objective)[figure][name]}
+    ratios = {name: counts(size, objective, name)[index] / baseline for name in _deterministic(size, objective)[figure]}
+    over = {
+        name: round(ratio, 3) for name, ratio in ratios.items() if ratio > _deterministic(size, objective)[figure][name]
+    }
     assert not over, f"{figure} over budget ({size} size, {objective}): {over}"
 
 
@@ -95,10 +96,15 @@ def test_live_tensor_bytes_follows_allocations_and_frees():
 
 
 def test_budget_breaches_names_variant_figure_and_limit():
-    result = {"size": "small", "objective": "paper", "device_type": "cpu", "rows": [
-        {"variant": "lrwa-fd", "flops_ratio": 2.5, "live_memory_ratio": 1.0},
-        {"variant": "lrwa-exact", "flops_ratio": 3.0, "live_memory_ratio": 1.0, "time_ratio": 99.0},
-    ]}
+    result = {
+        "size": "small",
+        "objective": "paper",
+        "device_type": "cpu",
+        "rows": [
+            {"variant": "lrwa-fd", "flops_ratio": 2.5, "live_memory_ratio": 1.0},
+            {"variant": "lrwa-exact", "flops_ratio": 3.0, "live_memory_ratio": 1.0, "time_ratio": 99.0},
+        ],
+    }
     limit = _deterministic("small", "paper")["flops_ratio"]["lrwa-fd"]
     assert bench.budget_breaches(result, BUDGETS) == [f"lrwa-fd: flops_ratio 2.50 > budget {limit} (deterministic)"]
     result["device_type"] = "cuda"
@@ -109,7 +115,9 @@ def test_budget_breaches_apply_the_budgets_of_the_results_size():
     rows = [{"variant": "lrwa-fd", "flops_ratio": 2.5}, {"variant": DEFAULT_EXACT, "flops_ratio": 3.0}]
     result = {"size": "paper", "objective": "paper", "device_type": "cpu", "rows": rows}
     limit = _deterministic("paper", "paper")["flops_ratio"][DEFAULT_EXACT]
-    assert bench.budget_breaches(result, BUDGETS) == [f"{DEFAULT_EXACT}: flops_ratio 3.00 > budget {limit} (deterministic)"]
+    assert bench.budget_breaches(result, BUDGETS) == [
+        f"{DEFAULT_EXACT}: flops_ratio 3.00 > budget {limit} (deterministic)"
+    ]
     assert bench.budget_breaches(result | {"size": "unbudgeted"}, BUDGETS) == []
 
 
@@ -121,8 +129,12 @@ def test_benchmark_reproduces_the_authors_gradient():
 
     torch.manual_seed(13)
     student = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 4, 3, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Flatten(),
-        torch.nn.Linear(4 * 3 * 3, 6)).double()
+        torch.nn.Conv2d(3, 4, 3, bias=False),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 3 * 3, 6),
+    ).double()
     teacher = copy.deepcopy(student).eval()
     x_new, x_mem = torch.randn(7, 3, 5, 5, dtype=torch.float64), torch.randn(3, 3, 5, 5, dtype=torch.float64)
     with torch.no_grad():
@@ -132,9 +144,21 @@ def test_benchmark_reproduces_the_authors_gradient():
     authors = torch.cat([p.grad.flatten() for p in variant.optimizer.param_groups[0]["params"]])
 
     params = {name: p.detach() for name, p in student.named_parameters()}
-    grads, _ = lrwa_grads(student, params, dict(copy.deepcopy(student).named_buffers()), problem.x_new, problem.t_new,
-                          problem.x_mem, problem.t_mem,
-                          options=LRWAOptions(alpha=bench.ALPHA, weight_decay=bench.WEIGHT_DECAY, objective="official",
-                                              hvp="exact", exact_method="forward"))
+    grads, _ = lrwa_grads(
+        student,
+        params,
+        dict(copy.deepcopy(student).named_buffers()),
+        problem.x_new,
+        problem.t_new,
+        problem.x_mem,
+        problem.t_mem,
+        options=LRWAOptions(
+            alpha=bench.ALPHA,
+            weight_decay=bench.WEIGHT_DECAY,
+            objective="official",
+            hvp="exact",
+            exact_method="forward",
+        ),
+    )
     ours = torch.cat([grads[name].flatten() for name in params])
     assert float((ours - authors).norm() / authors.norm()) <= 1e-10

@@ -23,14 +23,33 @@ FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 QUOTED_COMMAND = re.compile(r"fastlrwa (\w+)([^`]*)")
 # Flags of other programs that messages may quote (torchrun's, in the distributed hints).
 FOREIGN_FLAGS = {"--nproc", "--standalone"}
-TINY_RUN = ["--student", "lenet5_half", "--iters-per-epoch", "1", "--student-steps", "1", "--batch-size", "16",
-            "--latent-dim", "8", "--generator-width", "8", "--memory-slot-size", "8", "--no-progress"]
+TINY_RUN = [
+    "--student",
+    "lenet5_half",
+    "--iters-per-epoch",
+    "1",
+    "--student-steps",
+    "1",
+    "--batch-size",
+    "16",
+    "--latent-dim",
+    "8",
+    "--generator-width",
+    "8",
+    "--memory-slot-size",
+    "8",
+    "--no-progress",
+]
 
 
 def command_flags(name: str) -> set[str]:
     command = cli.commands[name]
-    return {opt for param in command.params if isinstance(param, click.Option)
-            for opt in (*param.opts, *param.secondary_opts)} | {"--help"}
+    return {
+        opt
+        for param in command.params
+        if isinstance(param, click.Option)
+        for opt in (*param.opts, *param.secondary_opts)
+    } | {"--help"}
 
 
 def flags_by_command(command: str, message: str) -> list[tuple[str, str]]:
@@ -66,8 +85,15 @@ def files(tmp_path_factory) -> dict[str, Path]:
     assert result.exit_code == 0, result.output
     not_a_folder = root / "file.txt"
     not_a_folder.write_text("")
-    return {"root": root, "teacher": teacher, "mnist_teacher": write_teacher(root / "mnist.pt", "lenet5", "mnist"),
-            "bare": bare, "pickled": pickled, "finished": finished, "file": not_a_folder}
+    return {
+        "root": root,
+        "teacher": teacher,
+        "mnist_teacher": write_teacher(root / "mnist.pt", "lenet5", "mnist"),
+        "bare": bare,
+        "pickled": pickled,
+        "finished": finished,
+        "file": not_a_folder,
+    }
 
 
 # Each row triggers one error: (command line with {placeholders} for files, what the message must contain).
@@ -127,8 +153,22 @@ def test_every_flag_written_in_the_package_is_some_command_s_flag():
 
 def test_a_nan_in_the_first_epoch_names_no_checkpoint_that_does_not_exist(files):
     out = files["root"] / "nan"
-    result = _invoke("train", "--out", out, "--teacher", files["teacher"], "--epochs", "3", "--lr-student", "1e12",
-                     *TINY_RUN, "--iters-per-epoch", "3", "--student-steps", "2")
+    result = _invoke(
+        "train",
+        "--out",
+        out,
+        "--teacher",
+        files["teacher"],
+        "--epochs",
+        "3",
+        "--lr-student",
+        "1e12",
+        *TINY_RUN,
+        "--iters-per-epoch",
+        "3",
+        "--student-steps",
+        "2",
+    )
     assert result.exit_code == 3
     message = _error_line(result)
     assert "(epoch 1," in message and ("became nan" in message or "became inf" in message)
@@ -141,8 +181,9 @@ def test_resume_keeps_the_epochs_and_a_finished_run_has_nothing_to_train(files):
     config_before = (files["finished"] / "config.json").read_bytes()
     refused = _invoke("train", "--resume", "--out", files["finished"], "--teacher", files["teacher"], "--epochs", "2")
     assert refused.exit_code == 2 and "--stop-after" in _error_line(refused)
-    again = _invoke("train", "--resume", "--out", files["finished"], "--teacher", files["teacher"], "--epochs", "1",
-                    "--no-progress")
+    again = _invoke(
+        "train", "--resume", "--out", files["finished"], "--teacher", files["teacher"], "--epochs", "1", "--no-progress"
+    )
     assert again.exit_code == 0 and "nothing to train" in again.output
     assert (files["finished"] / "config.json").read_bytes() == config_before
     assert len((files["finished"] / "metrics.jsonl").read_text().splitlines()) == 1
@@ -153,8 +194,9 @@ def test_a_teacher_from_another_dataset_needs_cross_dataset(files):
     refused = _invoke("train", "--out", out, "--teacher", files["mnist_teacher"], "--epochs", "1", *TINY_RUN)
     message = _error_line(refused)
     assert refused.exit_code == 2 and "mnist" in message and "digits" in message and not out.exists()
-    accepted = _invoke("train", "--out", out, "--teacher", files["mnist_teacher"], "--epochs", "1", "--cross-dataset",
-                       *TINY_RUN)
+    accepted = _invoke(
+        "train", "--out", out, "--teacher", files["mnist_teacher"], "--epochs", "1", "--cross-dataset", *TINY_RUN
+    )
     assert accepted.exit_code == 0, accepted.output
     assert json.loads((out / "config.json").read_text())["config"]["teacher"]["cross_dataset"] is True
 
@@ -164,6 +206,7 @@ def test_evaluate_reads_the_dataset_from_the_checkpoint(files):
     assert recorded.exit_code == 0, recorded.output
     summary = json.loads(recorded.output.strip().splitlines()[-1])
     assert summary["dataset"] == "digits" and summary["total"] == 360
-    crossed = _invoke("evaluate", "--checkpoint", files["mnist_teacher"], "--dataset", "digits", "--cross-dataset",
-                      "--json")
+    crossed = _invoke(
+        "evaluate", "--checkpoint", files["mnist_teacher"], "--dataset", "digits", "--cross-dataset", "--json"
+    )
     assert crossed.exit_code == 0 and json.loads(crossed.output.strip().splitlines()[-1])["dataset"] == "digits"

@@ -14,9 +14,25 @@ from click.testing import CliRunner
 from conftest import write_teacher
 from fastlrwa.cli import cli
 
-TINY_RUN = ["--student", "lenet5_half", "--epochs", "1", "--iters-per-epoch", "1", "--student-steps", "1",
-            "--batch-size", "16", "--latent-dim", "8", "--generator-width", "8", "--memory-slot-size", "8",
-            "--no-progress"]
+TINY_RUN = [
+    "--student",
+    "lenet5_half",
+    "--epochs",
+    "1",
+    "--iters-per-epoch",
+    "1",
+    "--student-steps",
+    "1",
+    "--batch-size",
+    "16",
+    "--latent-dim",
+    "8",
+    "--generator-width",
+    "8",
+    "--memory-slot-size",
+    "8",
+    "--no-progress",
+]
 
 
 def _invoke(*args: object):
@@ -70,8 +86,12 @@ def read_only_dir(tmp_path, monkeypatch) -> Path:
 def test_train_refuses_an_unwritable_out_before_any_work(where, tmp_path, read_only_dir, lenet_teacher):
     a_file = tmp_path / "notes.txt"
     a_file.write_text("keep me")
-    out = {"read-only": read_only_dir, "below-read-only": read_only_dir / "run", "regular-file": a_file,
-           "below-regular-file": a_file / "run"}[where]
+    out = {
+        "read-only": read_only_dir,
+        "below-read-only": read_only_dir / "run",
+        "regular-file": a_file,
+        "below-regular-file": a_file / "run",
+    }[where]
     before = _snapshot(tmp_path)
     result = _invoke("train", "--out", out, "--teacher", lenet_teacher, *TINY_RUN)
     assert result.exit_code == 2, result.output

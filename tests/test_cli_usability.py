@@ -10,10 +10,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import click
-import pytest
 import torch
 from click.testing import CliRunner
 
@@ -44,8 +42,10 @@ def test_the_cli_and_the_train_checks_import_no_heavy_module():
 
 def test_a_missing_teacher_is_answered_before_any_heavy_import(tmp_path):
     args = ["train", "--teacher", str(tmp_path / "none.pt"), "--out", str(tmp_path / "run")]
-    code = (f"from fastlrwa.cli import cli\ntry:\n    cli({args!r})\n"
-            f"except SystemExit as exit:\n    assert exit.code == 2, exit.code")
+    code = (
+        f"from fastlrwa.cli import cli\ntry:\n    cli({args!r})\n"
+        f"except SystemExit as exit:\n    assert exit.code == 2, exit.code"
+    )
     assert _loaded_after(code) == []
 
 
@@ -70,8 +70,20 @@ def test_presets_lists_every_preset_and_recipe():
 
 def test_print_config_resolves_flags_and_runs_nothing(tmp_path, lenet_teacher):
     out = tmp_path / "run"
-    result = _invoke("train", "--preset", "fashion-mnist", "--epochs", "7", "--method", "dfad", "--out", out,
-                     "--teacher", lenet_teacher, "--print-config")
+    result = _invoke(
+        "train",
+        "--preset",
+        "fashion-mnist",
+        "--epochs",
+        "7",
+        "--method",
+        "dfad",
+        "--out",
+        out,
+        "--teacher",
+        lenet_teacher,
+        "--print-config",
+    )
     assert result.exit_code == 0, result.output
     config = json.loads(result.output)
     assert (config["schedule"]["epochs"], config["method"], config["data"]["dataset"]) == (7, "dfad", "fashion-mnist")
@@ -101,10 +113,39 @@ def test_piped_logs_are_whole_lines_without_torch_notices(tmp_path, lenet_teache
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "80"}
     env.pop("TERM", None)
     done = subprocess.run(
-        [sys.executable, "-m", "fastlrwa", "train", "--out", str(tmp_path / "run"), "--teacher", str(lenet_teacher),
-         "--method", "lrwa-mb", "--epochs", "2", "--iters-per-epoch", "2", "--student-steps", "1", "--batch-size",
-         "16", "--latent-dim", "8", "--generator-width", "8", "--memory-slot-size", "8", "--memory-push-every", "1"],
-        capture_output=True, text=True, env=env, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "fastlrwa",
+            "train",
+            "--out",
+            str(tmp_path / "run"),
+            "--teacher",
+            str(lenet_teacher),
+            "--method",
+            "lrwa-mb",
+            "--epochs",
+            "2",
+            "--iters-per-epoch",
+            "2",
+            "--student-steps",
+            "1",
+            "--batch-size",
+            "16",
+            "--latent-dim",
+            "8",
+            "--generator-width",
+            "8",
+            "--memory-slot-size",
+            "8",
+            "--memory-push-every",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
     # The exact second-order update ran (replay from epoch 2): torch's jit.script notice must not show.
@@ -120,20 +161,41 @@ def test_torch_notices_are_silenced_by_the_cli(tmp_path):
     """Torch warns "No CUDA runtime is found" on importing cpp_extension (export, --compile) without a GPU."""
     code = "import fastlrwa.cli as cli\n{}\nimport torch.utils.cpp_extension"
     env = {**os.environ, "CUDA_HOME": str(tmp_path)}
-    quiet = subprocess.run([sys.executable, "-c", code.format("cli.configure_output()")], env=env,
-                           capture_output=True, text=True, timeout=120)
+    quiet = subprocess.run(
+        [sys.executable, "-c", code.format("cli.configure_output()")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert quiet.returncode == 0 and "No CUDA runtime" not in quiet.stderr, quiet.stderr
     if not torch.cuda.is_available():  # the notice this guards against does appear without the CLI's setup
-        loud = subprocess.run([sys.executable, "-c", code.format("")], env=env, capture_output=True, text=True,
-                              timeout=120)
+        loud = subprocess.run(
+            [sys.executable, "-c", code.format("")], env=env, capture_output=True, text=True, timeout=120
+        )
         assert "No CUDA runtime" in loud.stderr
 
 
 def test_ctrl_c_during_pretraining_is_one_line_and_130(tmp_path):
     out = tmp_path / "teacher"
     process = subprocess.Popen(
-        [sys.executable, "-m", "fastlrwa", "pretrain", "--dataset", "digits", "--epochs", "100000", "--no-progress",
-         "--out", str(out)], stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        [
+            sys.executable,
+            "-m",
+            "fastlrwa",
+            "pretrain",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "100000",
+            "--no-progress",
+            "--out",
+            str(out),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:

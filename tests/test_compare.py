@@ -108,7 +108,8 @@ def test_verdict_names_the_interval_that_contains_zero() -> None:
     result = difference([80.0, 81.0], [78.0, 79.5])
     assert result.welch.contains_zero and not result.bootstrap.contains_zero
     assert result.verdict(higher="h", lower="l") == (
-        "unclear at 2 vs 2 seeds: the Welch interval contains 0, the bootstrap interval does not")
+        "unclear at 2 vs 2 seeds: the Welch interval contains 0, the bootstrap interval does not"
+    )
 
 
 @pytest.mark.parametrize("bad", [[1.0], [], [1.0, float("nan")]])

@@ -15,7 +15,11 @@ def test_paper_presets_carry_the_table1_settings():
     for name, epochs in (("svhn", 200), ("cifar10", 200), ("cifar100", 400), ("tiny-imagenet", 500)):
         c = train_config(name)
         assert (c.schedule.batch_size, c.schedule.iters_per_epoch, c.schedule.gen_steps, c.schedule.student_steps) == (
-            512, 72, 1, 10)
+            512,
+            72,
+            1,
+            10,
+        )
         assert c.schedule.epochs == epochs
         assert c.student.arch == "resnet18" and c.data.dataset == name
         assert (c.student.lr, c.student.momentum, c.student.weight_decay) == (0.1, 0.9, 5e-4)
@@ -40,8 +44,11 @@ def test_paper_presets_run_the_replay_baselines_with_the_authors_batch(preset):
         assert (c.schedule.batch_size, c.schedule.iters_per_epoch, c.replay.slot_size) == (512, 72, 512 // 8)
     c = train_config(preset, {"method": "mb-dfkd", "schedule.batch_size": 256})
     assert (c.schedule.batch_size, c.schedule.iters_per_epoch) == (256, 36)
-    assert (train_config("digits", {"method": "mb-dfkd"}).schedule.batch_size
-            == train_config("digits", {"method": "lrwa-mb"}).schedule.batch_size == 64)
+    assert (
+        train_config("digits", {"method": "mb-dfkd"}).schedule.batch_size
+        == train_config("digits", {"method": "lrwa-mb"}).schedule.batch_size
+        == 64
+    )
 
 
 def test_default_preset_is_digits_and_every_preset_validates():
@@ -53,20 +60,31 @@ def test_default_preset_is_digits_and_every_preset_validates():
 
 
 def test_flag_overrides_are_typed_and_win_over_the_preset():
-    c = train_config("cifar10", {"schedule.epochs": "7", "runtime.compile": "true", "student.lr": "0.05",
-                                 "data.data_root": None, "method": "dfad"})
+    c = train_config(
+        "cifar10",
+        {
+            "schedule.epochs": "7",
+            "runtime.compile": "true",
+            "student.lr": "0.05",
+            "data.data_root": None,
+            "method": "dfad",
+        },
+    )
     assert c.schedule.epochs == 7 and isinstance(c.schedule.epochs, int)
     assert c.runtime.compile is True and c.student.lr == 0.05 and c.method == "dfad"
     assert c.schedule.batch_size == 512  # untouched preset value
 
 
-@pytest.mark.parametrize("key,value,fragment", [
-    ("schedule.epochs", "seven", "schedule.epochs"),
-    ("schedule.epochs", 2.5, "schedule.epochs"),
-    ("schedule.nope", 1, "unknown"),
-    ("nope", 1, "unknown"),
-    ("runtime.compile", "maybe", "runtime.compile"),
-])
+@pytest.mark.parametrize(
+    "key,value,fragment",
+    [
+        ("schedule.epochs", "seven", "schedule.epochs"),
+        ("schedule.epochs", 2.5, "schedule.epochs"),
+        ("schedule.nope", 1, "unknown"),
+        ("nope", 1, "unknown"),
+        ("runtime.compile", "maybe", "runtime.compile"),
+    ],
+)
 def test_bad_overrides_name_the_key(key, value, fragment):
     with pytest.raises(ConfigError, match=fragment):
         train_config("digits", {key: value})
@@ -79,10 +97,18 @@ def test_unknown_preset_and_method():
         method_spec("maml")
 
 
-@pytest.mark.parametrize("key,value", [
-    ("loss.js_variant", "both"), ("lrwa.hvp", "gauss-newton"), ("schedule.batch_size", 0),
-    ("replay.slot_size", 4096), ("runtime.amp", "fp8"), ("student.lr", -1.0), ("loss.entropy_log_base", 1.0),
-])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("loss.js_variant", "both"),
+        ("lrwa.hvp", "gauss-newton"),
+        ("schedule.batch_size", 0),
+        ("replay.slot_size", 4096),
+        ("runtime.amp", "fp8"),
+        ("student.lr", -1.0),
+        ("loss.entropy_log_base", 1.0),
+    ],
+)
 def test_validation_rejects(key, value):
     with pytest.raises(ConfigError):
         validate_train_config(train_config("digits", {key: value, "method": "lrwa-mb"}))

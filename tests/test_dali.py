@@ -14,8 +14,8 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
-
 from data_fixtures import write_tiny_imagenet
+
 from fastlrwa.data import CorruptDataError, dataset_info, load_split
 from fastlrwa.data.dali import DaliTrainBatches, load_split_dali
 from fastlrwa.data.dali_sources import ArrayImages, dali_source
@@ -25,6 +25,7 @@ pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("nvidia.dali") is None,
     reason="NVIDIA DALI is not installed: pip install 'fastlrwa[dali]'",
 )
+
 
 def _reference_normalized(pixels_u8: np.ndarray, mean, std) -> np.ndarray:
     """float64 ``(x / 255 - mean) / std`` of ``[N, C, H, W]`` uint8 pixels."""
@@ -47,8 +48,14 @@ def _noise_source(rng: np.random.Generator, count: int, side: int, channels: int
     labelled by their index, under a dataset description with the standard crop augmentation."""
     base = dataset_info("cifar10")
     info = dataclasses.replace(
-        base, image_size=side, channels=channels, num_classes=count, augment=True, flip=flip,
-        mean=tuple(rng.uniform(0.2, 0.6, channels)), std=tuple(rng.uniform(0.1, 0.4, channels)),
+        base,
+        image_size=side,
+        channels=channels,
+        num_classes=count,
+        augment=True,
+        flip=flip,
+        mean=tuple(rng.uniform(0.2, 0.6, channels)),
+        std=tuple(rng.uniform(0.1, 0.4, channels)),
     )
     images = rng.integers(1, 256, (count, side, side, channels), dtype=np.uint8)
     return ArrayImages(images=images, labels=np.arange(count, dtype=np.int64), info=info)
@@ -62,7 +69,7 @@ def _window_and_mirror(output: np.ndarray, image: np.ndarray, padding: int, mean
     found = []
     for top in range(2 * padding + 1):
         for left in range(2 * padding + 1):
-            window = padded[:, top:top + h, left:left + w]
+            window = padded[:, top : top + h, left : left + w]
             for mirrored in (False, True):
                 candidate = window[:, :, ::-1] if mirrored else window
                 expected = _reference_normalized(candidate[None], mean, std)[0]
@@ -97,8 +104,14 @@ def test_unshuffled_unaugmented_batches_are_the_normalized_split_in_order(tmp_pa
         write_tiny_imagenet(tmp_path, np.random.default_rng())
     expected = load_split(dataset, "train", root=tmp_path)
     batch_size = 4 if dataset == "tiny-imagenet" else 100
-    batches = DaliTrainBatches(dali_source(dataset, "train", root=tmp_path), batch_size=batch_size,
-                               device="cpu", seed=1, augment=False, shuffle=False)
+    batches = DaliTrainBatches(
+        dali_source(dataset, "train", root=tmp_path),
+        batch_size=batch_size,
+        device="cpu",
+        seed=1,
+        augment=False,
+        shuffle=False,
+    )
     count = len(expected.labels)
     assert len(batches) == count and batches.steps_per_epoch == -(-count // batch_size)
     for _ in range(2):
@@ -134,8 +147,9 @@ def test_augmented_outputs_are_padded_windows_or_their_mirrors(flip):
 def test_augmented_tiny_imagenet_windows_come_from_the_decoded_jpegs(tmp_path):
     write_tiny_imagenet(tmp_path, np.random.default_rng())
     expected = load_split("tiny-imagenet", "train", root=tmp_path)
-    batches = DaliTrainBatches(dali_source("tiny-imagenet", "train", root=tmp_path), batch_size=4, device="cpu",
-                               seed=3, shuffle=False)
+    batches = DaliTrainBatches(
+        dali_source("tiny-imagenet", "train", root=tmp_path), batch_size=4, device="cpu", seed=3, shuffle=False
+    )
     images, labels, _ = _one_epoch(batches)
     np.testing.assert_array_equal(labels, expected.labels.numpy())
     for output, image in zip(images, expected.images.numpy()):

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
 from data_fixtures import write_tiny_imagenet
+
 from fastlrwa.cli import cli
 from fastlrwa.data import load_split
 from fastlrwa.data.dali import check_loader, load_split_dali, load_split_with
@@ -50,8 +50,9 @@ def test_missing_dali_names_the_extra(without_dali, lenet_teacher, tmp_path):
         load_split_dali("digits", "test")
 
     evaluated = _invoke("evaluate", "--checkpoint", lenet_teacher, "--dataset", "digits", "--loader", "dali")
-    pretrained = _invoke("pretrain", "--dataset", "digits", "--epochs", "1", "--out", tmp_path / "t", "--no-progress",
-                         "--loader", "dali")
+    pretrained = _invoke(
+        "pretrain", "--dataset", "digits", "--epochs", "1", "--out", tmp_path / "t", "--no-progress", "--loader", "dali"
+    )
     for result in (evaluated, pretrained):
         assert result.exit_code == 2
         assert _one_error_line(result) == f"error: {DALI_MISSING}"
@@ -85,16 +86,42 @@ def test_gpu_request_without_cuda_is_one_clear_line():
 @needs_dali
 def test_pretrain_with_dali_then_evaluate_with_both_loaders(tmp_path):
     out = tmp_path / "teacher"
-    result = _invoke("pretrain", "--dataset", "digits", "--epochs", "1", "--batch-size", "128", "--out", out,
-                     "--no-progress", "--seed", "2", "--device", "cpu", "--loader", "dali")
+    result = _invoke(
+        "pretrain",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "128",
+        "--out",
+        out,
+        "--no-progress",
+        "--seed",
+        "2",
+        "--device",
+        "cpu",
+        "--loader",
+        "dali",
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["loader"] == "dali" and len(metrics["history"]) == 1
     assert np.isfinite(metrics["history"][0]["train_loss"])
     accuracies = []
     for loader in ("dali", "torch"):
-        evaluated = _invoke("evaluate", "--checkpoint", out / "model.pt", "--dataset", "digits", "--json",
-                            "--device", "cpu", "--loader", loader)
+        evaluated = _invoke(
+            "evaluate",
+            "--checkpoint",
+            out / "model.pt",
+            "--dataset",
+            "digits",
+            "--json",
+            "--device",
+            "cpu",
+            "--loader",
+            loader,
+        )
         assert evaluated.exit_code == 0, evaluated.output
         accuracies.append(json.loads(evaluated.output.strip().splitlines()[-1])["test_accuracy"])
     assert accuracies == [metrics["test_accuracy"]] * 2

@@ -21,9 +21,7 @@ def _windows(image: np.ndarray, padding: int) -> list[tuple[int, int, np.ndarray
     _, h, w = image.shape
     padded = np.pad(image, ((0, 0), (padding, padding), (padding, padding)))
     return [
-        (dy, dx, padded[:, dy : dy + h, dx : dx + w])
-        for dy in range(2 * padding + 1)
-        for dx in range(2 * padding + 1)
+        (dy, dx, padded[:, dy : dy + h, dx : dx + w]) for dy in range(2 * padding + 1) for dx in range(2 * padding + 1)
     ]
 
 

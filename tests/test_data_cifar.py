@@ -7,8 +7,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
-
 from data_fixtures import write_cifar
+
 from fastlrwa.data import CorruptDataError, dataset_info, load_split
 from fastlrwa.errors import DataNotFoundError
 
@@ -74,6 +74,10 @@ def test_batch_with_wrong_row_length_is_reported(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     with open(folder / "test_batch", "wb") as handle:
-        pickle.dump({"data": np.random.default_rng().integers(0, 256, (3, 3 * 28 * 28), dtype=np.uint8), "labels": [0, 1, 2]}, handle, protocol=2)
+        pickle.dump(
+            {"data": np.random.default_rng().integers(0, 256, (3, 3 * 28 * 28), dtype=np.uint8), "labels": [0, 1, 2]},
+            handle,
+            protocol=2,
+        )
     with pytest.raises(CorruptDataError, match=r"expected uint8 \[N, 3072\]"):
         load_split("cifar10", "test", root=tmp_path)

@@ -47,10 +47,12 @@ def test_images_are_the_sklearn_images_scaled_and_resized(splits):
     )
     np.testing.assert_array_equal(splits["test"].labels.numpy(), digits.target[test_index])
     # Independent reference: PIL's bilinear resize of the 0..255 float image.
-    reference = np.stack([
-        np.asarray(Image.fromarray((img * 255 / 16).astype(np.float32), mode="F").resize((32, 32), Image.BILINEAR))
-        for img in digits.images[test_index]
-    ])
+    reference = np.stack(
+        [
+            np.asarray(Image.fromarray((img * 255 / 16).astype(np.float32), mode="F").resize((32, 32), Image.BILINEAR))
+            for img in digits.images[test_index]
+        ]
+    )
     assert np.abs(splits["test"].images[:, 0].numpy() - reference).max() <= 0.5 + 1e-4
 
 

@@ -43,8 +43,7 @@ def _reference(model: _Float64Linear, images: np.ndarray, labels: np.ndarray) ->
     hits = [int(p == y) for p, y in zip(predictions, labels)]
     totals = [sum(1 for y in labels if y == c) for c in range(CLASSES)]
     per_class = [
-        100.0 * sum(h for h, y in zip(hits, labels) if y == c) / totals[c] if totals[c] else 0.0
-        for c in range(CLASSES)
+        100.0 * sum(h for h, y in zip(hits, labels) if y == c) / totals[c] if totals[c] else 0.0 for c in range(CLASSES)
     ]
     return 100.0 * sum(hits) / len(hits), per_class, totals
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_fixtures import write_idx_pair
 from PIL import Image
 
-from data_fixtures import write_idx_pair
 from fastlrwa.data import CorruptDataError, dataset_info, load_split
 from fastlrwa.data import idx as idx_module
 
@@ -27,7 +27,8 @@ def no_debian_fashion(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("gz", [False, True])
 @pytest.mark.parametrize(
-    ("name", "subdir"), [("mnist", "MNIST/raw"), ("fashion-mnist", "FashionMNIST/raw"), ("fashion-mnist", "fashion-mnist")]
+    ("name", "subdir"),
+    [("mnist", "MNIST/raw"), ("fashion-mnist", "FashionMNIST/raw"), ("fashion-mnist", "fashion-mnist")],
 )
 def test_idx_round_trip(tmp_path, no_debian_fashion, name, subdir, gz):
     rng = np.random.default_rng()

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torchvision.datasets
-
 from data_fixtures import write_svhn
-from fastlrwa.data import load_split
+
 from fastlrwa.data import idx as idx_module
+from fastlrwa.data import load_split
 from fastlrwa.errors import DataNotFoundError
 
 SEARCHED = {

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-
 from data_fixtures import write_svhn
+
 from fastlrwa.data import CorruptDataError, dataset_info, load_split
 
 

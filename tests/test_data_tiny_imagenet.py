@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from data_fixtures import write_tiny_imagenet
+
 from fastlrwa.data import CorruptDataError, load_split
 
 

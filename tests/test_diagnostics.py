@@ -47,8 +47,13 @@ def test_agreement_and_entropy_match_their_formulas(rows, classes):
     student, teacher = torch.randn(rows, classes), torch.randn(rows, classes)
     # A share of rows made to agree, so the fraction is not near 1/classes by chance alone.
     teacher[: rows // 3] = student[: rows // 3] * 2.0
-    same = sum(int(max(range(classes), key=lambda c: student[i, c].item())
-                   == max(range(classes), key=lambda c: teacher[i, c].item())) for i in range(rows))
+    same = sum(
+        int(
+            max(range(classes), key=lambda c: student[i, c].item())
+            == max(range(classes), key=lambda c: teacher[i, c].item())
+        )
+        for i in range(rows)
+    )
     assert argmax_agreement(student, teacher).item() == pytest.approx(same / rows, abs=1e-7)
 
     counts = torch.randint(0, 50, (classes,)).tolist()
@@ -100,15 +105,23 @@ def test_term_gradient_norms_match_plain_autograd_in_float64(objective):
     reference_generator = copy.deepcopy(generator)  # the step moves BatchNorm statistics and spectral-norm vectors
     params = [p for p in reference_generator.parameters() if p.requires_grad]
     expected = {}
-    for name, term in _terms_float64(objective, reference_generator, teacher, copy.deepcopy(student), z,
-                                     weights).items():
+    for name, term in _terms_float64(
+        objective, reference_generator, teacher, copy.deepcopy(student), z, weights
+    ).items():
         grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
-        expected[name] = math.sqrt(sum(float((g ** 2).sum()) for g in grads if g is not None))
+        expected[name] = math.sqrt(sum(float((g**2).sum()) for g in grads if g is not None))
 
     update = GeneratorUpdate(
-        generator, teacher, student, objective=objective, weights=weights,
-        optimizer=torch.optim.Adam(generator.parameters(), lr=1e-3), autocast_dtype=None,
-        scaler=torch.amp.GradScaler("cpu", enabled=False), compile=False, grad_norm_every=3,
+        generator,
+        teacher,
+        student,
+        objective=objective,
+        weights=weights,
+        optimizer=torch.optim.Adam(generator.parameters(), lr=1e-3),
+        autocast_dtype=None,
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+        compile=False,
+        grad_norm_every=3,
     )
     logged = update.step(z, index=6).logged
     assert {key for key in logged if key.startswith("gen_grad_norm_")} == {f"gen_grad_norm_{n}" for n in expected}
@@ -120,8 +133,9 @@ def test_term_gradient_norms_match_plain_autograd_in_float64(objective):
 
 def test_a_run_logs_the_diagnostics_and_the_report_shows_them(tmp_path, lenet_teacher):
     out = tmp_path / "run"
-    records = _run(out, lenet_teacher, method="mb-dfkd", **{"diagnostics.grad_norm_every": 1,
-                                                           "diagnostics.sample_grid": 5})
+    records = _run(
+        out, lenet_teacher, method="mb-dfkd", **{"diagnostics.grad_norm_every": 1, "diagnostics.sample_grid": 5}
+    )
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert lines == records
     per_epoch = 2 * 2 * 24  # iterations x student steps x batch
@@ -154,8 +168,10 @@ def test_a_run_logs_the_diagnostics_and_the_report_shows_them(tmp_path, lenet_te
     section = result.output.split("# Diagnostics per epoch", 1)[1]
     assert str(out) in section and str(old) not in section
     assert "| Epoch | Acc (%) | agree gen | agree test | class entropy |" in section
-    assert f"| 2 | {lines[1]['test_accuracy']:.2f} | {lines[1]['agree_gen']:.3f} | {lines[1]['agree_test']:.3f} | " \
-           f"{lines[1]['gen_class_entropy']:.3f} |" in section
+    assert (
+        f"| 2 | {lines[1]['test_accuracy']:.2f} | {lines[1]['agree_gen']:.3f} | {lines[1]['agree_test']:.3f} | "
+        f"{lines[1]['gen_class_entropy']:.3f} |" in section
+    )
 
 
 def test_report_samples_writes_the_labelled_grid(tmp_path, lenet_teacher):
@@ -179,8 +195,13 @@ def test_report_samples_writes_the_labelled_grid(tmp_path, lenet_teacher):
 
 
 def test_resume_mid_epoch_is_exact_with_diagnostics_on(tmp_path, lenet_teacher, monkeypatch):
-    extra = {"method": "lrwa-mb", "schedule.epochs": 3, "schedule.iters_per_epoch": 3,
-             "diagnostics.grad_norm_every": 2, "diagnostics.sample_grid": 4}
+    extra = {
+        "method": "lrwa-mb",
+        "schedule.epochs": 3,
+        "schedule.iters_per_epoch": 3,
+        "diagnostics.grad_norm_every": 2,
+        "diagnostics.sample_grid": 4,
+    }
     full = _run(tmp_path / "full", lenet_teacher, **extra)
 
     original = Trainer._iteration
@@ -201,8 +222,9 @@ def test_resume_mid_epoch_is_exact_with_diagnostics_on(tmp_path, lenet_teacher, 
     assert "gen_grad_norm_adv" in full[-1] and sum(full[1]["gen_class_hist"]) == 3 * 2 * 24
 
     # The diagnostics draw no number from the training stream: a run without them trains the same.
-    plain = _run(tmp_path / "plain", lenet_teacher, **{**extra, "diagnostics.grad_norm_every": 0,
-                                                      "diagnostics.sample_grid": 0})
+    plain = _run(
+        tmp_path / "plain", lenet_teacher, **{**extra, "diagnostics.grad_norm_every": 0, "diagnostics.sample_grid": 0}
+    )
     key = ("test_accuracy", "loss_student", "agree_test", "gen_class_hist")
     assert [[r[k] for k in key] for r in plain] == [[r[k] for k in key] for r in full]
     # The measured steps log more names, so their losses sit in another table and are summed in another order.

@@ -28,10 +28,10 @@ from fastlrwa.commands.train import run_train
 from fastlrwa.config.presets import train_config
 from fastlrwa.distributed import DistributedContext
 from fastlrwa.errors import ConfigError, DataNotFoundError, Interrupted, NonFiniteLossError
+from fastlrwa.models.batchnorm import batchnorm_running_stats
 from fastlrwa.runtime import seed_everything
 from fastlrwa.trainer.build import build_run
 from fastlrwa.trainer.loop import Trainer
-from fastlrwa.models.batchnorm import batchnorm_running_stats
 from fastlrwa.updates.student_update import StudentUpdate
 
 WORLD = 2
@@ -46,8 +46,9 @@ def _free_port() -> int:
 
 def _join_as(rank: int, port: int) -> None:
     """Give this worker the environment torchrun gives its processes."""
-    os.environ.update(WORLD_SIZE=str(WORLD), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(
+        WORLD_SIZE=str(WORLD), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
 
 
 def _on_two_ranks(worker: Callable[..., None], *args: Any) -> None:
@@ -119,15 +120,20 @@ def _gradient_worker(rank: int, port: int, teacher: Path, out: Path) -> None:
         student_params = list(parts.student.parameters())
         initial = torch.cat([p.detach().reshape(-1) for p in student_params + generator_params])
         initial_buffers = torch.cat([b.reshape(-1).float() for b in parts.generator.buffers()])
-        report: dict[str, list] = {"local_generator": [], "installed_generator": [], "local_student": [],
-                                   "installed_student": []}
+        report: dict[str, list] = {
+            "local_generator": [],
+            "installed_generator": [],
+            "local_student": [],
+            "installed_student": [],
+        }
         for _ in range(3):
             z = torch.randn(config.schedule.batch_size, config.generator.latent_dim, generator=parts.rng)
             generator64, student64, teacher64 = _float64_copies(parts.generator, parts.student, parts.teacher)
             # dfad's generator objective written out: maximise the teacher-student MAE.
             loss = -config.loss.adv * _mae_loss_float64(student64, teacher64, generator64(z.double()))
             report["local_generator"].append(
-                torch.autograd.grad(loss, [p for p in generator64.parameters() if p.requires_grad]))
+                torch.autograd.grad(loss, [p for p in generator64.parameters() if p.requires_grad])
+            )
             images, teacher_logits, _, _ = parts.generator_update.step(z)
             report["installed_generator"].append([p.grad.clone() for p in generator_params])
 
@@ -186,8 +192,13 @@ def _lrwa_gradient_worker(rank: int, port: int, teacher: Path, out: Path) -> Non
         buffers = {name: value.clone() for name, value in update.buffers.items()}
         local, _ = update.with_replay(update.params, buffers, images, teacher_logits, x_mem, t_mem, loss_scale=None)
         update.step(images, teacher_logits, x_mem, t_mem)
-        torch.save({"local": {k: v.clone() for k, v in local.items()},
-                    "installed": {k: p.grad.clone() for k, p in update.params.items()}}, out / f"rank{rank}.pt")
+        torch.save(
+            {
+                "local": {k: v.clone() for k, v in local.items()},
+                "installed": {k: p.grad.clone() for k, p in update.params.items()},
+            },
+            out / f"rank{rank}.pt",
+        )
 
 
 def test_the_lrwa_update_averages_its_torch_func_gradients(tmp_path, lenet_teacher):
@@ -206,8 +217,11 @@ def _failure_worker(rank: int, port: int, teacher: Path, out: Path) -> None:
     """Only rank 0 loads the test set; an empty data root makes it fail there alone."""
     _join_as(rank, port)
     try:
-        overrides = tiny_overrides(out / "run", teacher, **{"runtime.device": "cpu", "data.dataset": "mnist",
-                                                            "data.data_root": str(out / "empty")})
+        overrides = tiny_overrides(
+            out / "run",
+            teacher,
+            **{"runtime.device": "cpu", "data.dataset": "mnist", "data.data_root": str(out / "empty")},
+        )
         run_train(train_config("digits", overrides), explicit=set(overrides))
     except DataNotFoundError as error:
         (out / f"rank{rank}.txt").write_text(str(error))
@@ -311,25 +325,66 @@ def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_iteration_and_resumes_e
     histories = [json.loads((tmp_path / f"histories{r}.json").read_text()) for r in range(WORLD)]
     key = ("epoch", "test_accuracy", "loss_student", "loss_generator", "grad_cos")
     for history in histories:
-        assert [[r.get(k) for k in key] for r in history["resumed"]] == [[r.get(k) for k in key]
-                                                                         for r in history["full"]]
+        assert [[r.get(k) for k in key] for r in history["resumed"]] == [
+            [r.get(k) for k in key] for r in history["full"]
+        ]
     assert histories[0]["full"] == histories[1]["full"]
 
 
 # ----- torchrun end to end ------------------------------------------------------------------------------------------
 RUN_SETTINGS = {"method": "lrwa-mb", "schedule.epochs": 4}
 # The same run as tiny_overrides(**RUN_SETTINGS) on the command line (every setting lrwa-mb reads).
-RUN_FLAGS = ["--method", "lrwa-mb", "--epochs", "4", "--student", "lenet5_half", "--latent-dim", "16",
-             "--generator-width", "8", "--iters-per-epoch", "2", "--gen-steps", "1", "--student-steps", "2",
-             "--batch-size", "24", "--memory-slots", "3", "--memory-slot-size", "8", "--memory-push-every", "1",
-             "--device", "cpu", "--no-progress"]
+RUN_FLAGS = [
+    "--method",
+    "lrwa-mb",
+    "--epochs",
+    "4",
+    "--student",
+    "lenet5_half",
+    "--latent-dim",
+    "16",
+    "--generator-width",
+    "8",
+    "--iters-per-epoch",
+    "2",
+    "--gen-steps",
+    "1",
+    "--student-steps",
+    "2",
+    "--batch-size",
+    "24",
+    "--memory-slots",
+    "3",
+    "--memory-slot-size",
+    "8",
+    "--memory-push-every",
+    "1",
+    "--device",
+    "cpu",
+    "--no-progress",
+]
 
 
 def _torchrun(out: Path, teacher: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(WORLD),
-               "-m", "fastlrwa", "train", "--out", str(out), "--teacher", str(teacher), *RUN_FLAGS, *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(WORLD),
+        "-m",
+        "fastlrwa",
+        "train",
+        "--out",
+        str(out),
+        "--teacher",
+        str(teacher),
+        *RUN_FLAGS,
+        *extra,
+    ]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
 
 

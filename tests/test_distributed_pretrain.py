@@ -9,8 +9,8 @@ import sys
 
 import torch
 
-from fastlrwa.trainer.pretrain import DeviceTrainBatches
 from fastlrwa.data import ArraySplit, DeviceImageSet, dataset_info
+from fastlrwa.trainer.pretrain import DeviceTrainBatches
 
 
 def _split(n: int) -> ArraySplit:
@@ -25,9 +25,15 @@ def test_ranks_draw_disjoint_equal_shards_of_one_permutation():
     train_set = DeviceImageSet(_split(n), "cpu")
     seen = []
     for rank in range(world):
-        batches = DeviceTrainBatches(train_set, batch_size=batch, info=train_set.info,
-                                     rng=torch.Generator().manual_seed(100 + rank),
-                                     order_rng=torch.Generator().manual_seed(7), rank=rank, world_size=world)
+        batches = DeviceTrainBatches(
+            train_set,
+            batch_size=batch,
+            info=train_set.info,
+            rng=torch.Generator().manual_seed(100 + rank),
+            order_rng=torch.Generator().manual_seed(7),
+            rank=rank,
+            world_size=world,
+        )
         labels = torch.cat([y for _, y in batches.epoch()])
         assert batches.steps_per_epoch == 2 and len(labels) == n // world
         seen.append(labels)
@@ -49,9 +55,30 @@ def test_torchrun_two_ranks_pretrain(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = tmp_path / "teacher"
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "fastlrwa",
-         "pretrain", "--dataset", "digits", "--epochs", "2", "--out", str(out), "--no-progress", "--device", "cpu"],
-        capture_output=True, text=True, timeout=300, env=env,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "fastlrwa",
+            "pretrain",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "2",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())

@@ -32,8 +32,11 @@ class CountOps(TorchDispatchMode):
 def _steps(seed: int, count: int) -> list[dict[str, float]]:
     """A random interleaving of the trainer's step kinds: generator steps, plain and probed student steps."""
     rng = random.Random(seed)
-    kinds = [("loss_generator", "gen_js", "gen_oh"), ("loss_student", "loss_acq"),
-             ("loss_student", "loss_acq", "loss_ret", "grad_cos")]
+    kinds = [
+        ("loss_generator", "gen_js", "gen_oh"),
+        ("loss_student", "loss_acq"),
+        ("loss_student", "loss_acq", "loss_ret", "grad_cos"),
+    ]
     return [{name: rng.uniform(-3.0, 3.0) for name in rng.choice(kinds)} for _ in range(count)]
 
 
@@ -100,8 +103,12 @@ def test_state_dict_round_trip_continues_the_same_sums(tmp_path):
 def test_a_step_costs_two_operations_whatever_it_logs():
     """One stack and one copy into the table: not a few small operations per logged value."""
     stats = EpochStats(torch.device("cpu"), WATCHED)
-    values = {name: torch.tensor(float(i)) for i, name in enumerate(["loss_student", "loss_acq", "loss_ret", "grad_cos",
-                                                                     "gen_js", "gen_oh", "loss_generator"])}
+    values = {
+        name: torch.tensor(float(i))
+        for i, name in enumerate(
+            ["loss_student", "loss_acq", "loss_ret", "grad_cos", "gen_js", "gen_oh", "loss_generator"]
+        )
+    }
     stats.add(values)  # the first add of a set of names allocates its table
     with CountOps() as counter:
         stats.add(values)

@@ -12,11 +12,10 @@ import json
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from fastlrwa.errors import CheckpointError, ConfigError
 from fastlrwa.commands.export import run_export
+from fastlrwa.errors import CheckpointError, ConfigError
 from fastlrwa.export import ChannelAffine, export_classifier, export_metadata, file_sha256, fold_batchnorm
 from fastlrwa.models import ModelMeta, build_model, save_model_checkpoint
 
@@ -78,7 +77,8 @@ def test_conv_batchnorm_pairs_are_merged_and_the_rest_become_channel_affines():
     folded_resnet = fold_batchnorm(resnet)
     assert not any(isinstance(m, (ChannelAffine, _BatchNorm)) for m in folded_resnet.modules())
     assert sum(isinstance(m, nn.Conv2d) for m in folded_resnet.modules()) == sum(
-        isinstance(m, nn.Conv2d) for m in resnet.modules())
+        isinstance(m, nn.Conv2d) for m in resnet.modules()
+    )
 
 
 def test_fold_leaves_the_original_model_untouched():
@@ -99,8 +99,9 @@ def test_channel_affine_is_the_eval_batchnorm_formula(batchnorm_class, shape, af
     batchnorm.eval()
     x = torch.randn(shape, generator=generator, dtype=torch.float64)
     with torch.no_grad():
-        assert torch.allclose(ChannelAffine.from_batchnorm(batchnorm)(x), batchnorm_reference(x, batchnorm),
-                              rtol=0, atol=1e-12)
+        assert torch.allclose(
+            ChannelAffine.from_batchnorm(batchnorm)(x), batchnorm_reference(x, batchnorm), rtol=0, atol=1e-12
+        )
 
 
 class SharedOutputNet(nn.Module):
@@ -179,8 +180,14 @@ def test_metadata_names_dataset_classes_normalisation_and_source(tmp_path):
     checkpoint = tmp_path / "student.pt"
     checkpoint.write_bytes(torch.randint(0, 256, (997,), dtype=torch.uint8).numpy().tobytes())
     meta = ModelMeta("wrn16_1", 10, 3, 32, "cifar10", (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
-    content = export_metadata(meta, model_file="model.pt2", checkpoint=checkpoint,
-                              checkpoint_sha256=file_sha256(checkpoint), batch=None, device=torch.device("cpu"))
+    content = export_metadata(
+        meta,
+        model_file="model.pt2",
+        checkpoint=checkpoint,
+        checkpoint_sha256=file_sha256(checkpoint),
+        batch=None,
+        device=torch.device("cpu"),
+    )
     assert content["input_shape"] == [3, 32, 32] and content["dtype"] == "float32" and content["batch"] is None
     assert content["class_names"][0] == "airplane" and len(content["class_names"]) == 10
     assert content["normalization"] == {"mean": [0.49, 0.48, 0.45], "std": [0.25, 0.24, 0.26]}
@@ -192,8 +199,9 @@ def test_metadata_names_dataset_classes_normalisation_and_source(tmp_path):
 @pytest.mark.parametrize("dataset, classes", [(None, 4), ("tiny-imagenet", 200), ("cifar10", 7)])
 def test_metadata_numbers_classes_when_their_names_are_unknown(dataset, classes):
     meta = ModelMeta("resnet18", classes, 3, 32, dataset, None, None)
-    content = export_metadata(meta, model_file="model.pt2", checkpoint="x.pt", checkpoint_sha256="0" * 64, batch=8,
-                              device=torch.device("cpu"))
+    content = export_metadata(
+        meta, model_file="model.pt2", checkpoint="x.pt", checkpoint_sha256="0" * 64, batch=8, device=torch.device("cpu")
+    )
     assert content["class_names"] == [str(index) for index in range(classes)]
     assert content["normalization"] is None and content["batch"] == 8
 

@@ -41,7 +41,7 @@ def readme_build_commands(build: Path) -> list[str]:
     """The README's runner build, verbatim but for the build folder: what a user copies must work as it is,
     without a CUDA toolkit even where torch is a CUDA build (this machine's)."""
     readme = (REPOSITORY / "README.md").read_text()
-    section = readme[readme.index("### export"):readme.index("## Datasets, offline")]
+    section = readme[readme.index("### export") : readme.index("## Datasets, offline")]
     lines = [line for line in section.splitlines() if line.startswith("cmake ")]
     assert lines, "the README's export section has no cmake line"
     return [re.sub(r"(?<=-B )build\b|(?<=--build )build\b", str(build), line) for line in lines]
@@ -57,8 +57,9 @@ def runner(tmp_path_factory) -> Path:
     env.pop("CUDA_HOME", None)
     env.pop("CUDA_PATH", None)
     for command in readme_build_commands(build):
-        result = subprocess.run(["bash", "-c", command], cwd=REPOSITORY, env=env, capture_output=True, text=True,
-                                timeout=BUILD_TIMEOUT_S)
+        result = subprocess.run(
+            ["bash", "-c", command], cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S
+        )
         assert result.returncode == 0, f"{command} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return build / "fastlrwa-infer"
 
@@ -88,8 +89,9 @@ def exported(tmp_path_factory) -> dict[str, tuple[torch.nn.Module, Path, dict]]:
 
 
 def run_runner(runner: Path, package: Path, shape: tuple[int, ...], payload: bytes) -> subprocess.CompletedProcess:
-    return subprocess.run([str(runner), str(package), *map(str, shape)], input=payload, capture_output=True,
-                          timeout=300)
+    return subprocess.run(
+        [str(runner), str(package), *map(str, shape)], input=payload, capture_output=True, timeout=300
+    )
 
 
 @pytest.mark.parametrize("name, batch", [("lenet5_half", 5), ("wrn16_1", 7), ("wrn16_1", 1)])
@@ -102,8 +104,7 @@ def test_python_aoti_package_matches_eager_model(exported, name, batch):
     assert difference <= TOLERANCE
 
 
-@pytest.mark.parametrize("name, batch",
-                         [("lenet5_half", 5), ("wrn16_1", 7), ("wrn16_1", 1), ("lenet5_half_batch3", 3)])
+@pytest.mark.parametrize("name, batch", [("lenet5_half", 5), ("wrn16_1", 7), ("wrn16_1", 1), ("lenet5_half_batch3", 3)])
 def test_cpp_runner_matches_eager_model(runner, exported, name, batch):
     model, folder, summary = exported[name]
     x = torch.randn(batch, model.in_channels, 32, 32)
@@ -142,11 +143,14 @@ def test_runner_refuses_input_longer_than_the_shape(runner, exported):
     assert result.returncode == 2 and "more than N*C*H*W" in result.stderr.decode()
 
 
-@pytest.mark.parametrize("name, shape, message", [
-    ("wrn16_1", (2, 3, 31, 32), "the model takes C H W = 3 32 32"),
-    ("wrn16_1", (2, 1, 32, 32), "the model takes C H W = 3 32 32"),
-    ("lenet5_half_batch3", (4, 1, 32, 32), "fixed batch of 3"),
-])
+@pytest.mark.parametrize(
+    "name, shape, message",
+    [
+        ("wrn16_1", (2, 3, 31, 32), "the model takes C H W = 3 32 32"),
+        ("wrn16_1", (2, 1, 32, 32), "the model takes C H W = 3 32 32"),
+        ("lenet5_half_batch3", (4, 1, 32, 32), "fixed batch of 3"),
+    ],
+)
 def test_runner_refuses_a_shape_the_package_was_not_exported_for(runner, exported, name, shape, message):
     _, folder, _ = exported[name]
     payload = torch.randn(int(np.prod(shape))).numpy().astype("<f4").tobytes()
@@ -154,13 +158,16 @@ def test_runner_refuses_a_shape_the_package_was_not_exported_for(runner, exporte
     assert result.returncode == 2 and message in result.stderr.decode()
 
 
-@pytest.mark.parametrize("arguments, message", [
-    ((), "expected 5 arguments, got 0"),
-    (("model.pt2", "2", "3", "32"), "expected 5 arguments, got 4"),
-    (("model.pt2", "2", "0", "32", "32"), "C must be a positive integer"),
-    (("model.pt2", "two", "3", "32", "32"), "N must be a positive integer"),
-    (("absent.pt2", "2", "3", "32", "32"), "is not a file"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ((), "expected 5 arguments, got 0"),
+        (("model.pt2", "2", "3", "32"), "expected 5 arguments, got 4"),
+        (("model.pt2", "2", "0", "32", "32"), "C must be a positive integer"),
+        (("model.pt2", "two", "3", "32", "32"), "N must be a positive integer"),
+        (("absent.pt2", "2", "3", "32", "32"), "is not a file"),
+    ],
+)
 def test_runner_reports_bad_arguments_in_one_line(runner, tmp_path, arguments, message):
     result = subprocess.run([str(runner), *arguments], input=b"", capture_output=True, cwd=tmp_path, timeout=60)
     lines = result.stderr.decode().strip().splitlines()

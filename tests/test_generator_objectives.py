@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from fastlrwa.losses.options import GeneratorLossOptions
 from fastlrwa.losses.generator_objectives import generator_loss
+from fastlrwa.losses.options import GeneratorLossOptions
 
 
 def _softmax(row, temperature=1.0):
@@ -79,8 +79,10 @@ def test_dfq_is_adversarial_kl_plus_bn_plus_batch_entropy(outputs):
     t, s, f = outputs
     bn = torch.tensor(0.37, dtype=torch.float64)
     loss, parts = generator_loss("dfq", t, f, s, WEIGHTS, bn)
-    kl = sum(sum(pt * math.log(pt / ps) for pt, ps in zip(_softmax(rt), _softmax(rs)))
-             for rt, rs in zip(t.tolist(), s.tolist())) / len(t)
+    kl = sum(
+        sum(pt * math.log(pt / ps) for pt, ps in zip(_softmax(rt), _softmax(rs)))
+        for rt, rs in zip(t.tolist(), s.tolist())
+    ) / len(t)
     _, _, ie = _priors(t.tolist(), f.tolist(), WEIGHTS)
     assert loss.item() == pytest.approx(-1.3 * kl + 0.6 * 0.37 + 4.0 * ie, rel=1e-6)
 

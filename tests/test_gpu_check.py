@@ -24,10 +24,19 @@ from fastlrwa.data import load_split
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
-PREWARM = {f"prewarm_lrwa_{name}" for name in ("joint", "lrwa-exact", "lrwa-exact-reverse", "lrwa-fd",
-                                               "lrwa-first-order")} | {"prewarm_trainer", "prewarm_kernels"}
-MEASURED = {"setup", "tests", "kernels_fp32", "kernels_bf16", "lrwa_amp_eager", "trainer_fp32", "trainer_amp_compile",
-            "lrwa_fp32_eager"}
+PREWARM = {
+    f"prewarm_lrwa_{name}" for name in ("joint", "lrwa-exact", "lrwa-exact-reverse", "lrwa-fd", "lrwa-first-order")
+} | {"prewarm_trainer", "prewarm_kernels"}
+MEASURED = {
+    "setup",
+    "tests",
+    "kernels_fp32",
+    "kernels_bf16",
+    "lrwa_amp_eager",
+    "trainer_fp32",
+    "trainer_amp_compile",
+    "lrwa_fp32_eager",
+}
 SKIPPED_ON_A_CPU = PREWARM | {"lrwa_amp_compiled", "tests_export"}
 EAGER_VARIANTS = {"joint", "lrwa-exact", "lrwa-exact-reverse", "lrwa-fd", "lrwa-first-order"}
 
@@ -42,8 +51,14 @@ def _load(name: str):
 
 def _check(out: Path, work: Path, *options: str) -> subprocess.CompletedProcess:
     environment = dict(os.environ, PYTHON=sys.executable)
-    return subprocess.run(["bash", str(SCRIPT), "--dry-run", "--out", str(out), "--work", str(work), *options],
-                          capture_output=True, text=True, timeout=900, env=environment, cwd=ROOT)
+    return subprocess.run(
+        ["bash", str(SCRIPT), "--dry-run", "--out", str(out), "--work", str(work), *options],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=environment,
+        cwd=ROOT,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +72,12 @@ def dry_run(tmp_path_factory):
 def test_dry_run_reports_every_stage_and_writes_few_files(dry_run):
     completed, out, summary = dry_run
     assert sorted(path.name for path in out.iterdir()) == [
-        "gpu_check.log", "raw.tar.gz", "results.csv", "summary.json", "summary.md"]
+        "gpu_check.log",
+        "raw.tar.gz",
+        "results.csv",
+        "summary.json",
+        "summary.md",
+    ]
     stages = {stage["stage"]: stage for stage in summary["stages"]}
     assert set(stages) == MEASURED | SKIPPED_ON_A_CPU
     for name in MEASURED:
@@ -137,7 +157,8 @@ def test_junit_results_are_counted_with_failures_and_skip_reasons(tmp_path):
         '<failure message="AssertionError: 3 != 4&#10;more">trace</failure></testcase>'
         '<testcase classname="tests.test_b" name="test_gpu[1]" time="0"><skipped message="needs a CUDA device"/>'
         '</testcase><testcase classname="tests.test_b" name="test_gpu[2]" time="0">'
-        '<skipped message="needs a CUDA device"/></testcase></testsuite></testsuites>')
+        '<skipped message="needs a CUDA device"/></testcase></testsuite></testsuites>'
+    )
     (run,) = report.load_tests(tmp_path)
     assert run["stage"] == "tests" and run["passed"] == 1
     assert run["failed"] == [{"test": "test_a::test_bad", "message": "AssertionError: 3 != 4"}]

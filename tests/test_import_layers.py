@@ -16,14 +16,28 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Rooms from the top (0) down; a module may import from its own room and from the rooms below it.
 ROOMS: dict[str, int] = {
-    "__main__": 0, "cli": 0, "commands": 0,
+    "__main__": 0,
+    "cli": 0,
+    "commands": 0,
     "trainer": 1,
-    "metrics": 2, "export": 2,
+    "metrics": 2,
+    "export": 2,
     "config": 3,
-    "updates": 4, "replay": 4, "losses": 4,
-    "models": 5, "data": 5, "kernels": 5,
-    "distributed": 6, "progress": 6, "runtime": 6, "atomic_io": 6, "paths": 6,
-    "errors": 7, "options": 7, "lazy": 7, "__init__": 7,
+    "updates": 4,
+    "replay": 4,
+    "losses": 4,
+    "models": 5,
+    "data": 5,
+    "kernels": 5,
+    "distributed": 6,
+    "progress": 6,
+    "runtime": 6,
+    "atomic_io": 6,
+    "paths": 6,
+    "errors": 7,
+    "options": 7,
+    "lazy": 7,
+    "__init__": 7,
 }
 
 
@@ -74,12 +88,15 @@ def test_no_import_runs_up_the_house():
     assert not upward, "imports running up the house:\n" + "\n".join(upward)
 
 
-@pytest.mark.parametrize("source,expected", [
-    ("from fastlrwa.trainer.loop import Trainer\n", ["fastlrwa.trainer.loop"]),
-    ("def f():\n    import fastlrwa.commands.train\n", ["fastlrwa.commands.train"]),
-    ("from . import backend\nfrom .js import fused_js\n", ["fastlrwa.kernels", "fastlrwa.kernels.js"]),
-    ("import torch\nfrom typing import Any\n", []),
-])
+@pytest.mark.parametrize(
+    "source,expected",
+    [
+        ("from fastlrwa.trainer.loop import Trainer\n", ["fastlrwa.trainer.loop"]),
+        ("def f():\n    import fastlrwa.commands.train\n", ["fastlrwa.commands.train"]),
+        ("from . import backend\nfrom .js import fused_js\n", ["fastlrwa.kernels", "fastlrwa.kernels.js"]),
+        ("import torch\nfrom typing import Any\n", []),
+    ],
+)
 def test_imports_are_read_with_functions_and_relative_ones(tmp_path, source, expected):
     path = tmp_path / "mae.py"
     path.write_text(source)

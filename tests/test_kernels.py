@@ -19,8 +19,7 @@ import torch.nn.functional as F
 
 from fastlrwa.errors import ConfigError
 from fastlrwa.kernels import backend as kernel_backend
-from fastlrwa.kernels import fused_js, fused_mae, js_reference, mae_reference
-from fastlrwa.kernels import launch
+from fastlrwa.kernels import fused_js, fused_mae, js_reference, launch, mae_reference
 
 requires_triton = pytest.mark.skipif(not kernel_backend.TRITON_AVAILABLE, reason="triton is not installed")
 
@@ -56,8 +55,9 @@ def _assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float) -> 
 
 def _value_and_grads(loss_fn, a: torch.Tensor, b: torch.Tensor, upstream: float):
     loss = loss_fn(a, b)
-    grad_a, grad_b = torch.autograd.grad(loss, (a, b), grad_outputs=torch.tensor(upstream, dtype=loss.dtype,
-                                                                                 device=loss.device))
+    grad_a, grad_b = torch.autograd.grad(
+        loss, (a, b), grad_outputs=torch.tensor(upstream, dtype=loss.dtype, device=loss.device)
+    )
     return loss, grad_a, grad_b
 
 
@@ -295,8 +295,9 @@ def test_jvp_under_compile_matches_float64(loss_name: str, backend: str) -> None
     a, b = (_logits((7, 13), torch.float64, generator, 3.0).detach() for _ in range(2))
     tangents = tuple(torch.randn(7, 13, generator=generator, dtype=torch.float64) for _ in range(2))
     fused, formula = _loss_and_formula(loss_name, backend)
-    compiled = torch.compile(lambda *args: torch.func.jvp(fused, args[:2], args[2:]), fullgraph=True,
-                             backend="aot_eager")
+    compiled = torch.compile(
+        lambda *args: torch.func.jvp(fused, args[:2], args[2:]), fullgraph=True, backend="aot_eager"
+    )
     value, tangent = compiled(a, b, *tangents)
     expected_value, expected_tangent, magnitude = _expected_jvp(formula, a, b, tangents)
     _assert_close(value, expected_value, 1e-10)
@@ -377,16 +378,18 @@ def test_importing_kernels_does_not_import_triton() -> None:
 @requires_triton
 def test_interpreter_works_after_triton_was_imported_for_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """As in a full test run: triton (and its @jit standard library) imported before the variable is set."""
-    script = "\n".join([
-        "import os, torch, triton.language",
-        "os.environ['TRITON_INTERPRET'] = '1'",
-        "from fastlrwa.kernels import fused_js, fused_mae, js_reference",
-        "a, b = torch.randn(5, 12, dtype=torch.float64), torch.randn(5, 12, dtype=torch.float64)",
-        "assert abs(fused_mae(a, b, backend='triton') - (a - b).abs().mean()) < 1e-12",
-        "for variant in ('paper', 'official'):",
-        "    js = fused_js(a, b, variant=variant, backend='triton')",
-        "    assert abs(js - js_reference(a, b, variant=variant)) < 1e-12",
-    ])
+    script = "\n".join(
+        [
+            "import os, torch, triton.language",
+            "os.environ['TRITON_INTERPRET'] = '1'",
+            "from fastlrwa.kernels import fused_js, fused_mae, js_reference",
+            "a, b = torch.randn(5, 12, dtype=torch.float64), torch.randn(5, 12, dtype=torch.float64)",
+            "assert abs(fused_mae(a, b, backend='triton') - (a - b).abs().mean()) < 1e-12",
+            "for variant in ('paper', 'official'):",
+            "    js = fused_js(a, b, variant=variant, backend='triton')",
+            "    assert abs(js - js_reference(a, b, variant=variant)) < 1e-12",
+        ]
+    )
     monkeypatch.delenv("TRITON_INTERPRET")
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert completed.returncode == 0, completed.stderr[-2000:]
@@ -418,8 +421,9 @@ CUDA_RTOL = {torch.float32: 1e-4, torch.bfloat16: 1e-2, torch.float16: 1e-2}
 @pytest.mark.parametrize("dtype", list(CUDA_RTOL))
 @pytest.mark.parametrize("shape", [(4099, 100), (513, 1000), (37, 10), (3, 5, 200), (576, 100)])
 @pytest.mark.parametrize("loss_name", ["mae", "paper", "official"])
-def test_gpu_kernels_match_float64(monkeypatch: pytest.MonkeyPatch, loss_name: str, shape: tuple[int, ...],
-                                   dtype: torch.dtype) -> None:
+def test_gpu_kernels_match_float64(
+    monkeypatch: pytest.MonkeyPatch, loss_name: str, shape: tuple[int, ...], dtype: torch.dtype
+) -> None:
     """The kernels compiled for the GPU (not the interpreter) at the trainer's sizes (512 + 64 rows, C = 100)
     and odd ones, through ``backend="auto"`` as the losses call them."""
     monkeypatch.delenv("TRITON_INTERPRET")

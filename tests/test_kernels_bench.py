@@ -30,9 +30,21 @@ def bench():
 
 def _result(bench, **changes):
     base = bench.Result(
-        date="2026-01-01T00:00:00+00:00", device="test GPU", torch_version="t", triton_version="tr",
-        loss="mae", mode="forward+backward", provider="triton", dtype="fp32", rows=4096, cols=100,
-        median_ms=0.01, p20_ms=0.009, p80_ms=0.011, gb_per_s=2000.0, percent_of_copy_bandwidth=75.0,
+        date="2026-01-01T00:00:00+00:00",
+        device="test GPU",
+        torch_version="t",
+        triton_version="tr",
+        loss="mae",
+        mode="forward+backward",
+        provider="triton",
+        dtype="fp32",
+        rows=4096,
+        cols=100,
+        median_ms=0.01,
+        p20_ms=0.009,
+        p80_ms=0.011,
+        gb_per_s=2000.0,
+        percent_of_copy_bandwidth=75.0,
         speedup_vs_eager=2.5,
     )
     return replace(base, **changes)

@@ -38,9 +38,14 @@ def options(objective: str = "paper", hvp: str = "exact", exact_method: str = "f
 def bn_conv_net(activation: type[nn.Module]) -> nn.Module:
     """Two conv-BN-activation blocks (odd channel counts, a strided conv) and a linear head."""
     return nn.Sequential(
-        nn.Conv2d(3, 5, 3, padding=1, bias=False), nn.BatchNorm2d(5), activation(),
-        nn.Conv2d(5, 6, 3, stride=2), nn.BatchNorm2d(6), activation(),
-        nn.Flatten(), nn.Linear(6 * 3 * 3, CLASSES),
+        nn.Conv2d(3, 5, 3, padding=1, bias=False),
+        nn.BatchNorm2d(5),
+        activation(),
+        nn.Conv2d(5, 6, 3, stride=2),
+        nn.BatchNorm2d(6),
+        activation(),
+        nn.Flatten(),
+        nn.Linear(6 * 3 * 3, CLASSES),
     )
 
 
@@ -55,8 +60,12 @@ def make_problem(seed: int, dtype: torch.dtype = torch.float64, activation: type
             module.running_var.uniform_(0.5, 2.0)
             module.weight.data.uniform_(0.5, 1.5)
             module.bias.data.uniform_(-0.5, 0.5)
-    batches = (torch.randn(9, 3, 7, 7, dtype=dtype), torch.randn(9, CLASSES, dtype=dtype),
-               torch.randn(5, 3, 7, 7, dtype=dtype), torch.randn(5, CLASSES, dtype=dtype))
+    batches = (
+        torch.randn(9, 3, 7, 7, dtype=dtype),
+        torch.randn(9, CLASSES, dtype=dtype),
+        torch.randn(5, 3, 7, 7, dtype=dtype),
+        torch.randn(5, CLASSES, dtype=dtype),
+    )
     return model, batches
 
 
@@ -116,7 +125,8 @@ def _check_against_reference(update, *, objective: str, hvp: str, seed: int = 11
     """``update(model, params, buffers, *batches)`` (float64) against :func:`reference_lrwa`."""
     model, (x_new, t_new, x_mem, t_mem) = make_problem(seed=seed)
     expected, parts, cosine, expected_buffers = reference_lrwa(
-        model, x_new, t_new, x_mem, t_mem, objective=objective, first_order=hvp == "first_order")
+        model, x_new, t_new, x_mem, t_mem, objective=objective, first_order=hvp == "first_order"
+    )
     buffers = dict(model.named_buffers())
     grads, aux = update(model, params_of(model), buffers, x_new, t_new, x_mem, t_mem)
 
@@ -134,8 +144,9 @@ def _check_against_reference(update, *, objective: str, hvp: str, seed: int = 11
 @pytest.mark.parametrize("objective", ["paper", "official"])
 @pytest.mark.parametrize("hvp,exact_method", MODES)
 def test_gradient_matches_float64_autograd(objective, hvp, exact_method):
-    _check_against_reference(partial(lrwa_grads, options=options(objective, hvp, exact_method), align=True),
-                             objective=objective, hvp=hvp)
+    _check_against_reference(
+        partial(lrwa_grads, options=options(objective, hvp, exact_method), align=True), objective=objective, hvp=hvp
+    )
 
 
 def _with_mae_backend(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
@@ -149,8 +160,11 @@ def _with_mae_backend(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
 def test_triton_mae_in_the_exact_step_matches_float64_autograd(monkeypatch, exact_method):
     """The kernel's own derivatives in the step: double backward (reverse), forward mode (forward)."""
     _with_mae_backend(monkeypatch, "triton")
-    _check_against_reference(partial(lrwa_grads, options=options("official", "exact", exact_method), align=True),
-                             objective="official", hvp="exact")
+    _check_against_reference(
+        partial(lrwa_grads, options=options("official", "exact", exact_method), align=True),
+        objective="official",
+        hvp="exact",
+    )
 
 
 @pytest.mark.parametrize("exact_method", ["reverse", "forward"])
@@ -217,12 +231,23 @@ def test_fd_in_float32_is_close_to_exact_on_a_smooth_network():
     """
     model64, batches64 = make_problem(seed=31, activation=nn.GELU)
     model32 = copy.deepcopy(model64).float()
-    exact, _ = lrwa_grads(model64, params_of(model64), dict(model64.named_buffers()), *batches64,
-                          options=options(hvp="exact"))
-    first_order, _ = lrwa_grads(model64, params_of(model64), dict(copy.deepcopy(model64).named_buffers()),
-                                *batches64, options=options(hvp="first_order"))
-    fd, _ = lrwa_grads(model32, params_of(model32), dict(model32.named_buffers()), *(b.float() for b in batches64),
-                       options=options(hvp="fd"))
+    exact, _ = lrwa_grads(
+        model64, params_of(model64), dict(model64.named_buffers()), *batches64, options=options(hvp="exact")
+    )
+    first_order, _ = lrwa_grads(
+        model64,
+        params_of(model64),
+        dict(copy.deepcopy(model64).named_buffers()),
+        *batches64,
+        options=options(hvp="first_order"),
+    )
+    fd, _ = lrwa_grads(
+        model32,
+        params_of(model32),
+        dict(model32.named_buffers()),
+        *(b.float() for b in batches64),
+        options=options(hvp="fd"),
+    )
     names = list(params_of(model64))
     assert relative_error(flat(first_order, names), flat(exact, names)) > 0.05  # the Hessian term matters here
     assert relative_error(flat(fd, names).double(), flat(exact, names)) <= 1e-2
@@ -250,8 +275,14 @@ def test_without_alignment_probe_nothing_else_changes_and_nothing_unlogged_is_co
 
     def run(align: bool):
         with FlopCounterMode(display=False) as counter:
-            result = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
-                                options=options(objective), align=align)
+            result = lrwa_grads(
+                model,
+                params_of(model),
+                dict(copy.deepcopy(model).named_buffers()),
+                *batches,
+                options=options(objective),
+                align=align,
+            )
         return result, counter.get_total_flops()
 
     (with_probe, aux), probe_flops = run(True)
@@ -272,8 +303,14 @@ def test_bf16_autocast_stays_close_to_float32():
     batches = [b.float() for b in batches64]
     kwargs = dict(options=options("official"))
     full, _ = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches, **kwargs)
-    mixed, aux = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
-                            amp_dtype=torch.bfloat16, **kwargs)
+    mixed, aux = lrwa_grads(
+        model,
+        params_of(model),
+        dict(copy.deepcopy(model).named_buffers()),
+        *batches,
+        amp_dtype=torch.bfloat16,
+        **kwargs,
+    )
     names = list(full)
     assert all(g.dtype == torch.float32 for g in mixed.values())
     assert relative_error(flat(mixed, names), flat(full, names)) <= 5e-2
@@ -289,8 +326,15 @@ def test_loss_scale_multiplies_the_gradient():
     kwargs = dict(options=options(hvp="fd"))
     full, _ = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches, **kwargs)
     scale = torch.tensor(1024.0)
-    scaled, _ = lrwa_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
-                           amp_dtype=torch.float16, loss_scale=scale, **kwargs)
+    scaled, _ = lrwa_grads(
+        model,
+        params_of(model),
+        dict(copy.deepcopy(model).named_buffers()),
+        *batches,
+        amp_dtype=torch.float16,
+        loss_scale=scale,
+        **kwargs,
+    )
     names = list(full)
     assert relative_error(flat(scaled, names) / scale, flat(full, names)) <= 2e-2
 
@@ -307,19 +351,26 @@ def _assert_same_update(actual, expected, rtol: float = 1e-4, atol: float = 1e-5
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("hvp,exact_method,objective", [
-    ("exact", "forward", "paper"), ("exact", "reverse", "official"), ("fd", "forward", "paper"),
-    ("first_order", "forward", "official"),
-])
+@pytest.mark.parametrize(
+    "hvp,exact_method,objective",
+    [
+        ("exact", "forward", "paper"),
+        ("exact", "reverse", "official"),
+        ("fd", "forward", "paper"),
+        ("first_order", "forward", "official"),
+    ],
+)
 def test_inductor_compiled_step_matches_eager(hvp, exact_method, objective):
     model, (x_new, t_new, x_mem, t_mem) = make_problem(seed=29, dtype=torch.float32)
     kwargs = dict(lrwa=options(objective, hvp, exact_method), align=True)
     eager_buffers = dict(copy.deepcopy(model).named_buffers())
     eager, eager_aux = make_student_grads("lrwa", model, **kwargs)(
-        params_of(model), eager_buffers, x_new, t_new, x_mem, t_mem)
+        params_of(model), eager_buffers, x_new, t_new, x_mem, t_mem
+    )
     compiled_buffers = dict(copy.deepcopy(model).named_buffers())
     compiled, compiled_aux = make_student_grads("lrwa", model, compile=True, **kwargs)(
-        params_of(model), compiled_buffers, x_new, t_new, x_mem, t_mem)
+        params_of(model), compiled_buffers, x_new, t_new, x_mem, t_mem
+    )
     if hvp == "fd":
         # The difference quotient amplifies rounding by about 1/sqrt(eps): Inductor's own summation
         # order moves the float32 fd update by up to ~1e-3 of its norm.

@@ -22,8 +22,25 @@ def _load(name: str):
 
 def test_profile_trace_opens_in_the_pytorch_profiler_plugin(tmp_path):
     profile_step = _load("profile_step")
-    assert profile_step.main(["--kind", "plain", "--wait", "0", "--warmup", "1", "--active", "1",
-                              "--device", "cpu", "--out", str(tmp_path)]) == 0
+    assert (
+        profile_step.main(
+            [
+                "--kind",
+                "plain",
+                "--wait",
+                "0",
+                "--warmup",
+                "1",
+                "--active",
+                "1",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     traces = list(tmp_path.glob("plain.*.pt.trace.json"))
     assert len(traces) == 1
     data_module = pytest.importorskip("torch_tb_profiler.profiler.data")

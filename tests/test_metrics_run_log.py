@@ -22,16 +22,30 @@ def rng() -> random.Random:
 
 
 def _write_config(run_dir: Path, **fields) -> None:
-    config = {"fastlrwa_version": "0.1.0", "method": "lrwa-mb", "dataset": "digits", "student": "lenet5_half",
-              "seed": 3, "epochs": 9, "config": {}, "versions": {}, "device": "cpu"}
+    config = {
+        "fastlrwa_version": "0.1.0",
+        "method": "lrwa-mb",
+        "dataset": "digits",
+        "student": "lenet5_half",
+        "seed": 3,
+        "epochs": 9,
+        "config": {},
+        "versions": {},
+        "device": "cpu",
+    }
     config.update(fields)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(config))
 
 
 def _epoch_record(rng: random.Random, epoch: int) -> dict:
-    return {"epoch": epoch, "test_accuracy": rng.uniform(5.0, 99.0), "loss_student": rng.random(),
-            "grad_cos": rng.uniform(-1, 1), "step_time_s": rng.random()}
+    return {
+        "epoch": epoch,
+        "test_accuracy": rng.uniform(5.0, 99.0),
+        "loss_student": rng.random(),
+        "grad_cos": rng.uniform(-1, 1),
+        "step_time_s": rng.random(),
+    }
 
 
 def _log(run_dir: Path, records: list[dict]) -> None:
@@ -46,7 +60,12 @@ def test_read_run_round_trip(tmp_path: Path, rng: random.Random) -> None:
     _log(tmp_path, records)
     run = read_run(tmp_path)
     assert (run.method, run.dataset, run.student, run.seed, run.epochs_configured) == (
-        "lrwa-mb", "digits", "lenet5_half", 3, 9)
+        "lrwa-mb",
+        "digits",
+        "lenet5_half",
+        3,
+        9,
+    )
     assert run.accuracies == [record["test_accuracy"] for record in records]
     assert run.metrics == records
     assert run.complete

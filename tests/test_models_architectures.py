@@ -52,8 +52,8 @@ def lenet_count(widths: tuple[int, int, int, int], classes: int, in_ch: int) -> 
 def cifar_resnet_count(blocks: tuple[int, ...], classes: int, in_ch: int = 3) -> int:
     total = conv(in_ch, 64, 3) + bn(64)
     planes = 64
-    for stage, (width, n) in enumerate(zip((64, 128, 256, 512), blocks)):
-        for b in range(n):
+    for width, n in zip((64, 128, 256, 512), blocks):
+        for _ in range(n):
             total += conv(planes, width, 3) + bn(width) + conv(width, width, 3) + bn(width)
             if planes != width:  # the first block of stages 2-4: projection shortcut
                 total += conv(planes, width, 1) + bn(width)
@@ -66,7 +66,7 @@ def wrn_count(depth: int, k: int, classes: int, in_ch: int = 3) -> int:
     total = conv(in_ch, 16, 3)
     planes = 16
     for width in (16 * k, 32 * k, 64 * k):
-        for b in range(n):
+        for _ in range(n):
             total += bn(planes) + conv(planes, width, 3) + bn(width) + conv(width, width, 3)
             if planes != width:
                 total += conv(planes, width, 1)
@@ -109,7 +109,11 @@ def test_published_cifar10_counts(arch: str) -> None:
 @pytest.mark.parametrize("arch", ["resnet18", "wrn16_2"])
 def test_counts_follow_classes_and_channels(arch: str) -> None:
     model = build_model(arch, 200, in_channels=1, image_size=64)
-    derived = cifar_resnet_count(RESNET_BLOCKS[arch], 200, 1) if arch in RESNET_BLOCKS else wrn_count(*WRN_SHAPES[arch], 200, 1)
+    derived = (
+        cifar_resnet_count(RESNET_BLOCKS[arch], 200, 1)
+        if arch in RESNET_BLOCKS
+        else wrn_count(*WRN_SHAPES[arch], 200, 1)
+    )
     assert count(model) == derived
 
 
@@ -133,11 +137,16 @@ def test_shapes_and_features_per_dataset(arch: str, dataset: str, channels: int,
     x = torch.randn(batch, channels, size, size)
     captured = {}
     head = final_linear(model)
-    handles = [head.register_forward_hook(lambda module, inputs, output: captured.update(input=inputs[0], output=output))]
+    handles = [
+        head.register_forward_hook(lambda module, inputs, output: captured.update(input=inputs[0], output=output))
+    ]
     if arch.startswith("lenet"):
         # DAFL's and the authors' features_T[-1] for LeNet-5: conv3's output after its ReLU, flattened.
-        handles.append(model.conv3.register_forward_hook(
-            lambda module, inputs, output: captured.update(features=torch.flatten(F.relu(output), 1))))
+        handles.append(
+            model.conv3.register_forward_hook(
+                lambda module, inputs, output: captured.update(features=torch.flatten(F.relu(output), 1))
+            )
+        )
     with torch.no_grad():
         logits, features = model(x, return_features=True)
         plain_logits = model(x)
@@ -166,7 +175,9 @@ def test_bad_sizes_are_config_errors(bad: object) -> None:
 
 def test_initialisation_is_kaiming_and_unit_batchnorm() -> None:
     model = build_model("resnet18", 10)
-    assert all(torch.all(m.weight == 1) and torch.all(m.bias == 0) for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    assert all(
+        torch.all(m.weight == 1) and torch.all(m.bias == 0) for m in model.modules() if isinstance(m, nn.BatchNorm2d)
+    )
     stem = model.conv1.weight  # kaiming normal, fan_out = 64 * 3 * 3, gain sqrt(2)
     expected_std = (2.0 / (64 * 9)) ** 0.5
     assert abs(stem.std().item() - expected_std) / expected_std < 0.1
@@ -183,7 +194,9 @@ def test_functional_call_batchnorm_updates_the_passed_buffers() -> None:
     batch_mean = stem_output.mean(dim=(0, 2, 3))
     batch_var = stem_output.var(dim=(0, 2, 3), unbiased=True)
     first = "block1.layer.0.bn1."
-    torch.testing.assert_close(buffers[first + "running_mean"], 0.9 * untouched[first + "running_mean"] + 0.1 * batch_mean)
+    torch.testing.assert_close(
+        buffers[first + "running_mean"], 0.9 * untouched[first + "running_mean"] + 0.1 * batch_mean
+    )
     torch.testing.assert_close(buffers[first + "running_var"], 0.9 * untouched[first + "running_var"] + 0.1 * batch_var)
     assert buffers[first + "num_batches_tracked"].item() == 1
     for name, b in model.named_buffers():

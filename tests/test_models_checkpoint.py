@@ -47,15 +47,24 @@ def refusal(path: Path, **kwargs) -> str:
 
 
 def cifar_meta(arch: str, classes: int = 7) -> ModelMeta:
-    return ModelMeta(arch=arch, num_classes=classes, in_channels=3, image_size=32, dataset="cifar10",
-                     mean=(0.4914, 0.4822, 0.4465), std=(0.247, 0.243, 0.261))
+    return ModelMeta(
+        arch=arch,
+        num_classes=classes,
+        in_channels=3,
+        image_size=32,
+        dataset="cifar10",
+        mean=(0.4914, 0.4822, 0.4465),
+        std=(0.247, 0.243, 0.261),
+    )
 
 
 def test_fastlrwa_round_trip(tmp_path: Path) -> None:
     model = randomised(build_model("wrn16_1", 7))
     meta = cifar_meta("wrn16_1")
     path = tmp_path / "nested" / "model.pt"
-    save_model_checkpoint(path, model, meta, extra={"test_accuracy": np.float64(91.5), "recipe": {"epochs": 3, "tags": ("a",)}})
+    save_model_checkpoint(
+        path, model, meta, extra={"test_accuracy": np.float64(91.5), "recipe": {"epochs": 3, "tags": ("a",)}}
+    )
 
     raw = torch.load(path, map_location="cpu", weights_only=True)
     assert raw["format"] == "fastlrwa-model" and raw["version"] == 1
@@ -137,7 +146,9 @@ def test_random_bytes_are_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("fraction", [0.0, 0.3, 0.9, 0.999])
 def test_truncated_checkpoint_is_refused(tmp_path: Path, fraction: float) -> None:
     whole = tmp_path / "whole.pt"
-    save_model_checkpoint(whole, build_model("lenet5", 10, in_channels=1), ModelMeta("lenet5", 10, 1, 32, None, None, None))
+    save_model_checkpoint(
+        whole, build_model("lenet5", 10, in_channels=1), ModelMeta("lenet5", 10, 1, 32, None, None, None)
+    )
     data = whole.read_bytes()
     path = tmp_path / "cut.pt"
     path.write_bytes(data[: int(len(data) * fraction)])
@@ -194,7 +205,10 @@ def test_class_count_check() -> None:
         ([1, 2, 3], "no model weights"),
         ({"format": "fastlrwa-model", "version": 2, "meta": {}, "state_dict": {}}, "upgrade fastlrwa"),
         ({"format": "fastlrwa-model", "version": "1", "meta": {}, "state_dict": {}}, "malformed fastlrwa checkpoint"),
-        ({"format": "fastlrwa-model", "version": 1, "meta": {"arch": "lenet5"}, "state_dict": {}}, "malformed metadata"),
+        (
+            {"format": "fastlrwa-model", "version": 1, "meta": {"arch": "lenet5"}, "state_dict": {}},
+            "malformed metadata",
+        ),
     ],
 )
 def test_unusable_contents(tmp_path: Path, payload: object, problem: str) -> None:

@@ -14,13 +14,17 @@ from fastlrwa.models import Generator, build_generator
 def generator_parameter_count(latent: int, channels: int, size: int) -> int:
     base = (size // 4) ** 2
     return (
-        latent * 128 * base + 128 * base  # Linear(latent -> 128*(s/4)^2)
+        latent * 128 * base
+        + 128 * base  # Linear(latent -> 128*(s/4)^2)
         + 2 * 128  # BN(128)
-        + 128 * 128 * 9 + 128  # spectral-normed conv 128->128 (one weight, stored as ".original")
+        + 128 * 128 * 9
+        + 128  # spectral-normed conv 128->128 (one weight, stored as ".original")
         + 2 * 128  # BN(128, eps 0.8)
-        + 128 * 64 * 9 + 64  # spectral-normed conv 128->64
+        + 128 * 64 * 9
+        + 64  # spectral-normed conv 128->64
         + 2 * 64  # BN(64, eps 0.8)
-        + 64 * channels * 9 + channels  # spectral-normed conv 64->C
+        + 64 * channels * 9
+        + channels  # spectral-normed conv 64->C
     )  # the final BN has no affine parameters
 
 

@@ -33,6 +33,7 @@ def test_lenet5_half_hessian_vector_product_matches_finite_differences() -> None
     target = torch.randn(3, 10, dtype=torch.float64)
     params = {name: p.detach() for name, p in model.named_parameters()}
     buffers = dict(model.named_buffers())
+
     # A smooth loss, so the finite difference does not straddle the kink of |.|.
     def loss(p: dict, b: dict) -> torch.Tensor:
         return (functional_call(model, (p, b), (x,)) - target).square().mean()

@@ -77,7 +77,9 @@ def test_unknown_name_lists_the_choices() -> None:
 
 def test_model_whose_linear_is_not_last_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     def squashed_head(name: str, weights: None, num_classes: int) -> nn.Module:
-        return nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes), nn.Tanh())
+        return nn.Sequential(
+            nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes), nn.Tanh()
+        )
 
     monkeypatch.setattr(registry, "torchvision_classification_names", lambda: ["squashed"])
     monkeypatch.setattr(torchvision.models, "get_model", squashed_head)

@@ -42,8 +42,9 @@ class NoValueReads(TorchDispatchMode):
 
 def _trainer(tmp_path, teacher, method: str, extra: dict, device: str) -> Trainer:
     """A tiny run ready to replay: one iteration done, the memory bank pushed, the VAE past its warm-up."""
-    overrides = tiny_overrides(tmp_path / "run", teacher, method=method,
-                               **{"runtime.device": device, "lrwa.align_every": 2, **extra})
+    overrides = tiny_overrides(
+        tmp_path / "run", teacher, method=method, **{"runtime.device": device, "lrwa.align_every": 2, **extra}
+    )
     parts = build_run(train_config("digits", overrides), teacher, DistributedContext(0, 1, 0, torch.device(device)))
     trainer = Trainer(parts, RunDir(tmp_path / "run"), EpochProgress(None, None))
     trainer._iteration()  # first calls: allocations, lazy initialisation, the first batch observed
@@ -59,8 +60,12 @@ def _optimizer_step_counters(trainer: Trainer) -> tuple[torch.Tensor, ...]:
     parts = trainer.parts
     optimizers = [parts.student_optimizer, parts.generator_optimizer]
     optimizers += [parts.replay.optimizer] if hasattr(parts.replay, "optimizer") else []
-    return tuple(state["step"] for optimizer in optimizers for state in optimizer.state.values()
-                 if isinstance(state.get("step"), torch.Tensor) and state["step"].device.type == "cpu")
+    return tuple(
+        state["step"]
+        for optimizer in optimizers
+        for state in optimizer.state.values()
+        if isinstance(state.get("step"), torch.Tensor) and state["step"].device.type == "cpu"
+    )
 
 
 def _iterate(trainer: Trainer, iterations: int = 2) -> None:

@@ -40,7 +40,8 @@ def test_the_update_options_are_literals_of_their_own():
     assert literals["joint.objective"] == ("official", "paper")
     assert literals["loss.js_variant"] == ("paper", "official")
     assert {"student.schedule", "student.init", "runtime.amp", "runtime.compile_mode", "lrwa.exact_method"} <= set(
-        literals)
+        literals
+    )
     for cls in (TrainConfig, LRWAOptions, JointOptions, GeneratorLossOptions, PretrainConfig, MethodSpec):
         assert cls.__dataclass_params__.frozen, cls
 
@@ -79,13 +80,20 @@ def test_train_flags_offer_exactly_the_literal_choices():
     by_key = {option.name.replace("__", "."): option for option in train.params if isinstance(option, click.Option)}
     literals = _literal_keys(TrainConfig)
     flagged = {key for key in literals if key in by_key}
-    assert {"lrwa.objective", "lrwa.hvp", "lrwa.exact_method", "joint.objective", "loss.js_variant",
-            "runtime.compile_mode", "student.schedule", "student.init"} <= flagged
+    assert {
+        "lrwa.objective",
+        "lrwa.hvp",
+        "lrwa.exact_method",
+        "joint.objective",
+        "loss.js_variant",
+        "runtime.compile_mode",
+        "student.schedule",
+        "student.init",
+    } <= flagged
     for key in flagged:
         assert tuple(by_key[key].type.choices) == literals[key], key
     amp_dtype = next(option for option in train.params if option.name == "amp_dtype")
-    assert tuple(amp_dtype.type.choices) == tuple(c for c in choices_of(RuntimeConfig, "amp")
-                                                  if c != "none")
+    assert tuple(amp_dtype.type.choices) == tuple(c for c in choices_of(RuntimeConfig, "amp") if c != "none")
 
 
 def test_a_bad_flag_choice_is_refused_by_the_command_line_naming_the_literal_choices(tmp_path):
@@ -105,7 +113,8 @@ def test_config_json_of_the_previous_format_loads_with_its_keys_renamed():
         config = from_dict(TrainConfig, saved)
         assert config.joint.objective == "paper" and config.lrwa.align_every == align_every
         assert dataclasses.replace(config, lrwa=dataclasses.replace(config.lrwa, align_every=10)) == train_config(
-            "digits")
+            "digits"
+        )
 
 
 def test_literal_choices_reads_plain_and_optional_literals_only():

@@ -18,16 +18,38 @@ spec.loader.exec_module(quickstart)
 
 def fake_measurement(rng: random.Random, idle: bool) -> dict:
     def run(wall: float) -> dict:
-        return {"wall_s": wall, "training_s": wall * rng.uniform(0.5, 0.9), "epochs": rng.randrange(5, 40),
-                "final_accuracy": rng.uniform(10, 99), "best_accuracy": rng.uniform(10, 99),
-                "teacher_accuracy": rng.uniform(90, 99.9), "teacher_arch": "lenet5", "student_arch": "lenet5_half",
-                "method": "lrwa-mb", "seed": 0, "load_average_before": rng.uniform(0, 4),
-                "busiest_processes_before": []}
+        return {
+            "wall_s": wall,
+            "training_s": wall * rng.uniform(0.5, 0.9),
+            "epochs": rng.randrange(5, 40),
+            "final_accuracy": rng.uniform(10, 99),
+            "best_accuracy": rng.uniform(10, 99),
+            "teacher_accuracy": rng.uniform(90, 99.9),
+            "teacher_arch": "lenet5",
+            "student_arch": "lenet5_half",
+            "method": "lrwa-mb",
+            "seed": 0,
+            "load_average_before": rng.uniform(0, 4),
+            "busiest_processes_before": [],
+        }
+
     cached = run(rng.uniform(61, 600))
-    return {"date": "2031-02-03", "command": "fastlrwa train", "idle": idle, "runs_agree": True,
-            "machine": {"cpu": "Test CPU 9000", "cores": 2, "platform": "linux", "python": "3.11", "torch": "9.9.9",
-                        "omp_num_threads": None},
-            "first_use": {**run(rng.uniform(1, 59)), "teacher_training_s": rng.uniform(1, 30)}, "cached": cached}
+    return {
+        "date": "2031-02-03",
+        "command": "fastlrwa train",
+        "idle": idle,
+        "runs_agree": True,
+        "machine": {
+            "cpu": "Test CPU 9000",
+            "cores": 2,
+            "platform": "linux",
+            "python": "3.11",
+            "torch": "9.9.9",
+            "omp_num_threads": None,
+        },
+        "first_use": {**run(rng.uniform(1, 59)), "teacher_training_s": rng.uniform(1, 30)},
+        "cached": cached,
+    }
 
 
 @pytest.fixture
@@ -44,7 +66,10 @@ def test_the_block_states_each_figure_of_the_measurement(rng, idle):
     cached, first = measurement["cached"], measurement["first_use"]
     minutes, seconds = divmod(round(cached["wall_s"]), 60)
     assert block.startswith(quickstart.BEGIN) and block.endswith(quickstart.END)
-    assert f"{minutes} min {seconds:02d} s ({cached['training_s']:.1f} s of it training {cached['epochs']} epochs)" in block
+    assert (
+        f"{minutes} min {seconds:02d} s ({cached['training_s']:.1f} s of it training {cached['epochs']} epochs)"
+        in block
+    )
     assert f"| {round(first['wall_s'])} s ({first['teacher_training_s']:.1f} s of it training the teacher) |" in block
     assert f"{cached['teacher_accuracy']:.2f}%" in block
     assert f"{cached['final_accuracy']:.2f}% / {cached['best_accuracy']:.2f}%" in block
@@ -62,11 +87,14 @@ def test_only_the_text_between_the_markers_is_replaced(rng):
     assert quickstart.replace_block(replaced, block) == replaced
 
 
-@pytest.mark.parametrize("text", [
-    "no markers at all",
-    f"{quickstart.END}\nreversed\n{quickstart.BEGIN}",
-    f"{quickstart.BEGIN}\none\n{quickstart.END}\n{quickstart.BEGIN}\ntwo\n{quickstart.END}",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "no markers at all",
+        f"{quickstart.END}\nreversed\n{quickstart.BEGIN}",
+        f"{quickstart.BEGIN}\none\n{quickstart.END}\n{quickstart.BEGIN}\ntwo\n{quickstart.END}",
+    ],
+)
 def test_missing_or_broken_markers_are_refused(text):
     with pytest.raises(ValueError, match="markers"):
         quickstart.replace_block(text, "block")

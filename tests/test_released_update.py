@@ -36,11 +36,20 @@ CLASSES = 7
 
 def bn_student(seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Conv2d(3, 5, 3), nn.BatchNorm2d(5), nn.ReLU(),
-        nn.Conv2d(5, 6, 3, stride=2), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.Flatten(), nn.Linear(6 * 3 * 3, CLASSES),
-    ).double().train()
+    model = (
+        nn.Sequential(
+            nn.Conv2d(3, 5, 3),
+            nn.BatchNorm2d(5),
+            nn.ReLU(),
+            nn.Conv2d(5, 6, 3, stride=2),
+            nn.BatchNorm2d(6),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(6 * 3 * 3, CLASSES),
+        )
+        .double()
+        .train()
+    )
     for module in model.modules():  # statistics away from their defaults, so an overwrite would show
         if isinstance(module, nn.BatchNorm2d):
             module.running_mean.uniform_(-1.0, 1.0)
@@ -54,8 +63,12 @@ def batches(seed: int) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
     x_new = torch.randn(11, 3, 9, 9, generator=g, dtype=torch.float64)
     x_mem = torch.randn(5, 3, 9, 9, generator=g, dtype=torch.float64)
-    return (x_new, 2 * torch.randn(11, CLASSES, generator=g, dtype=torch.float64),
-            x_mem, 2 * torch.randn(5, CLASSES, generator=g, dtype=torch.float64))
+    return (
+        x_new,
+        2 * torch.randn(11, CLASSES, generator=g, dtype=torch.float64),
+        x_mem,
+        2 * torch.randn(5, CLASSES, generator=g, dtype=torch.float64),
+    )
 
 
 def outer_optimizer(model: nn.Module) -> torch.optim.SGD:
@@ -80,10 +93,21 @@ def authors_step(student: nn.Module, x_new, t_new, x_mem, t_mem, *, copy_initial
 def fastlrwa_step(student: nn.Module, x_new, t_new, x_mem, t_mem, *, objective: str) -> None:
     optimizer = outer_optimizer(student)
     update = StudentUpdate(
-        student, "lrwa", optimizer, lrwa=LRWAOptions(alpha=ALPHA, weight_decay=WEIGHT_DECAY, objective=objective,
-                                                     hvp="exact", exact_method="forward", align_every=0),
+        student,
+        "lrwa",
+        optimizer,
+        lrwa=LRWAOptions(
+            alpha=ALPHA,
+            weight_decay=WEIGHT_DECAY,
+            objective=objective,
+            hvp="exact",
+            exact_method="forward",
+            align_every=0,
+        ),
         # The replay baselines' own setting must not leak into the LRWA objectives.
-        joint=JointOptions("paper"), autocast_dtype=None, scaler=torch.amp.GradScaler("cpu", enabled=False),
+        joint=JointOptions("paper"),
+        autocast_dtype=None,
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
         compile=False,
     )
     update.step(x_new, t_new, x_mem, t_mem)
@@ -127,7 +151,9 @@ def test_with_highers_default_the_students_gradient_is_the_joint_cat_gradient(se
     authors_step(student_meta, x_new, t_new, x_mem, t_mem, copy_initial_weights=False)
     student_default = bn_student(seed)
     authors_step(student_default, x_new, t_new, x_mem, t_mem, copy_initial_weights=None)
-    difference = max((a - b).abs().max().item() for a, b in zip(student_meta.parameters(), student_default.parameters()))
+    difference = max(
+        (a - b).abs().max().item() for a, b in zip(student_meta.parameters(), student_default.parameters())
+    )
     assert difference > 1e-4
 
 

@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from fastlrwa.cli import cli
-from fastlrwa.errors import ConfigError, UserFacingError
 from fastlrwa.commands.report import run_report
+from fastlrwa.errors import ConfigError, UserFacingError
 from fastlrwa.metrics.run_log import MetricsLog
 
 PERCENTILES = (0, 20, 40, 60, 80)
@@ -32,13 +32,25 @@ def rng() -> random.Random:
     return random.Random(seed)
 
 
-def write_run(root: Path, method: str, seed: int, accuracies: list[float], epochs: int = EPOCHS,
-              teacher_sha256: str = "ab" * 32) -> Path:
+def write_run(
+    root: Path, method: str, seed: int, accuracies: list[float], epochs: int = EPOCHS, teacher_sha256: str = "ab" * 32
+) -> Path:
     run_dir = root / f"{method}-seed{seed}-{teacher_sha256[:4]}"
     run_dir.mkdir(parents=True)
-    config = {"fastlrwa_version": "0.1.0", "method": method, "dataset": "digits", "student": "lenet5_half",
-              "teacher_arch": "lenet5", "teacher_sha256": teacher_sha256, "teacher_accuracy": TEACHER_ACCURACY,
-              "seed": seed, "epochs": epochs, "config": {}, "versions": {}, "device": "cpu"}
+    config = {
+        "fastlrwa_version": "0.1.0",
+        "method": method,
+        "dataset": "digits",
+        "student": "lenet5_half",
+        "teacher_arch": "lenet5",
+        "teacher_sha256": teacher_sha256,
+        "teacher_accuracy": TEACHER_ACCURACY,
+        "seed": seed,
+        "epochs": epochs,
+        "config": {},
+        "versions": {},
+        "device": "cpu",
+    }
     (run_dir / "config.json").write_text(json.dumps(config))
     log = MetricsLog(run_dir)
     for epoch, accuracy in enumerate(accuracies, start=1):
@@ -59,8 +71,7 @@ def reference_cells(accuracies: list[float]) -> dict:
 @pytest.fixture
 def runs(tmp_path: Path, rng: random.Random) -> dict[str, list[tuple[Path, list[float]]]]:
     """Three seeds of mb-dfkd, two of lrwa-mb, one unfinished dfad run."""
-    plan = {"mb-dfkd": [(0, EPOCHS), (1, EPOCHS), (2, EPOCHS)], "lrwa-mb": [(0, EPOCHS), (5, EPOCHS)],
-            "dfad": [(0, 7)]}
+    plan = {"mb-dfkd": [(0, EPOCHS), (1, EPOCHS), (2, EPOCHS)], "lrwa-mb": [(0, EPOCHS), (5, EPOCHS)], "dfad": [(0, 7)]}
     made = {}
     for method, seeds in plan.items():
         made[method] = []
@@ -134,8 +145,11 @@ def test_markdown_table(runs, tmp_path: Path, capsys) -> None:
     for method, method_runs in runs.items():
         for run_dir, accuracies in method_runs:
             seed = json.loads((run_dir / "config.json").read_text())["seed"]
-            label = f"{method} (seed {seed})" if len(accuracies) == EPOCHS else \
-                f"{method} (seed {seed}, {len(accuracies)}/{EPOCHS} epochs)"
+            label = (
+                f"{method} (seed {seed})"
+                if len(accuracies) == EPOCHS
+                else f"{method} (seed {seed}, {len(accuracies)}/{EPOCHS} epochs)"
+            )
             expected = reference_cells(accuracies)
             numbers = [f"{value:.2f}" for n in PERCENTILES for value in expected[n]]
             assert rows[label] == numbers + [f"{expected['acc_max']:.2f}"]
@@ -191,8 +205,10 @@ def test_plot_option_writes_a_png(runs, tmp_path: Path, capsys) -> None:
 
 
 def test_runs_from_different_teachers_are_not_averaged(tmp_path: Path, rng: random.Random, capsys) -> None:
-    dirs = [write_run(tmp_path, "lrwa-mb", seed, [rng.uniform(5, 99) for _ in range(EPOCHS)], teacher_sha256=sha)
-            for seed, sha in ((0, "ab" * 32), (1, "cd" * 32), (2, "cd" * 32))]
+    dirs = [
+        write_run(tmp_path, "lrwa-mb", seed, [rng.uniform(5, 99) for _ in range(EPOCHS)], teacher_sha256=sha)
+        for seed, sha in ((0, "ab" * 32), (1, "cd" * 32), (2, "cd" * 32))
+    ]
     report = run_report(dirs)
     assert [len(aggregate.runs) for aggregate in report.aggregates] == [2]
     assert report.markdown.count("## digits · teacher lenet5") == 2
@@ -215,8 +231,10 @@ def test_a_run_given_twice_counts_once(runs, capsys) -> None:
 
 
 def test_runs_sharing_a_seed_are_labelled_by_their_distinct_seeds(tmp_path: Path, rng: random.Random) -> None:
-    dirs = [write_run(tmp_path / folder, "mb-dfkd", seed, [rng.uniform(5, 99) for _ in range(EPOCHS)])
-            for folder, seed in (("a", 0), ("b", 0), ("c", 3))]
+    dirs = [
+        write_run(tmp_path / folder, "mb-dfkd", seed, [rng.uniform(5, 99) for _ in range(EPOCHS)])
+        for folder, seed in (("a", 0), ("b", 0), ("c", 3))
+    ]
     assert "mb-dfkd (2 runs, 1 seed)" in _markdown_rows(run_report(dirs[:2]).markdown)
     assert "mb-dfkd (3 runs, 2 seeds)" in _markdown_rows(run_report(dirs).markdown)
     assert "mb-dfkd (2 seeds)" in _markdown_rows(run_report([dirs[0], dirs[2]]).markdown)

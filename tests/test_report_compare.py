@@ -18,10 +18,10 @@ from click.testing import CliRunner
 from scipy import stats
 
 from fastlrwa.cli import cli
+from fastlrwa.commands.report import run_report
 from fastlrwa.config.schema import TrainConfig, to_dict
 from fastlrwa.errors import ConfigError, UserFacingError
 from fastlrwa.metrics.plot import plot_learning_curves
-from fastlrwa.commands.report import run_report
 from fastlrwa.metrics.run_log import MetricsLog, read_run
 
 EPOCHS = 12
@@ -34,8 +34,16 @@ def rng() -> random.Random:
     return random.Random(seed)
 
 
-def write_run(root: Path, method: str, seed: int, accuracies: list[float], *, lr: float = 1e-3,
-              epoch_times: list[float] | None = None, **runtime) -> Path:
+def write_run(
+    root: Path,
+    method: str,
+    seed: int,
+    accuracies: list[float],
+    *,
+    lr: float = 1e-3,
+    epoch_times: list[float] | None = None,
+    **runtime,
+) -> Path:
     """A run directory as `fastlrwa train` writes it, with a full recorded config."""
     config = to_dict(TrainConfig())
     config["method"], config["generator"]["lr"], config["runtime"]["seed"] = method, lr, seed
@@ -43,10 +51,21 @@ def write_run(root: Path, method: str, seed: int, accuracies: list[float], *, lr
     config["runtime"].update(runtime)
     run_dir = root / f"{method}-lr{lr}-seed{seed}-{len(list(root.glob('*')))}"
     run_dir.mkdir(parents=True)
-    (run_dir / "config.json").write_text(json.dumps({
-        "method": method, "dataset": "digits", "student": "lenet5_half", "teacher_arch": "lenet5",
-        "teacher_sha256": "ab" * 32, "teacher_accuracy": 97.5, "seed": seed, "epochs": len(accuracies),
-        "config": config}))
+    (run_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "method": method,
+                "dataset": "digits",
+                "student": "lenet5_half",
+                "teacher_arch": "lenet5",
+                "teacher_sha256": "ab" * 32,
+                "teacher_accuracy": 97.5,
+                "seed": seed,
+                "epochs": len(accuracies),
+                "config": config,
+            }
+        )
+    )
     log = MetricsLog(run_dir)
     times = epoch_times or [1.0] * len(accuracies)
     for epoch, (accuracy, seconds) in enumerate(zip(accuracies, times), start=1):
@@ -102,8 +121,11 @@ def test_one_seed_a_method_gives_no_comparison(tmp_path, rng) -> None:
 
 
 def test_a_config_key_splits_settings_and_run_local_keys_do_not(tmp_path, rng) -> None:
-    dirs = [write_run(tmp_path, "lrwa-mb", seed, curve(rng, 80), lr=lr, device=device, out=f"runs/{seed}")
-            for lr in (1e-3, 3e-3) for seed, device in ((0, "cpu"), (1, "cuda:1"))]
+    dirs = [
+        write_run(tmp_path, "lrwa-mb", seed, curve(rng, 80), lr=lr, device=device, out=f"runs/{seed}")
+        for lr in (1e-3, 3e-3)
+        for seed, device in ((0, "cpu"), (1, "cuda:1"))
+    ]
     report = run_report(dirs, out_md=tmp_path / "t.md")
     assert sorted(len(aggregate.runs) for aggregate in report.aggregates) == [2, 2]
     assert "| lrwa-mb · generator.lr=0.001 (2 seeds) |" in report.markdown
@@ -150,8 +172,11 @@ def test_baseline_method_and_baseline_value(grid, tmp_path) -> None:
     by_value = run_report(_dirs(grid), out_md=tmp_path / "b.md", compare="generator.lr=1e-3")
     assert _pairs(by_value) == {("lrwa-mb@0.003", "lrwa-mb@0.001"), ("mb-dfkd@0.003", "mb-dfkd@0.001")}
     both = run_report(_dirs(grid), out_md=tmp_path / "c.md", compare="mb-dfkd,generator.lr=0.001")
-    assert _pairs(both) == {("lrwa-mb@0.001", "mb-dfkd@0.001"), ("lrwa-mb@0.003", "mb-dfkd@0.001"),
-                            ("mb-dfkd@0.003", "mb-dfkd@0.001")}
+    assert _pairs(both) == {
+        ("lrwa-mb@0.001", "mb-dfkd@0.001"),
+        ("lrwa-mb@0.003", "mb-dfkd@0.001"),
+        ("mb-dfkd@0.003", "mb-dfkd@0.001"),
+    }
     comparison = next(c for c in by_value.comparisons if c.a.method == "mb-dfkd")
     a = [p80(acc)[0] for _, acc in grid[("mb-dfkd", 3e-3)]]
     b = [p80(acc)[0] for _, acc in grid[("mb-dfkd", 1e-3)]]
@@ -167,13 +192,16 @@ def test_a_setting_without_counterpart_is_noted(grid, tmp_path) -> None:
     assert "Not compared:" in report.markdown
 
 
-@pytest.mark.parametrize("baseline, problem", [
-    ("dfad", "no setting with at least 2 seeds matches it"),
-    ("generator.nope=1", "generator.nope is not a config key these runs record"),
-    ("generator.lr=fast", "the runs record generator.lr as float"),
-    ("mb-dfkd,dfad", "names two methods"),
-    ("generator.lr=", "is neither a method nor key=value"),
-])
+@pytest.mark.parametrize(
+    "baseline, problem",
+    [
+        ("dfad", "no setting with at least 2 seeds matches it"),
+        ("generator.nope=1", "generator.nope is not a config key these runs record"),
+        ("generator.lr=fast", "the runs record generator.lr as float"),
+        ("mb-dfkd,dfad", "names two methods"),
+        ("generator.lr=", "is neither a method nor key=value"),
+    ],
+)
 def test_bad_baselines_are_one_line(grid, tmp_path, baseline, problem) -> None:
     with pytest.raises(ConfigError, match=problem) as error:
         run_report(_dirs(grid), out_md=tmp_path / "t.md", compare=baseline)
@@ -237,8 +265,10 @@ def test_equal_time_needs_epoch_times(tmp_path, rng) -> None:
 
 def test_command_line_writes_the_comparison_csv(grid, tmp_path) -> None:
     out = tmp_path / "compare.csv"
-    result = CliRunner().invoke(cli, ["report", *map(str, _dirs(grid)), "--compare", "mb-dfkd", "--equal-time",
-                                      "--compare-csv", str(out), "--json"])
+    result = CliRunner().invoke(
+        cli,
+        ["report", *map(str, _dirs(grid)), "--compare", "mb-dfkd", "--equal-time", "--compare-csv", str(out), "--json"],
+    )
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     rows = list(csv.DictReader(out.read_text().splitlines()))
@@ -253,11 +283,13 @@ def test_command_line_writes_the_comparison_csv(grid, tmp_path) -> None:
     assert bad.exit_code == 2 and bad.output.startswith("error: --compare 'dfad'")
 
 
-
 def test_figure_draws_each_setting_apart(tmp_path, rng) -> None:
     curves = {lr: [curve(rng, 70.0 + 1000 * lr) for _ in range(2)] for lr in (1e-3, 3e-3)}
-    dirs = [write_run(tmp_path, "lrwa-mb", seed, accuracies, lr=lr)
-            for lr, runs in curves.items() for seed, accuracies in enumerate(runs)]
+    dirs = [
+        write_run(tmp_path, "lrwa-mb", seed, accuracies, lr=lr)
+        for lr, runs in curves.items()
+        for seed, accuracies in enumerate(runs)
+    ]
     top, _ = plot_learning_curves([read_run(run_dir) for run_dir in dirs]).axes
     legend = [text.get_text() for text in top.get_legend().get_texts()]
     assert legend == [f"lrwa-mb · generator.lr={lr} (2 seeds, mean and min-max)" for lr in ("0.001", "0.003")]

@@ -26,10 +26,20 @@ def rng() -> random.Random:
 
 
 def _record(method: str, seed: int, accuracies: list[float], dataset: str = "digits") -> RunRecord:
-    return RunRecord(path=Path(f"{method}-{seed}"), method=method, dataset=dataset, student="lenet5_half",
-                     teacher="lenet5", teacher_sha256="ab" * 32, seed=seed, epochs_configured=len(accuracies), teacher_accuracy=None,
-                     accuracies=accuracies, metrics=[{"epoch": k} for k in range(1, len(accuracies) + 1)],
-                     complete=True)
+    return RunRecord(
+        path=Path(f"{method}-{seed}"),
+        method=method,
+        dataset=dataset,
+        student="lenet5_half",
+        teacher="lenet5",
+        teacher_sha256="ab" * 32,
+        seed=seed,
+        epochs_configured=len(accuracies),
+        teacher_accuracy=None,
+        accuracies=accuracies,
+        metrics=[{"epoch": k} for k in range(1, len(accuracies) + 1)],
+        complete=True,
+    )
 
 
 def _random_run(rng: random.Random, method: str, seed: int, n_epochs: int, dataset: str = "digits") -> RunRecord:
@@ -64,16 +74,25 @@ def test_two_methods_two_colours_and_seed_band(rng: random.Random) -> None:
 
 
 def test_one_column_per_dataset_same_colour_per_method(rng: random.Random) -> None:
-    records = [_random_run(rng, "dfad", 0, 7, "digits"), _random_run(rng, "lrwa-gr", 0, 9, "fashion_mnist"),
-               _random_run(rng, "dfad", 1, 9, "fashion_mnist")]
+    records = [
+        _random_run(rng, "dfad", 0, 7, "digits"),
+        _random_run(rng, "lrwa-gr", 0, 9, "fashion_mnist"),
+        _random_run(rng, "dfad", 1, 9, "fashion_mnist"),
+    ]
     figure = plot_learning_curves(records)
     assert len(figure.axes) == 4
     titles = [axes.get_title() for axes in figure.axes if axes.get_title()]
-    assert titles == ["digits · teacher lenet5 · student lenet5_half",
-                      "fashion_mnist · teacher lenet5 · student lenet5_half"]
+    assert titles == [
+        "digits · teacher lenet5 · student lenet5_half",
+        "fashion_mnist · teacher lenet5 · student lenet5_half",
+    ]
     digits_top, fashion_top = figure.axes[0], figure.axes[1]
-    dfad_colours = {to_rgb(line.get_color()) for axes in (digits_top, fashion_top) for line in axes.get_lines()
-                    if line.get_label() == "dfad"}
+    dfad_colours = {
+        to_rgb(line.get_color())
+        for axes in (digits_top, fashion_top)
+        for line in axes.get_lines()
+        if line.get_label() == "dfad"
+    }
     assert len(dfad_colours) == 1
 
 
@@ -97,4 +116,3 @@ def test_unknown_image_type_is_an_error(rng: random.Random, tmp_path: Path) -> N
     figure = plot_learning_curves([_random_run(rng, "dfad", 0, 3)])
     with pytest.raises(ConfigError, match=r"\.png"):
         save_figure(figure, tmp_path / "figure4.xyz")
-

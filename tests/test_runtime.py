@@ -32,27 +32,42 @@ def _fresh_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def test_a_compiled_function_writes_into_the_fastlrwa_cache_after_torchvision_was_imported(tmp_path):
-    done = subprocess.run([sys.executable, "-c", COMPILE_IN_FRESH_PROCESS], env=_fresh_env(tmp_path),
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", COMPILE_IN_FRESH_PROCESS],
+        env=_fresh_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     written = [path for path in (tmp_path / "cache" / "inductor").rglob("*") if path.is_file()]
     assert written, "the compile left nothing in $FASTLRWA_CACHE/inductor"
 
 
 def test_a_cache_folder_the_user_chose_is_kept(tmp_path):
-    code = ("import os, torchvision\nfrom fastlrwa.runtime import configure_compile_cache\n"
-            "configure_compile_cache()\nprint(os.environ['TORCHINDUCTOR_CACHE_DIR'])")
+    code = (
+        "import os, torchvision\nfrom fastlrwa.runtime import configure_compile_cache\n"
+        "configure_compile_cache()\nprint(os.environ['TORCHINDUCTOR_CACHE_DIR'])"
+    )
     chosen = str(tmp_path / "mine")
-    done = subprocess.run([sys.executable, "-c", code], env=_fresh_env(tmp_path, TORCHINDUCTOR_CACHE_DIR=chosen),
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=_fresh_env(tmp_path, TORCHINDUCTOR_CACHE_DIR=chosen),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0 and done.stdout.strip() == chosen, done.stderr
 
 
-@pytest.mark.parametrize("flags, native", [
-    ("fpu sse2 avx2 fma", False),
-    ("fpu sse2 avx2 avx512f avx512bw avx512_bf16", True),
-    ("fpu avx2 amx_bf16 amx_tile", True),
-])
+@pytest.mark.parametrize(
+    "flags, native",
+    [
+        ("fpu sse2 avx2 fma", False),
+        ("fpu sse2 avx2 avx512f avx512bw avx512_bf16", True),
+        ("fpu avx2 amx_bf16 amx_tile", True),
+    ],
+)
 def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, monkeypatch, flags, native):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("".join(f"processor\t: {n}\nflags\t\t: {flags}\n\n" for n in range(3)))

@@ -31,7 +31,7 @@ def test_batch_is_the_two_forwards_and_moves_the_generator_statistics_once(dtype
     generator, teacher = _networks(seed=3, dtype=dtype)
     reference_generator = copy.deepcopy(generator)
     batch = make_student_batch(generator, teacher, autocast_dtype=None, compile=False)
-    for call in range(3):
+    for _ in range(3):
         z = torch.randn(9, 13, dtype=dtype)
         images, logits = batch(z)
         want_images, want_logits = _reference(reference_generator, teacher, z)

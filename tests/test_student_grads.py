@@ -22,8 +22,9 @@ CLASSES = 5
 
 def conv_bn_net() -> nn.Module:
     """A conv with bias feeding BatchNorm, a pooled head: 3 -> 4 channels, 5 classes."""
-    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-                         nn.Linear(16, CLASSES))
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, CLASSES)
+    )
 
 
 def make_problem(seed: int, dtype: torch.dtype = torch.float64):
@@ -31,8 +32,12 @@ def make_problem(seed: int, dtype: torch.dtype = torch.float64):
     model = conv_bn_net().to(dtype).train()
     model[1].running_mean.uniform_(-1.0, 1.0)
     model[1].running_var.uniform_(0.5, 2.0)
-    batches = (torch.randn(11, 3, 6, 6, dtype=dtype), torch.randn(11, CLASSES, dtype=dtype),
-               torch.randn(3, 3, 6, 6, dtype=dtype), torch.randn(3, CLASSES, dtype=dtype))
+    batches = (
+        torch.randn(11, 3, 6, 6, dtype=dtype),
+        torch.randn(11, CLASSES, dtype=dtype),
+        torch.randn(3, 3, 6, 6, dtype=dtype),
+        torch.randn(3, CLASSES, dtype=dtype),
+    )
     return model, batches
 
 
@@ -68,7 +73,8 @@ def test_plain_gradient_matches_autograd():
 def test_joint_paper_is_the_sum_of_two_separate_forwards():
     model, (x_new, t_new, x_mem, t_mem) = make_problem(seed=2)
     expected, (loss_acq, loss_ret), expected_buffers = reference_grads(
-        model, lambda run: [F.l1_loss(run(x_new), t_new), F.l1_loss(run(x_mem), t_mem)])
+        model, lambda run: [F.l1_loss(run(x_new), t_new), F.l1_loss(run(x_mem), t_mem)]
+    )
     buffers = dict(model.named_buffers())
     grads, aux = joint_grads(model, params_of(model), buffers, x_new, t_new, x_mem, t_mem, options=PAPER)
     assert_dicts_close(grads, expected, rtol=1e-12, atol=1e-15)
@@ -82,25 +88,27 @@ def test_joint_paper_is_the_sum_of_two_separate_forwards():
 def test_joint_official_is_one_forward_on_the_concatenation():
     model, (x_new, t_new, x_mem, t_mem) = make_problem(seed=3)
     expected, (loss,), expected_buffers = reference_grads(
-        model, lambda run: [F.l1_loss(run(torch.cat([x_new, x_mem])), torch.cat([t_new, t_mem]))])
+        model, lambda run: [F.l1_loss(run(torch.cat([x_new, x_mem])), torch.cat([t_new, t_mem]))]
+    )
     buffers = dict(model.named_buffers())
     grads, aux = joint_grads(model, params_of(model), buffers, x_new, t_new, x_mem, t_mem, options=OFFICIAL)
     assert_dicts_close(grads, expected, rtol=1e-12, atol=1e-15)
     torch.testing.assert_close(aux["loss"], loss, rtol=1e-12, atol=0.0)
     # The parts are row blocks of the one forward: their size-weighted mean is the whole loss.
     n_new, n_mem = x_new.shape[0], x_mem.shape[0]
-    torch.testing.assert_close((n_new * aux["loss_acq"] + n_mem * aux["loss_ret"]) / (n_new + n_mem), loss,
-                               rtol=1e-12, atol=0.0)
+    torch.testing.assert_close(
+        (n_new * aux["loss_acq"] + n_mem * aux["loss_ret"]) / (n_new + n_mem), loss, rtol=1e-12, atol=0.0
+    )
     assert_dicts_close(buffers, expected_buffers, rtol=1e-12, atol=0.0)
     assert int(buffers["1.num_batches_tracked"]) == 1
 
 
 def test_official_and_paper_joint_objectives_differ_under_batchnorm():
     model, batches = make_problem(seed=4)
-    paper, _ = joint_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
-                           options=PAPER)
-    official, _ = joint_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
-                              options=OFFICIAL)
+    paper, _ = joint_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches, options=PAPER)
+    official, _ = joint_grads(
+        model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches, options=OFFICIAL
+    )
     assert float((paper["0.weight"] - official["0.weight"]).norm()) > 1e-6
 
 
@@ -113,7 +121,8 @@ def test_step_factory_builds_each_kind_and_detaches():
     joint, joint_aux = joint_grads_fn(live, buffers, x_new, t_new, x_mem, t_mem)
     lrwa_options = LRWAOptions(hvp="first_order")
     lrwa, lrwa_aux = make_student_grads("lrwa", model, lrwa=lrwa_options, align=True)(
-        live, buffers, x_new, t_new, x_mem, t_mem)
+        live, buffers, x_new, t_new, x_mem, t_mem
+    )
     assert set(plain_aux) == {"loss", "loss_acq"}
     assert set(joint_aux) == {"loss", "loss_acq", "loss_ret"}
     assert set(lrwa_aux) == {"loss", "loss_acq", "loss_ret", "grad_cos"}
@@ -125,17 +134,21 @@ def test_released_lrwa_is_built_as_the_official_joint_step():
     model, batches = make_problem(seed=6)
     released = make_student_grads("lrwa", model, lrwa=LRWAOptions(objective="released"), align=True)
     grads, aux = released(params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches)
-    expected, expected_aux = joint_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()),
-                                         *batches, options=OFFICIAL)
+    expected, expected_aux = joint_grads(
+        model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches, options=OFFICIAL
+    )
     assert_dicts_close(grads, expected, rtol=0.0, atol=0.0)
     assert aux.keys() == expected_aux.keys() == {"loss", "loss_acq", "loss_ret"}
 
 
-@pytest.mark.parametrize("build,message", [
-    (lambda: JointOptions(objective="sum"), "objective='sum' is not valid; choose one of: official, paper"),
-    (lambda: LRWAOptions(hvp="lanczos"), "hvp='lanczos' is not valid; choose one of: exact, fd, first_order"),
-    (lambda: make_student_grads("plain", make_problem(seed=0)[0], cuda_graphs=True), "compile=True"),
-])
+@pytest.mark.parametrize(
+    "build,message",
+    [
+        (lambda: JointOptions(objective="sum"), "objective='sum' is not valid; choose one of: official, paper"),
+        (lambda: LRWAOptions(hvp="lanczos"), "hvp='lanczos' is not valid; choose one of: exact, fd, first_order"),
+        (lambda: make_student_grads("plain", make_problem(seed=0)[0], cuda_graphs=True), "compile=True"),
+    ],
+)
 def test_bad_options_are_one_clear_line(build, message):
     with pytest.raises(ConfigError, match=message):
         build()
@@ -151,10 +164,15 @@ def test_bf16_autocast_joint_step_stays_close_to_float32():
     model64, batches64 = make_problem(seed=6)
     model = copy.deepcopy(model64).float()
     batches = [b.float() for b in batches64]
-    full, _ = joint_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
-                          options=PAPER)
-    mixed, _ = joint_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches,
-                           options=PAPER, amp_dtype=torch.bfloat16)
+    full, _ = joint_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches, options=PAPER)
+    mixed, _ = joint_grads(
+        model,
+        params_of(model),
+        dict(copy.deepcopy(model).named_buffers()),
+        *batches,
+        options=PAPER,
+        amp_dtype=torch.bfloat16,
+    )
     flat_full = torch.cat([g.flatten() for g in full.values()])
     flat_mixed = torch.cat([mixed[name].flatten() for name in full])
     assert float((flat_mixed - flat_full).norm() / flat_full.norm()) <= 3e-2
@@ -183,8 +201,9 @@ def test_tree_helpers_match_the_flattened_formulas():
     combined = tree_axpy(-0.3, a, b)
     torch.testing.assert_close(torch.cat([combined["w"].flatten(), combined["b"]]), -0.3 * flat_a + flat_b)
     stepped = sgd_step(a, b, lr=0.9, weight_decay=5e-4)
-    torch.testing.assert_close(torch.cat([stepped["w"].flatten(), stepped["b"]]),
-                               flat_a - 0.9 * (flat_b + 5e-4 * flat_a))
+    torch.testing.assert_close(
+        torch.cat([stepped["w"].flatten(), stepped["b"]]), flat_a - 0.9 * (flat_b + 5e-4 * flat_a)
+    )
 
 
 @pytest.mark.parametrize("fused", [True, False])
@@ -194,11 +213,15 @@ def test_installed_gradients_of_any_layout_give_the_sgd_formula(fused):
     lr, momentum, weight_decay = 0.1, 0.9, 5e-4
     weight = nn.Parameter(torch.randn(7, 3, 5, 5, dtype=torch.float64))
     bias = nn.Parameter(torch.randn(7, dtype=torch.float64))
-    grads = {"weight": torch.randn(3, 7, 5, 5, dtype=torch.float64).transpose(0, 1),
-             "bias": torch.randn(7, dtype=torch.float64)}
+    grads = {
+        "weight": torch.randn(3, 7, 5, 5, dtype=torch.float64).transpose(0, 1),
+        "bias": torch.randn(7, dtype=torch.float64),
+    }
     assert not grads["weight"].is_contiguous()
-    expected = {"weight": weight.detach() - lr * (grads["weight"] + weight_decay * weight.detach()),
-                "bias": bias.detach() - lr * (grads["bias"] + weight_decay * bias.detach())}
+    expected = {
+        "weight": weight.detach() - lr * (grads["weight"] + weight_decay * weight.detach()),
+        "bias": bias.detach() - lr * (grads["bias"] + weight_decay * bias.detach()),
+    }
     params = {"weight": weight, "bias": bias}
     optimizer = torch.optim.SGD(params.values(), lr=lr, momentum=momentum, weight_decay=weight_decay, fused=fused)
     install_grads(params, grads)

@@ -26,9 +26,17 @@ from fastlrwa.config.schema import apply_overrides
 
 
 def tiny_fixes(teacher: Path, epochs: int) -> list[str]:
-    fixes = {"teacher.path": str(teacher), "generator.latent_dim": 16, "generator.width": 8, "schedule.epochs": epochs,
-             "schedule.iters_per_epoch": 2, "schedule.student_steps": 2, "schedule.batch_size": 24,
-             "replay.slot_size": 8, "replay.push_every": 1}
+    fixes = {
+        "teacher.path": str(teacher),
+        "generator.latent_dim": 16,
+        "generator.width": 8,
+        "schedule.epochs": epochs,
+        "schedule.iters_per_epoch": 2,
+        "schedule.student_steps": 2,
+        "schedule.batch_size": 24,
+        "replay.slot_size": 8,
+        "replay.push_every": 1,
+    }
     return [word for key, value in fixes.items() for word in ("--fix", f"{key}={value}")]
 
 
@@ -46,8 +54,19 @@ def _sweep(args: list[str]):
 
 def test_two_methods_two_seeds_then_nothing_left_to_do(tmp_path, lenet_teacher) -> None:
     root = tmp_path / "sw"
-    args = ["--methods", "lrwa-mb,mb-dfkd", "--seeds", "0-1", *tiny_fixes(lenet_teacher, 2), "--root", str(root),
-            "--jobs", "2", "--device", "cpu"]
+    args = [
+        "--methods",
+        "lrwa-mb,mb-dfkd",
+        "--seeds",
+        "0-1",
+        *tiny_fixes(lenet_teacher, 2),
+        "--root",
+        str(root),
+        "--jobs",
+        "2",
+        "--device",
+        "cpu",
+    ]
     first = _sweep(args)
     assert first.exit_code == 0, first.output
     assert first.stderr.count(" done    ") == 4 and "0 failed" in first.stderr
@@ -107,10 +126,28 @@ def test_an_interrupted_run_is_resumed_not_restarted(tmp_path, lenet_teacher) ->
     """A run of the grid paused after 2 of 5 epochs (trained here, in this process) is continued by
     `sweep --resume` in one `train --resume` process; the finished cell next to it is left alone."""
     root, epochs = tmp_path / "sw", 5
-    args = ["--methods", "dfad", "--seeds", "1-2", *tiny_fixes(lenet_teacher, epochs), "--root", str(root),
-            "--device", "cpu", "--jobs", "2"]
-    grid = Grid.parse(preset=None, methods="dfad", seeds="1-2", axes=(), root=str(root), train_argv=TrainArgv.of(train),
-                      fixed=tuple(tiny_fixes(lenet_teacher, epochs)[1::2]))
+    args = [
+        "--methods",
+        "dfad",
+        "--seeds",
+        "1-2",
+        *tiny_fixes(lenet_teacher, epochs),
+        "--root",
+        str(root),
+        "--device",
+        "cpu",
+        "--jobs",
+        "2",
+    ]
+    grid = Grid.parse(
+        preset=None,
+        methods="dfad",
+        seeds="1-2",
+        axes=(),
+        root=str(root),
+        train_argv=TrainArgv.of(train),
+        fixed=tuple(tiny_fixes(lenet_teacher, epochs)[1::2]),
+    )
     paused, finished = grid.cells()
     run_train(apply_overrides(paused.config, {"runtime.stop_after": 2}))
     run_train(finished.config)
@@ -121,7 +158,8 @@ def test_an_interrupted_run_is_resumed_not_restarted(tmp_path, lenet_teacher) ->
     refused = _sweep(args)
     assert refused.exit_code == 2 and refused.output.strip() == (
         f"error: 1 run(s) of this sweep were interrupted (first: {paused.run_dir} after 2/5 epochs); "
-        "pass --resume to continue them")
+        "pass --resume to continue them"
+    )
 
     resumed = _sweep([*args, "--resume"])
     assert resumed.exit_code == 0, resumed.output
@@ -138,8 +176,23 @@ def test_an_interrupted_run_is_resumed_not_restarted(tmp_path, lenet_teacher) ->
 
 def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, lenet_teacher) -> None:
     root = tmp_path / "sw"
-    result = _sweep(["--methods", "dfad", "--seeds", "0", "--set", "student.lr=0.05,1e12",
-                     *tiny_fixes(lenet_teacher, 2), "--root", str(root), "--device", "cpu", "--jobs", "2"])
+    result = _sweep(
+        [
+            "--methods",
+            "dfad",
+            "--seeds",
+            "0",
+            "--set",
+            "student.lr=0.05,1e12",
+            *tiny_fixes(lenet_teacher, 2),
+            "--root",
+            str(root),
+            "--device",
+            "cpu",
+            "--jobs",
+            "2",
+        ]
+    )
     assert result.exit_code == 1
     good, bad = root / "dfad" / "student.lr=0.05" / "seed-0", root / "dfad" / "student.lr=1000000000000.0" / "seed-0"
     [failed] = [line for line in result.stderr.splitlines() if " FAILED " in line]
@@ -147,16 +200,29 @@ def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, lenet_teacher)
     assert failed.endswith(f"(log: {bad / 'train.log'})")
     assert len(_accuracies(good)) == 2 and "| dfad (seed 0) |" in (root / "report.md").read_text()
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: 1 of 2 runs failed (logs: {bad / 'train.log'}); fix the cause and continue with: "
-                           "fastlrwa sweep --preset digits --methods dfad --seeds 0 "
-                           "--set student.lr=0.05,1000000000000.0")
+    assert last.startswith(
+        f"error: 1 of 2 runs failed (logs: {bad / 'train.log'}); fix the cause and continue with: "
+        "fastlrwa sweep --preset digits --methods dfad --seeds 0 "
+        "--set student.lr=0.05,1000000000000.0"
+    )
 
 
 @pytest.mark.slow
 def test_ctrl_c_checkpoints_and_resume_finishes(tmp_path, lenet_teacher) -> None:
     root, epochs = tmp_path / "sw", 40
-    args = ["--methods", "dfad", "--seeds", "3", *tiny_fixes(lenet_teacher, epochs), "--root", str(root),
-            "--device", "cpu", "--jobs", "1"]
+    args = [
+        "--methods",
+        "dfad",
+        "--seeds",
+        "3",
+        *tiny_fixes(lenet_teacher, epochs),
+        "--root",
+        str(root),
+        "--device",
+        "cpu",
+        "--jobs",
+        "1",
+    ]
     run_dir = root / "dfad" / "seed-3"
     watcher = _interrupt_after_first_epoch(run_dir)
     stopped = _sweep(args)
@@ -164,8 +230,10 @@ def test_ctrl_c_checkpoints_and_resume_finishes(tmp_path, lenet_teacher) -> None
     assert stopped.exit_code == 130, stopped.output
     assert "stopping: 1 run(s) finish their iteration and write a checkpoint" in stopped.stderr
     last = stopped.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: stopped: 1 run(s) stopped at their last checkpoint, 0 not started, 0/1 finished; "
-                           "continue with: fastlrwa sweep --preset digits --methods dfad --seeds 3 ")
+    assert last.startswith(
+        "error: stopped: 1 run(s) stopped at their last checkpoint, 0 not started, 0/1 finished; "
+        "continue with: fastlrwa sweep --preset digits --methods dfad --seeds 3 "
+    )
     assert last.endswith("--resume")
     logged = len(_accuracies(run_dir))
     assert 1 <= logged < epochs and (run_dir / "checkpoint.pt").is_file()
@@ -176,7 +244,8 @@ def test_ctrl_c_checkpoints_and_resume_finishes(tmp_path, lenet_teacher) -> None
 
     resumed = _sweep([*args, "--resume"])
     assert resumed.exit_code == 0, resumed.output
-    assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == \
-        list(range(1, epochs + 1))
+    assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == list(
+        range(1, epochs + 1)
+    )
     log = (run_dir / "train.log").read_text()
     assert "resuming " in log and log.count("=== fastlrwa sweep") == 2

@@ -23,10 +23,24 @@ from fastlrwa.metrics.run_log import MetricsLog
 TRAIN_ARGV = TrainArgv.of(train)
 
 
-def _grid(tmp_path: Path, *, methods="lrwa-mb,mb-dfkd", seeds="0-2", axes=("generator.lr=1e-3,3e-3",),
-          fixed=("schedule.epochs=3",), preset=None) -> Grid:
-    return Grid.parse(preset=preset, methods=methods, seeds=seeds, axes=axes, fixed=fixed, root=str(tmp_path / "sw"),
-                      train_argv=TRAIN_ARGV)
+def _grid(
+    tmp_path: Path,
+    *,
+    methods="lrwa-mb,mb-dfkd",
+    seeds="0-2",
+    axes=("generator.lr=1e-3,3e-3",),
+    fixed=("schedule.epochs=3",),
+    preset=None,
+) -> Grid:
+    return Grid.parse(
+        preset=preset,
+        methods=methods,
+        seeds=seeds,
+        axes=axes,
+        fixed=fixed,
+        root=str(tmp_path / "sw"),
+        train_argv=TRAIN_ARGV,
+    )
 
 
 def test_seeds_accept_lists_and_ranges() -> None:
@@ -42,10 +56,15 @@ def test_axis_values_take_the_config_type() -> None:
     epochs = parse_axis("schedule.epochs=2,5")
     assert epochs.values == (2, 5) and all(isinstance(v, int) for v in epochs.values)
     assert parse_axis("lrwa.objective=paper,official").values == ("paper", "official")
-    for bad, problem in (("generator.lr=1e-3,0.001", "gives one value twice"), ("generator.lr", "not KEY=VALUE"),
-                         ("generator.lr=fast", "not a valid float"), ("generator.nope=1", "unknown --set key"),
-                         ("method=dfad", "use --methods"), ("runtime.seed=1,2", "use --seeds"),
-                         ("runtime.out=x", "use --root")):
+    for bad, problem in (
+        ("generator.lr=1e-3,0.001", "gives one value twice"),
+        ("generator.lr", "not KEY=VALUE"),
+        ("generator.lr=fast", "not a valid float"),
+        ("generator.nope=1", "unknown --set key"),
+        ("method=dfad", "use --methods"),
+        ("runtime.seed=1,2", "use --seeds"),
+        ("runtime.out=x", "use --root"),
+    ):
         with pytest.raises(ConfigError, match=problem):
             parse_axis(bad)
 
@@ -55,7 +74,11 @@ def test_grid_expands_seed_by_seed_with_stable_names(tmp_path) -> None:
     cells = grid.cells()
     assert len(cells) == 2 * 2 * 3
     assert [(c.seed, dict(c.values)["generator.lr"], c.method) for c in cells[:4]] == [
-        (0, 0.001, "lrwa-mb"), (0, 0.001, "mb-dfkd"), (0, 0.003, "lrwa-mb"), (0, 0.003, "mb-dfkd")]
+        (0, 0.001, "lrwa-mb"),
+        (0, 0.001, "mb-dfkd"),
+        (0, 0.003, "lrwa-mb"),
+        (0, 0.003, "mb-dfkd"),
+    ]
     assert [c.seed for c in cells] == [0] * 4 + [1] * 4 + [2] * 4
     assert cells[2].run_dir == tmp_path / "sw" / "lrwa-mb" / "generator.lr=0.003" / "seed-0"
     assert cells[2].name == "lrwa-mb/generator.lr=0.003/seed-0"
@@ -74,29 +97,34 @@ def test_no_axes_no_middle_level_and_the_presets_method(tmp_path) -> None:
     [cell] = grid.cells()
     assert cell.run_dir == tmp_path / "sw" / "lrwa-mb" / "seed-3" and cell.name == "lrwa-mb/seed-3"
     assert cell.config.data.dataset == "fashion-mnist"
-    assert Grid.parse(preset="fashion-mnist", methods=None, seeds="0", axes=(), fixed=(), root=None,
-                      train_argv=TRAIN_ARGV).root == Path("sweeps/fashion-mnist")
+    assert Grid.parse(
+        preset="fashion-mnist", methods=None, seeds="0", axes=(), fixed=(), root=None, train_argv=TRAIN_ARGV
+    ).root == Path("sweeps/fashion-mnist")
 
 
 def test_several_axes_name_every_value_and_unsafe_values_are_kept_apart(tmp_path) -> None:
     grid = _grid(tmp_path, methods="dfad", seeds="0", axes=("schedule.batch_size=16,32", "loss.adv=0.5,2"))
     names = [cell.name for cell in grid.cells()]
-    assert names == [f"dfad/schedule.batch_size={size},loss.adv={adv}/seed-0"
-                     for size in (16, 32) for adv in ("0.5", "2.0")]
+    assert names == [
+        f"dfad/schedule.batch_size={size},loss.adv={adv}/seed-0" for size in (16, 32) for adv in ("0.5", "2.0")
+    ]
     first = cell_dir(tmp_path, "dfad", (("teacher.path", "/a/b c.pt"),), 0)
     second = cell_dir(tmp_path, "dfad", (("teacher.path", "/a/b_c.pt"),), 0)
     assert first.parent.name.startswith("teacher.path=_a_b_c.pt-") and first != second
     assert first.parent.parent == tmp_path / "dfad"
 
 
-@pytest.mark.parametrize("flags, problem", [
-    ({"axes": ("generator.beta1=0.5,0.9",)}, "--set generator.beta1: `fastlrwa train` has no flag"),
-    ({"fixed": ("schedule.epochs=0",)}, "schedule.epochs=0: must be > 0"),
-    ({"fixed": ("schedule.epochs=3", "schedule.epochs=4")}, "given twice with --fix"),
-    ({"axes": ("generator.lr=1e-3",), "fixed": ("generator.lr=1e-2",)}, "generator.lr is given more than once"),
-    ({"methods": "lrwa-mb,nope"}, "unknown method 'nope'"),
-    ({"methods": "dfad,dfad"}, "give each method once"),
-])
+@pytest.mark.parametrize(
+    "flags, problem",
+    [
+        ({"axes": ("generator.beta1=0.5,0.9",)}, "--set generator.beta1: `fastlrwa train` has no flag"),
+        ({"fixed": ("schedule.epochs=0",)}, "schedule.epochs=0: must be > 0"),
+        ({"fixed": ("schedule.epochs=3", "schedule.epochs=4")}, "given twice with --fix"),
+        ({"axes": ("generator.lr=1e-3",), "fixed": ("generator.lr=1e-2",)}, "generator.lr is given more than once"),
+        ({"methods": "lrwa-mb,nope"}, "unknown method 'nope'"),
+        ({"methods": "dfad,dfad"}, "give each method once"),
+    ],
+)
 def test_bad_grids_fail_before_anything_runs(tmp_path, flags, problem) -> None:
     with pytest.raises(ConfigError, match=problem) as error:
         _grid(tmp_path, **flags).cells()
@@ -106,13 +134,21 @@ def test_bad_grids_fail_before_anything_runs(tmp_path, flags, problem) -> None:
 def test_train_command_resolves_to_the_cells_config(tmp_path, monkeypatch) -> None:
     """Each printed `fastlrwa train` line, parsed by the real train command, gives exactly the cell's config
     (value flags, the --compile/--no-compile switch, the --amp-dtype choice, the --trust-pickle flag)."""
-    grid = _grid(tmp_path, methods="lrwa-mb,dfq", seeds="1,4",
-                 axes=("runtime.compile=true,false", "student.lr=0.05,0.125"),
-                 fixed=("runtime.amp=bf16", "teacher.trust_pickle=true", "lrwa.objective=paper",
-                        "schedule.batch_size=48", "replay.slot_size=7"))
+    grid = _grid(
+        tmp_path,
+        methods="lrwa-mb,dfq",
+        seeds="1,4",
+        axes=("runtime.compile=true,false", "student.lr=0.05,0.125"),
+        fixed=(
+            "runtime.amp=bf16",
+            "teacher.trust_pickle=true",
+            "lrwa.objective=paper",
+            "schedule.batch_size=48",
+            "replay.slot_size=7",
+        ),
+    )
     captured = []
-    monkeypatch.setattr("fastlrwa.commands.train.run_train",
-                        lambda config, **kwargs: captured.append((config, kwargs)))
+    monkeypatch.setattr("fastlrwa.commands.train.run_train", lambda config, **kwargs: captured.append((config, kwargs)))
     cells = grid.cells()
     for cell in cells:
         argv = grid.train_command(cell, TRAIN_ARGV)
@@ -135,15 +171,26 @@ def test_an_override_no_flag_can_say_is_refused_unless_it_is_the_presets(tmp_pat
     # A preset that trained in bf16 could not be switched back to none by any train flag.
     with pytest.raises(ConfigError, match="runtime.amp=none cannot be said with `fastlrwa train`'s --amp-dtype flag"):
         TRAIN_ARGV.argv({"runtime.amp": "none"}, {"runtime.amp": "bf16"})
-    assert TRAIN_ARGV.argv({"runtime.amp": "fp16", "runtime.compile": False}, {}) == ["--amp-dtype", "fp16",
-                                                                                      "--no-compile"]
+    assert TRAIN_ARGV.argv({"runtime.amp": "fp16", "runtime.compile": False}, {}) == [
+        "--amp-dtype",
+        "fp16",
+        "--no-compile",
+    ]
 
 
 def _write_run(cell, epochs_logged: int, *, checkpoint: bool, config=None) -> None:
     cell.run_dir.mkdir(parents=True, exist_ok=True)
-    (cell.run_dir / "config.json").write_text(json.dumps({
-        "method": cell.method, "dataset": "digits", "seed": cell.seed, "epochs": cell.config.schedule.epochs,
-        "config": config if config is not None else to_dict(cell.config)}))
+    (cell.run_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "method": cell.method,
+                "dataset": "digits",
+                "seed": cell.seed,
+                "epochs": cell.config.schedule.epochs,
+                "config": config if config is not None else to_dict(cell.config),
+            }
+        )
+    )
     log = MetricsLog(cell.run_dir)
     for epoch in range(1, epochs_logged + 1):
         log.append({"epoch": epoch, "test_accuracy": 10.0 + epoch})
@@ -165,8 +212,14 @@ def test_each_directory_state(tmp_path) -> None:
     _write_run(broken, 2, checkpoint=True)
     (broken.run_dir / "config.json").unlink()
     states = [inspect_cell(cell.run_dir, cell.config) for cell in cells[:6]]
-    assert [s.state for s in states] == [CellState.NEW, CellState.DONE, CellState.INTERRUPTED, CellState.RESTART,
-                                         CellState.CONFLICT, CellState.CONFLICT]
+    assert [s.state for s in states] == [
+        CellState.NEW,
+        CellState.DONE,
+        CellState.INTERRUPTED,
+        CellState.RESTART,
+        CellState.CONFLICT,
+        CellState.CONFLICT,
+    ]
     assert states[2].epochs_done == 1 and states[1].epochs_done == 3
     assert "generator.lr is 0.5 there and 0.001 in this sweep" in states[4].problem
     assert "config.json is missing or unreadable" in states[5].problem
@@ -187,8 +240,18 @@ def _invoke(args):
 
 
 def test_conflict_and_unrequested_resume_are_refused_with_one_line(tmp_path) -> None:
-    grid_args = ["--methods", "lrwa-mb,mb-dfkd", "--seeds", "0-1", "--fix", "schedule.epochs=3",
-                 "--root", str(tmp_path / "sw"), "--device", "cpu"]
+    grid_args = [
+        "--methods",
+        "lrwa-mb,mb-dfkd",
+        "--seeds",
+        "0-1",
+        "--fix",
+        "schedule.epochs=3",
+        "--root",
+        str(tmp_path / "sw"),
+        "--device",
+        "cpu",
+    ]
     cells = _grid(tmp_path, seeds="0-1", axes=()).cells()
     _write_run(cells[0], 3, checkpoint=True)
     _write_run(cells[1], 2, checkpoint=True)
@@ -196,12 +259,15 @@ def test_conflict_and_unrequested_resume_are_refused_with_one_line(tmp_path) -> 
     assert refused.exit_code == 2
     assert refused.output.strip().splitlines() == [
         f"error: 1 run(s) of this sweep were interrupted (first: {cells[1].run_dir} after 2/3 epochs); "
-        "pass --resume to continue them"]
+        "pass --resume to continue them"
+    ]
 
     other = _invoke([*grid_args[:-4], "--fix", "generator.width=16", *grid_args[-4:], "--resume"])
     assert other.exit_code == 2 and len(other.output.strip().splitlines()) == 1
-    assert other.output.startswith(f"error: {cells[0].run_dir} is not this sweep's run: it holds another "
-                                   "configuration: generator.width is 32 there and 16 in this sweep (and 1 more)")
+    assert other.output.startswith(
+        f"error: {cells[0].run_dir} is not this sweep's run: it holds another "
+        "configuration: generator.width is 32 there and 16 in this sweep (and 1 more)"
+    )
     assert "nothing was started" in other.output
     assert sorted(p.name for p in cells[0].run_dir.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl"]
 
@@ -211,8 +277,20 @@ def test_dry_run_prints_the_commands_left_to_run(tmp_path) -> None:
     _write_run(cells[0], 3, checkpoint=True)  # done: skipped
     _write_run(cells[1], 1, checkpoint=True)  # interrupted: resumed
     _write_run(cells[2], 0, checkpoint=False)  # died before a checkpoint: restarted
-    result = _invoke(["--methods", "lrwa-mb,mb-dfkd", "--seeds", "0-1", "--fix", "schedule.epochs=3",
-                      "--root", str(tmp_path / "sw"), "--resume", "--dry-run"])
+    result = _invoke(
+        [
+            "--methods",
+            "lrwa-mb,mb-dfkd",
+            "--seeds",
+            "0-1",
+            "--fix",
+            "schedule.epochs=3",
+            "--root",
+            str(tmp_path / "sw"),
+            "--resume",
+            "--dry-run",
+        ]
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert len(lines) == 3 and all(line.startswith("fastlrwa train --preset digits ") for line in lines)

@@ -48,21 +48,33 @@ def test_visible_gpus_come_from_the_environment_or_the_count() -> None:
 def test_child_environment_sets_the_budget_and_keeps_the_rest() -> None:
     base = {"PATH": "/bin", "OMP_NUM_THREADS": "16", "CUDA_VISIBLE_DEVICES": "0,1"}
     cpu = child_environment(base, threads=1, gpu=None)
-    assert cpu == {"PATH": "/bin", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-                   "CUDA_VISIBLE_DEVICES": "0,1"}
+    assert cpu == {
+        "PATH": "/bin",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+        "CUDA_VISIBLE_DEVICES": "0,1",
+    }
     assert child_environment(base, threads=3, gpu="1")["CUDA_VISIBLE_DEVICES"] == "1"
     assert base["OMP_NUM_THREADS"] == "16"
 
 
 def _jobs(tmp_path: Path, n: int, code: str) -> list[Job]:
-    return [Job([sys.executable, "-c", code], tmp_path / f"run{i}" / "train.log", f"run{i}", f"=== header {i}\n")
-            for i in range(n)]
+    return [
+        Job([sys.executable, "-c", code], tmp_path / f"run{i}" / "train.log", f"run{i}", f"=== header {i}\n")
+        for i in range(n)
+    ]
 
 
 def test_jobs_spread_over_the_gpus_with_their_thread_budget(tmp_path) -> None:
     starts, finishes = [], []
-    pool = Pool(2, DevicePlan("cuda", 3, ("5", "7")), on_start=lambda job, gpu: starts.append((job.tag, gpu)),
-                on_finish=finishes.append, on_stop=lambda *a: pytest.fail("nothing was stopped"))
+    pool = Pool(
+        2,
+        DevicePlan("cuda", 3, ("5", "7")),
+        on_start=lambda job, gpu: starts.append((job.tag, gpu)),
+        on_finish=finishes.append,
+        on_stop=lambda *a: pytest.fail("nothing was stopped"),
+    )
     assert pool.run(_jobs(tmp_path, 5, REPORT_ENVIRONMENT)) == []
     assert [tag for tag, _ in starts] == [f"run{i}" for i in range(5)]
     assert [gpu for _, gpu in starts[:2]] == ["5", "7"]
@@ -85,7 +97,8 @@ def test_no_more_than_jobs_children_at_once_on_cpu(tmp_path) -> None:
         running[0] -= 1
 
     Pool(2, DevicePlan("cpu", 1), on_start=started, on_finish=finished, on_stop=lambda *a: None).run(
-        _jobs(tmp_path, 5, REPORT_ENVIRONMENT))
+        _jobs(tmp_path, 5, REPORT_ENVIRONMENT)
+    )
     assert peak[0] == 2 and running[0] == 0
     assert "gpu None threads 1 1" in (tmp_path / "run4" / "train.log").read_text()
 
@@ -106,8 +119,13 @@ def test_ctrl_c_is_passed_on_once_and_stops_new_starts(tmp_path) -> None:
     handler_before = signal.getsignal(signal.SIGINT)
     watcher = threading.Thread(target=interrupt_when_ready, daemon=True)
     watcher.start()
-    pool = Pool(2, DevicePlan("cpu", 1), on_start=lambda job, gpu: started.append(job.tag),
-                on_finish=finishes.append, on_stop=lambda signals, asked: stops.append((signals, asked)))
+    pool = Pool(
+        2,
+        DevicePlan("cpu", 1),
+        on_start=lambda job, gpu: started.append(job.tag),
+        on_finish=finishes.append,
+        on_stop=lambda signals, asked: stops.append((signals, asked)),
+    )
     never_started = pool.run(jobs)
     watcher.join()
     assert [job.tag for job in never_started] == ["run2"] and started == ["run0", "run1"]
@@ -121,16 +139,21 @@ def test_ctrl_c_is_passed_on_once_and_stops_new_starts(tmp_path) -> None:
 
 def test_an_error_in_the_sweep_stops_the_children_it_started(tmp_path) -> None:
     waiting = tmp_path / "run1" / "train.log"
-    wait_for_sibling = (f"import pathlib, time\nlog = pathlib.Path({str(waiting)!r})\n"
-                        "while not (log.exists() and 'ready' in log.read_text()):\n    time.sleep(0.02)\n")
-    jobs = [Job([sys.executable, "-c", wait_for_sibling], tmp_path / "run0" / "train.log", "run0"),
-            _jobs(tmp_path, 2, CHECKPOINT_ON_SIGINT)[1]]
+    wait_for_sibling = (
+        f"import pathlib, time\nlog = pathlib.Path({str(waiting)!r})\n"
+        "while not (log.exists() and 'ready' in log.read_text()):\n    time.sleep(0.02)\n"
+    )
+    jobs = [
+        Job([sys.executable, "-c", wait_for_sibling], tmp_path / "run0" / "train.log", "run0"),
+        _jobs(tmp_path, 2, CHECKPOINT_ON_SIGINT)[1],
+    ]
 
     def broken_bookkeeping(result) -> None:
         raise RuntimeError("bookkeeping failed")
 
-    pool = Pool(2, DevicePlan("cpu", 1), on_start=lambda job, gpu: None, on_finish=broken_bookkeeping,
-                on_stop=lambda *a: None)
+    pool = Pool(
+        2, DevicePlan("cpu", 1), on_start=lambda job, gpu: None, on_finish=broken_bookkeeping, on_stop=lambda *a: None
+    )
     with pytest.raises(RuntimeError, match="bookkeeping failed"):
         pool.run(jobs)
     assert "checkpoint written on SIGINT" in waiting.read_text()

@@ -58,8 +58,9 @@ def test_resume_reproduces_an_uninterrupted_run(method, tmp_path, lenet_teacher)
     full = _run(tmp_path / "full", lenet_teacher, method=method, **{"schedule.epochs": 4})
     first = _run(tmp_path / "split", lenet_teacher, method=method, **{"schedule.epochs": 4, "runtime.stop_after": 2})
     assert len(first) == 2
-    resumed = _run(tmp_path / "split", lenet_teacher, method=method, resume=True,
-                   **{"schedule.epochs": 4, "runtime.stop_after": 0})
+    resumed = _run(
+        tmp_path / "split", lenet_teacher, method=method, resume=True, **{"schedule.epochs": 4, "runtime.stop_after": 0}
+    )
     key = ("epoch", "test_accuracy", "loss_student", "loss_generator")
     assert [[r[k] for k in key] for r in resumed] == [[r[k] for k in key] for r in full]
     assert [line["epoch"] for line in _lines(tmp_path / "split")] == [1, 2, 3, 4]
@@ -118,9 +119,31 @@ def _cli(args):
 
 
 def _tiny_flags(out, teacher, *extra):
-    return ["train", "--out", str(out), "--teacher", str(teacher), "--student", "lenet5_half", "--epochs", "1",
-            "--iters-per-epoch", "1", "--student-steps", "1", "--batch-size", "16", "--latent-dim", "8",
-            "--generator-width", "8", "--memory-slot-size", "8", "--no-progress", *extra]
+    return [
+        "train",
+        "--out",
+        str(out),
+        "--teacher",
+        str(teacher),
+        "--student",
+        "lenet5_half",
+        "--epochs",
+        "1",
+        "--iters-per-epoch",
+        "1",
+        "--student-steps",
+        "1",
+        "--batch-size",
+        "16",
+        "--latent-dim",
+        "8",
+        "--generator-width",
+        "8",
+        "--memory-slot-size",
+        "8",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_an_out_dir_holding_another_run_is_not_overwritten(tmp_path, lenet_teacher):

@@ -34,10 +34,18 @@ def distil(config: TrainConfig, run: RunDir, *, resume: bool) -> list[dict[str, 
 def _agreed_teacher_path(config: TrainConfig, context: DistributedContext) -> Path:
     """The teacher file; rank 0 alone resolves it (pretraining it on first use) while the other ranks wait."""
     with context.fail_together():
-        path = resolve_teacher_path(
-            config.teacher, dataset_info(config.data.dataset), data_root=config.data.data_root,
-            seed=config.runtime.seed, progress=config.runtime.progress, log=lambda line: click.echo(line, err=True),
-        ) if context.is_main else None
+        path = (
+            resolve_teacher_path(
+                config.teacher,
+                dataset_info(config.data.dataset),
+                data_root=config.data.data_root,
+                seed=config.runtime.seed,
+                progress=config.runtime.progress,
+                log=lambda line: click.echo(line, err=True),
+            )
+            if context.is_main
+            else None
+        )
     return context.broadcast_object(path)
 
 
@@ -65,8 +73,10 @@ def _train(config: TrainConfig, run: RunDir, context: DistributedContext, *, res
             with context.fail_together():
                 trainer.load_checkpoint()
             if trainer.epoch >= config.schedule.epochs:
-                progress.log(f"{run.root} has finished all {config.schedule.epochs} epochs: nothing to train "
-                             f"(see `fastlrwa report {run.root}`)")
+                progress.log(
+                    f"{run.root} has finished all {config.schedule.epochs} epochs: nothing to train "
+                    f"(see `fastlrwa report {run.root}`)"
+                )
             else:
                 progress.log(f"resuming {run.root} at epoch {trainer.epoch + 1} (iteration {trainer.iteration})")
         elif context.is_main:
@@ -81,8 +91,10 @@ def _train(config: TrainConfig, run: RunDir, context: DistributedContext, *, res
 
     accuracies = [record["test_accuracy"] for record in history]
     if accuracies and len(accuracies) < config.schedule.epochs:
-        progress.log(f"paused after epoch {len(accuracies)}/{config.schedule.epochs} (--stop-after); continue with: "
-                     f"{_command(context)} --out {run.root} --resume")
+        progress.log(
+            f"paused after epoch {len(accuracies)}/{config.schedule.epochs} (--stop-after); continue with: "
+            f"{_command(context)} --out {run.root} --resume"
+        )
     elif accuracies:
         stats = run_stats(accuracies)
         cells = "  ".join(f">{n}%: {s.mean:.2f} (var {s.var:.2f})" for n, s in stats.percentiles.items())
@@ -102,22 +114,27 @@ def _start_run_dir(run: RunDir, parts: RunParts, teacher_sha256: str, progress: 
     config = parts.config
     run.clear()
     teacher = evaluate(parts.teacher, parts.test_set, batch_size=config.runtime.eval_batch_size)
-    progress.log(f"{config.method}: {parts.teacher_meta.arch} teacher ({teacher.accuracy:.2f}% on "
-                 f"{parts.info.name}) -> {config.student.arch} student, {config.schedule.epochs} epochs"
-                 + (f", {parts.context.world_size} processes" if parts.context.is_distributed else ""))
-    atomic_write_json(run.config, {
-        "fastlrwa_version": __version__,
-        "method": config.method,
-        "dataset": parts.info.name,
-        "student": config.student.arch,
-        "teacher_arch": parts.teacher_meta.arch,
-        "teacher_path": str(parts.teacher_path),
-        "teacher_sha256": teacher_sha256,
-        "teacher_accuracy": teacher.accuracy,
-        "seed": config.runtime.seed,
-        "epochs": config.schedule.epochs,
-        "world_size": parts.context.world_size,
-        "config": to_dict(config),
-        "versions": environment_versions(parts.device),
-        "device": str(parts.device),
-    })
+    progress.log(
+        f"{config.method}: {parts.teacher_meta.arch} teacher ({teacher.accuracy:.2f}% on "
+        f"{parts.info.name}) -> {config.student.arch} student, {config.schedule.epochs} epochs"
+        + (f", {parts.context.world_size} processes" if parts.context.is_distributed else "")
+    )
+    atomic_write_json(
+        run.config,
+        {
+            "fastlrwa_version": __version__,
+            "method": config.method,
+            "dataset": parts.info.name,
+            "student": config.student.arch,
+            "teacher_arch": parts.teacher_meta.arch,
+            "teacher_path": str(parts.teacher_path),
+            "teacher_sha256": teacher_sha256,
+            "teacher_accuracy": teacher.accuracy,
+            "seed": config.runtime.seed,
+            "epochs": config.schedule.epochs,
+            "world_size": parts.context.world_size,
+            "config": to_dict(config),
+            "versions": environment_versions(parts.device),
+            "device": str(parts.device),
+        },
+    )

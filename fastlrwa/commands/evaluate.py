@@ -13,9 +13,19 @@ from fastlrwa.models import check_num_classes, load_checkpoint_with_meta
 from fastlrwa.runtime import resolve_device
 
 
-def run_evaluate(checkpoint: str, dataset: str | None = None, *, arch: str | None = None,
-                 data_root: str | None = None, device: str = "auto", batch_size: int = 1024, as_json: bool = False,
-                 trust_pickle: bool = False, loader: str = "torch", cross_dataset: bool = False) -> dict:
+def run_evaluate(
+    checkpoint: str,
+    dataset: str | None = None,
+    *,
+    arch: str | None = None,
+    data_root: str | None = None,
+    device: str = "auto",
+    batch_size: int = 1024,
+    as_json: bool = False,
+    trust_pickle: bool = False,
+    loader: str = "torch",
+    cross_dataset: bool = False,
+) -> dict:
     """Accuracy of ``checkpoint`` on the test split of ``dataset``, printed and returned as a dict.
 
     ``dataset`` defaults to the one the checkpoint records; another one is refused unless ``cross_dataset``

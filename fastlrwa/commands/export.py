@@ -20,7 +20,12 @@ METADATA_NAME = "meta.json"
 
 
 def run_export(
-    checkpoint: str, out: str, *, trust_pickle: bool = False, batch: int | None = None, device: str = "cpu",
+    checkpoint: str,
+    out: str,
+    *,
+    trust_pickle: bool = False,
+    batch: int | None = None,
+    device: str = "cpu",
     arch: str | None = None,
 ) -> dict[str, Any]:
     """Export the classifier in ``checkpoint`` (a training run's ``student.pt`` or a pretrained ``model.pt``).
@@ -38,8 +43,9 @@ def run_export(
     model, meta = load_checkpoint_with_meta(checkpoint, arch=arch, trust_pickle=trust_pickle)
     checkpoint_sha256 = file_sha256(checkpoint)
     configure_compile_cache()
-    click.echo(f"exporting {meta.arch} for {target.type}: compiling with AOTInductor (minutes on a small CPU)...",
-               err=True)
+    click.echo(
+        f"exporting {meta.arch} for {target.type}: compiling with AOTInductor (minutes on a small CPU)...", err=True
+    )
     started = time.perf_counter()
     input_shape = (meta.in_channels, meta.image_size, meta.image_size)
     program = export_classifier(model.eval(), input_shape, batch=batch, device=target)
@@ -49,10 +55,17 @@ def run_export(
     # A meta.json left from an earlier export must not describe the package being replaced.
     metadata_path.unlink(missing_ok=True)
     package = write_package(program, folder / PACKAGE_NAME, metadata=runner_metadata(input_shape, batch))
-    atomic_write_json(metadata_path, export_metadata(
-        meta, model_file=PACKAGE_NAME, checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256, batch=batch,
-        device=target,
-    ))
+    atomic_write_json(
+        metadata_path,
+        export_metadata(
+            meta,
+            model_file=PACKAGE_NAME,
+            checkpoint=checkpoint,
+            checkpoint_sha256=checkpoint_sha256,
+            batch=batch,
+            device=target,
+        ),
+    )
     seconds = time.perf_counter() - started
     summary = {
         "model": str(package),
@@ -70,4 +83,3 @@ def run_export(
         f"to {package} and {metadata_path} in {seconds:.1f}s"
     )
     return summary
-

@@ -18,19 +18,26 @@ if TYPE_CHECKING:
     from fastlrwa.distributed import DistributedContext
 
 
-def check_pretrain_output(config: PretrainConfig, *, force: bool = False,
-                          flags: Mapping[str, str] | None = None) -> None:
+def check_pretrain_output(
+    config: PretrainConfig, *, force: bool = False, flags: Mapping[str, str] | None = None
+) -> None:
     """Before any work: ``--out`` can be written and holds no teacher (``train`` never overwrites a run either)."""
     out_flag = (flags or {}).get("out", "out")
     require_writable_dir(config.out, out_flag)
     model = Path(config.out) / "model.pt"
     if model.exists() and not force:
-        raise ConfigError(f"{config.out} already holds a teacher ({model}); pass --force to replace it, "
-                          f"or choose another {out_flag}")
+        raise ConfigError(
+            f"{config.out} already holds a teacher ({model}); pass --force to replace it, or choose another {out_flag}"
+        )
 
 
-def run_pretrain(config: PretrainConfig, context: DistributedContext | None = None, *, force: bool = False,
-                 flags: Mapping[str, str] | None = None) -> dict | None:
+def run_pretrain(
+    config: PretrainConfig,
+    context: DistributedContext | None = None,
+    *,
+    force: bool = False,
+    flags: Mapping[str, str] | None = None,
+) -> dict | None:
     """Check the config and the output, then train and write the teacher
     (:func:`~fastlrwa.trainer.pretrain.pretrain_teacher`; ``context``: see there).
 

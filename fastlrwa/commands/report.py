@@ -27,7 +27,6 @@ def _write(what: str, path: str | os.PathLike, write: Callable[[Path], object]) 
     print(f"wrote {path}", file=sys.stderr)
 
 
-
 def run_report(
     run_dirs: Sequence[str | os.PathLike],
     *,
@@ -54,12 +53,19 @@ def run_report(
         image_format(plot)
     if samples is not None:
         if len(run_dirs) != 1:
-            raise ConfigError(f"--samples draws one run's generator and {len(run_dirs)} runs were given; "
-                              "pass one run directory with --samples")
+            raise ConfigError(
+                f"--samples draws one run's generator and {len(run_dirs)} runs were given; "
+                "pass one run directory with --samples"
+            )
         if Path(samples).suffix.lower() != ".png":
             raise ConfigError(f"--samples {samples}: the grid is written as PNG; give a file name ending in .png")
-    for flag, path in (("--out", out_md), ("--csv", out_csv), ("--compare-csv", out_compare_csv), ("--plot", plot),
-                       ("--samples", samples)):
+    for flag, path in (
+        ("--out", out_md),
+        ("--csv", out_csv),
+        ("--compare-csv", out_compare_csv),
+        ("--plot", plot),
+        ("--samples", samples),
+    ):
         if path is not None:
             require_writable_file(path, flag)
     records = read_runs(run_dirs)

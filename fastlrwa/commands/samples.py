@@ -49,8 +49,10 @@ def _teacher_labels(state: dict, config: TrainConfig, info: DatasetInfo, images:
     recorded = state.get("teacher", {})
     path = Path(recorded.get("path", ""))
     if not path.is_file() or file_sha256(path) != recorded.get("sha256"):
-        print(f"note: the run's teacher {path} is missing or changed; the samples are drawn without labels",
-              file=sys.stderr)
+        print(
+            f"note: the run's teacher {path} is missing or changed; the samples are drawn without labels",
+            file=sys.stderr,
+        )
         return None
     try:
         teacher, _ = load_frozen_teacher(path, config.teacher, info, torch.device("cpu"))
@@ -72,8 +74,12 @@ def samples_grid(run_dir: str | os.PathLike, count: int | None = None):
     state = _read_state(Path(run_dir))
     config = from_dict(TrainConfig, state["config"])
     info = dataset_info(config.data.dataset)
-    generator = build_generator(latent_dim=config.generator.latent_dim, channels=info.channels,
-                                image_size=info.image_size, width=config.generator.width)
+    generator = build_generator(
+        latent_dim=config.generator.latent_dim,
+        channels=info.channels,
+        image_size=info.image_size,
+        width=config.generator.width,
+    )
     generator.load_state_dict(state["generator"])
     count = count or config.diagnostics.sample_grid or DEFAULT_COUNT
     latents = fixed_latents(count, config.generator.latent_dim, config.runtime.seed, torch.device("cpu"))

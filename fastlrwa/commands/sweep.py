@@ -103,13 +103,17 @@ def _plan(cells: Sequence[Cell], resume: bool) -> list[tuple[Cell, Inspection]]:
     if conflicts:
         cell, state = conflicts[0]
         more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
-        raise ConfigError(f"{cell.run_dir} is not this sweep's run: {state.problem}{more}; nothing was started: "
-                          "choose another --root, or move that directory away")
+        raise ConfigError(
+            f"{cell.run_dir} is not this sweep's run: {state.problem}{more}; nothing was started: "
+            "choose another --root, or move that directory away"
+        )
     interrupted = [(cell, state) for cell, state in inspected if state.state is CellState.INTERRUPTED]
     if interrupted and not resume:
         cell, state = interrupted[0]
-        raise ConfigError(f"{len(interrupted)} run(s) of this sweep were interrupted (first: {cell.run_dir} after "
-                          f"{state.epochs_done}/{cell.config.schedule.epochs} epochs); pass --resume to continue them")
+        raise ConfigError(
+            f"{len(interrupted)} run(s) of this sweep were interrupted (first: {cell.run_dir} after "
+            f"{state.epochs_done}/{cell.config.schedule.epochs} epochs); pass --resume to continue them"
+        )
     return inspected
 
 
@@ -129,15 +133,16 @@ def _sweep_lock(root: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError(f"another fastlrwa sweep is running on {root}; wait for it to end or choose another "
-                              "--root") from None
+            raise ConfigError(
+                f"another fastlrwa sweep is running on {root}; wait for it to end or choose another --root"
+            ) from None
         yield
 
 
 def _resolve_teachers(cells: Sequence[Cell]) -> None:
     """Make every teacher the runs need exist before they start (a missing cached one is trained once, here)."""
-    from fastlrwa.data import dataset_info
     from fastlrwa.commands.teacher import resolve_teacher_path
+    from fastlrwa.data import dataset_info
 
     seen = set()
     for cell in cells:
@@ -146,8 +151,14 @@ def _resolve_teachers(cells: Sequence[Cell]) -> None:
         if key in seen:
             continue
         seen.add(key)
-        resolve_teacher_path(config.teacher, dataset_info(config.data.dataset), data_root=config.data.data_root,
-                             seed=config.runtime.seed, progress=False, log=_say)
+        resolve_teacher_path(
+            config.teacher,
+            dataset_info(config.data.dataset),
+            data_root=config.data.data_root,
+            seed=config.runtime.seed,
+            progress=False,
+            log=_say,
+        )
 
 
 class _Progress:
@@ -162,7 +173,7 @@ class _Progress:
         self.running = 0
 
     def _counts(self) -> str:
-        return (f"[{self.done}/{self.total} done, {self.running} running, {len(self.failed)} failed]")
+        return f"[{self.done}/{self.total} done, {self.running} running, {len(self.failed)} failed]"
 
     def started(self, job: Job, gpu: str | None) -> None:
         self.running += 1
@@ -178,21 +189,27 @@ class _Progress:
             _say(f"{self._counts()} done    {cell.name} in {finished.seconds:.0f} s: {_result_line(cell)}")
         elif finished.returncode == 0 and state.state is CellState.INTERRUPTED:  # --fix runtime.stop_after=N
             self.paused.append(cell)
-            _say(f"{self._counts()} paused  {cell.name} after {state.epochs_done}/{cell.config.schedule.epochs} "
-                 "epochs (--stop-after)")
+            _say(
+                f"{self._counts()} paused  {cell.name} after {state.epochs_done}/{cell.config.schedule.epochs} "
+                "epochs (--stop-after)"
+            )
         elif finished.stopped:
             self.stopped.append(cell)
             _say(f"{self._counts()} stopped {cell.name}")
         else:
             self.failed.append((cell, finished))
             reason = state.problem or _last_error(finished.job)
-            _say(f"{self._counts()} FAILED  {cell.name} (exit {finished.returncode}): {reason}  "
-                 f"(log: {finished.job.log_path})")
+            _say(
+                f"{self._counts()} FAILED  {cell.name} (exit {finished.returncode}): {reason}  "
+                f"(log: {finished.job.log_path})"
+            )
 
     def stopping(self, signals: int, asked: int) -> None:
         if signals == 1:
-            _say(f"stopping: {asked} run(s) finish their iteration and write a checkpoint; no new run starts "
-                 "(Ctrl-C again to stop them at once)")
+            _say(
+                f"stopping: {asked} run(s) finish their iteration and write a checkpoint; no new run starts "
+                "(Ctrl-C again to stop them at once)"
+            )
         else:
             _say(f"stopping {asked} run(s) at once; their last checkpoint is kept")
 
@@ -246,8 +263,10 @@ def _write_report(grid: Grid, cells: Sequence[Cell], compare: str | None, out: I
     atomic_write_json(files["json"], report.document)
     out.write(report.markdown)
     depth = "*/*/seed-*" if grid.axes else "*/seed-*"
-    _say(f"wrote {', '.join(str(path) for path in files.values())} ({len(finished)} finished runs); "
-         f"the same table: fastlrwa report {grid.root}/{depth}")
+    _say(
+        f"wrote {', '.join(str(path) for path in files.values())} ({len(finished)} finished runs); "
+        f"the same table: fastlrwa report {grid.root}/{depth}"
+    )
 
 
 def run_sweep(grid: Grid, options: SweepOptions, train_argv: TrainArgv, *, out: IO[str] | None = None) -> None:
@@ -257,42 +276,58 @@ def run_sweep(grid: Grid, options: SweepOptions, train_argv: TrainArgv, *, out: 
     cells = grid.cells()
     inspected = _plan(cells, options.resume)
     todo = [(cell, state) for cell, state in inspected if state.state is not CellState.DONE]
-    commands = {cell.run_dir: grid.train_command(cell, train_argv, *_extra_arguments(state.state))
-                for cell, state in todo}
+    commands = {
+        cell.run_dir: grid.train_command(cell, train_argv, *_extra_arguments(state.state)) for cell, state in todo
+    }
     skipped = len(cells) - len(todo)
     if options.dry_run:
-        _say(f"sweep {grid.root}: {len(cells)} runs, {skipped} finished, {len(todo)} to run "
-             f"({sum(state.state is CellState.INTERRUPTED for _, state in todo)} to resume)")
+        _say(
+            f"sweep {grid.root}: {len(cells)} runs, {skipped} finished, {len(todo)} to run "
+            f"({sum(state.state is CellState.INTERRUPTED for _, state in todo)} to resume)"
+        )
         for cell, _ in todo:
             out.write(shlex.join(["fastlrwa", *commands[cell.run_dir]]) + "\n")
         out.flush()
         return
     plan, jobs = device_plan(options.device, jobs=options.jobs, threads=options.threads)
-    continue_with = grid.command_line(jobs=options.jobs, threads=options.threads, device=options.device,
-                                      compare=options.compare, resume=True)
+    continue_with = grid.command_line(
+        jobs=options.jobs, threads=options.threads, device=options.device, compare=options.compare, resume=True
+    )
     with _sweep_lock(grid.root):
         where = f"cpu ({plan.threads} thread(s) each)" if plan.kind == "cpu" else f"GPUs {', '.join(plan.gpus)}"
-        _say(f"sweep {grid.root}: {len(cells)} runs ({len(grid.methods)} methods x {len(grid.value_cells())} cells x "
-             f"{len(grid.seeds)} seeds); {skipped} already finished, {len(todo)} to run, {jobs} at a time on {where}")
+        _say(
+            f"sweep {grid.root}: {len(cells)} runs ({len(grid.methods)} methods x {len(grid.value_cells())} cells x "
+            f"{len(grid.seeds)} seeds); {skipped} already finished, {len(todo)} to run, {jobs} at a time on {where}"
+        )
         if todo:
             _resolve_teachers([cell for cell, _ in todo])
         progress = _Progress(len(cells), skipped)
         pool = Pool(jobs, plan, on_start=progress.started, on_finish=progress.finished, on_stop=progress.stopping)
         program = [sys.executable, "-m", "fastlrwa"]
-        never_started = pool.run([
-            Job([*program, *commands[cell.run_dir], "--device", plan.kind], cell.run_dir / LOG_FILE, cell,
-                _header(["fastlrwa", *commands[cell.run_dir]]))
-            for cell, _ in todo
-        ])
+        never_started = pool.run(
+            [
+                Job(
+                    [*program, *commands[cell.run_dir], "--device", plan.kind],
+                    cell.run_dir / LOG_FILE,
+                    cell,
+                    _header(["fastlrwa", *commands[cell.run_dir]]),
+                )
+                for cell, _ in todo
+            ]
+        )
         _write_report(grid, cells, options.compare, out)
     if pool.stop_requests:
-        raise SweepInterrupted(f"stopped: {len(progress.stopped)} run(s) stopped at their last checkpoint, "
-                               f"{len(never_started)} not started, {progress.done}/{len(cells)} finished; "
-                               f"continue with: {continue_with}")
+        raise SweepInterrupted(
+            f"stopped: {len(progress.stopped)} run(s) stopped at their last checkpoint, "
+            f"{len(never_started)} not started, {progress.done}/{len(cells)} finished; "
+            f"continue with: {continue_with}"
+        )
     if progress.failed:
         logs = "; ".join(str(finished.job.log_path) for _, finished in progress.failed[:3])
-        raise SweepFailed(f"{len(progress.failed)} of {len(cells)} runs failed (logs: {logs}"
-                          f"{' ...' if len(progress.failed) > 3 else ''}); fix the cause and continue with: "
-                          f"{continue_with} (finished runs are skipped)")
+        raise SweepFailed(
+            f"{len(progress.failed)} of {len(cells)} runs failed (logs: {logs}"
+            f"{' ...' if len(progress.failed) > 3 else ''}); fix the cause and continue with: "
+            f"{continue_with} (finished runs are skipped)"
+        )
     if progress.paused:
         _say(f"{len(progress.paused)} run(s) paused by --stop-after; continue with: {continue_with}")

@@ -30,8 +30,13 @@ from fastlrwa.errors import ConfigError
 from fastlrwa.metrics.settings import flatten_config, format_value
 
 # Keys the sweep sets itself, and the flag that sets them instead.
-RESERVED_KEYS = {"method": "--methods", "runtime.seed": "--seeds", "runtime.out": "--root",
-                 "runtime.device": "--device", "runtime.progress": "(runs always log to train.log)"}
+RESERVED_KEYS = {
+    "method": "--methods",
+    "runtime.seed": "--seeds",
+    "runtime.out": "--root",
+    "runtime.device": "--device",
+    "runtime.progress": "(runs always log to train.log)",
+}
 # Every run logs one line per epoch to its train.log instead of drawing a progress bar.
 CONSTANT_TRAIN_ARGS = ("--no-progress",)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._+=-]")
@@ -58,7 +63,7 @@ class Cell:
     @property
     def name(self) -> str:
         """The directory below the sweep's root, e.g. ``lrwa-mb/generator.lr=0.001/seed-0``."""
-        return "/".join(self.run_dir.parts[-(3 if self.values else 2):])
+        return "/".join(self.run_dir.parts[-(3 if self.values else 2) :])
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -135,8 +140,17 @@ class Grid:
     root: Path
 
     @classmethod
-    def parse(cls, *, preset: str | None, methods: str | None, seeds: str, axes: tuple[str, ...],
-              fixed: tuple[str, ...], root: str | None, train_argv: TrainArgv) -> Grid:
+    def parse(
+        cls,
+        *,
+        preset: str | None,
+        methods: str | None,
+        seeds: str,
+        axes: tuple[str, ...],
+        fixed: tuple[str, ...],
+        root: str | None,
+        train_argv: TrainArgv,
+    ) -> Grid:
         """The grid of the ``sweep`` flags; a key ``train`` has no flag for is refused (see ``train_argv``)."""
         preset = preset or DEFAULT_TRAIN_PRESET
         base = train_config(preset)
@@ -147,15 +161,23 @@ class Grid:
         keys = [axis.key for axis in parsed_axes]
         repeated = sorted({key for key in keys if keys.count(key) > 1} | (set(keys) & set(parsed_fixed)))
         if repeated:
-            raise ConfigError(f"{repeated[0]} is given more than once in --set/--fix; give each key once "
-                              "(several values of one --set: --set KEY=V1,V2)")
+            raise ConfigError(
+                f"{repeated[0]} is given more than once in --set/--fix; give each key once "
+                "(several values of one --set: --set KEY=V1,V2)"
+            )
         if len(parsed_fixed) != len(fixed):
             raise ConfigError("a key is given twice with --fix; give each key once")
         names = tuple(name.strip() for name in (methods or base.method).split(","))
         if len(set(names)) != len(names) or not all(names):
             raise ConfigError(f"--methods {methods!r}: give each method once, comma-separated, e.g. lrwa-mb,mb-dfkd")
-        return cls(preset, names, parse_seeds(seeds), parsed_axes, parsed_fixed,
-                   Path(root) if root else Path("sweeps") / preset)
+        return cls(
+            preset,
+            names,
+            parse_seeds(seeds),
+            parsed_axes,
+            parsed_fixed,
+            Path(root) if root else Path("sweeps") / preset,
+        )
 
     def value_cells(self) -> list[tuple[tuple[str, Any], ...]]:
         """Every combination of the axes' values, the first axis varying slowest."""
@@ -171,8 +193,13 @@ class Grid:
             for values in self.value_cells():
                 for method in self.methods:
                     run_dir = cell_dir(self.root, method, values, seed)
-                    overrides = {"method": method, "runtime.seed": seed, "runtime.out": str(run_dir),
-                                 **self.fixed, **dict(values)}
+                    overrides = {
+                        "method": method,
+                        "runtime.seed": seed,
+                        "runtime.out": str(run_dir),
+                        **self.fixed,
+                        **dict(values),
+                    }
                     config = train_config(self.preset, {**overrides, "runtime.progress": False})
                     validate_train_config(config)
                     cells.append(Cell(method, seed, values, run_dir, config, overrides))
@@ -181,14 +208,29 @@ class Grid:
     def train_command(self, cell: Cell, train_argv: TrainArgv, *extra: str) -> list[str]:
         """``fastlrwa train`` arguments (without the program) that run ``cell``."""
         preset_values = flatten_config(to_dict(train_config(self.preset)))
-        return ["train", "--preset", self.preset, *train_argv.argv(cell.overrides, preset_values),
-                *CONSTANT_TRAIN_ARGS, *extra]
+        return [
+            "train",
+            "--preset",
+            self.preset,
+            *train_argv.argv(cell.overrides, preset_values),
+            *CONSTANT_TRAIN_ARGS,
+            *extra,
+        ]
 
-    def command_line(self, *, jobs: int | None, threads: int | None, device: str, compare: str | None,
-                     resume: bool) -> str:
+    def command_line(
+        self, *, jobs: int | None, threads: int | None, device: str, compare: str | None, resume: bool
+    ) -> str:
         """This sweep as a ``fastlrwa sweep`` command (for the "continue with" hint)."""
-        words = ["fastlrwa", "sweep", "--preset", self.preset, "--methods", ",".join(self.methods),
-                 "--seeds", ",".join(map(str, self.seeds))]
+        words = [
+            "fastlrwa",
+            "sweep",
+            "--preset",
+            self.preset,
+            "--methods",
+            ",".join(self.methods),
+            "--seeds",
+            ",".join(map(str, self.seeds)),
+        ]
         for axis in self.axes:
             words += ["--set", f"{axis.key}={','.join(format_value(value) for value in axis.values)}"]
         for key, value in self.fixed.items():

@@ -113,9 +113,16 @@ def _counting_stop_signals() -> Iterator[list[int]]:
 class Pool:
     """Runs jobs, at most ``jobs`` at once, reporting each start and end through the callbacks."""
 
-    def __init__(self, jobs: int, plan: DevicePlan, *, on_start: Callable[[Job, str | None], None],
-                 on_finish: Callable[[Finished], None], on_stop: Callable[[int, int], None],
-                 environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        jobs: int,
+        plan: DevicePlan,
+        *,
+        on_start: Callable[[Job, str | None], None],
+        on_finish: Callable[[Finished], None],
+        on_stop: Callable[[int, int], None],
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.jobs = jobs
         self.plan = plan
         self.on_start = on_start
@@ -133,9 +140,14 @@ class Pool:
         log = open(job.log_path, "ab")
         log.write(job.header.encode("utf-8"))
         log.flush()
-        process = subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=child_environment(self.environ, threads=self.plan.threads, gpu=gpu),
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            job.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=child_environment(self.environ, threads=self.plan.threads, gpu=gpu),
+            start_new_session=True,
+        )
         self._running.append(_Running(job, process, gpu, time.monotonic(), log))
         self.on_start(job, gpu)
 
@@ -155,8 +167,9 @@ class Pool:
                 still.append(running)
                 continue
             running.log.close()
-            self.on_finish(Finished(running.job, returncode, time.monotonic() - running.started,
-                                    self.stop_requests > 0))
+            self.on_finish(
+                Finished(running.job, returncode, time.monotonic() - running.started, self.stop_requests > 0)
+            )
         self._running = still
 
     def run(self, jobs: Sequence[Job]) -> list[Job]:

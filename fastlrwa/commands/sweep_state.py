@@ -47,8 +47,10 @@ def _difference(saved: dict[str, Any], expected: dict[str, Any]) -> str | None:
     saved_items, expected_items = dict(setting_of(saved, RUN_LOCAL_KEYS)), dict(setting_of(expected, RUN_LOCAL_KEYS))
     for key in sorted(set(saved_items) | set(expected_items)):
         if saved_items.get(key) != expected_items.get(key):
-            return (f"{key} is {format_value(saved_items.get(key))} there and {format_value(expected_items.get(key))} "
-                    "in this sweep")
+            return (
+                f"{key} is {format_value(saved_items.get(key))} there and {format_value(expected_items.get(key))} "
+                "in this sweep"
+            )
     return None
 
 

@@ -29,8 +29,10 @@ def check_teacher_source(config: TeacherConfig, info: DatasetInfo) -> None:
     if config.path is not None:
         path = Path(config.path).expanduser()
         if not path.is_file():
-            raise CheckpointError(f"teacher file {path} does not exist; pass --teacher with a model.pt from "
-                                  f"`fastlrwa pretrain --dataset {info.name} --out DIR`")
+            raise CheckpointError(
+                f"teacher file {path} does not exist; pass --teacher with a model.pt from "
+                f"`fastlrwa pretrain --dataset {info.name} --out DIR`"
+            )
         return
     if info.name not in AUTO_PRETRAIN_DATASETS:
         raise CheckpointError(
@@ -39,12 +41,20 @@ def check_teacher_source(config: TeacherConfig, info: DatasetInfo) -> None:
         )
     path = _cached_path(config, info)
     if not path.is_file():
-        require_writable_dir(path.parent, "teacher cache",
-                             fix=f"set {CACHE_ENV} to a folder you can write to, or pass --teacher FILE")
+        require_writable_dir(
+            path.parent, "teacher cache", fix=f"set {CACHE_ENV} to a folder you can write to, or pass --teacher FILE"
+        )
 
 
-def resolve_teacher_path(config: TeacherConfig, info: DatasetInfo, *, data_root: str | None, seed: int,
-                         progress: bool, log: Callable[[str], None]) -> Path:
+def resolve_teacher_path(
+    config: TeacherConfig,
+    info: DatasetInfo,
+    *,
+    data_root: str | None,
+    seed: int,
+    progress: bool,
+    log: Callable[[str], None],
+) -> Path:
     """The teacher file to use; pretrains and caches the dataset's default teacher when none is given."""
     check_teacher_source(config, info)
     if config.path is not None:
@@ -54,8 +64,18 @@ def resolve_teacher_path(config: TeacherConfig, info: DatasetInfo, *, data_root:
         from fastlrwa.commands.pretrain import run_pretrain  # torch: only when a teacher is trained here
 
         log(f"no cached {path.parent.name} teacher: training one now (once) into {path.parent}")
-        run_pretrain(pretrain_config(info.name, {"arch": _arch(config, info), "out": str(path.parent),
-                                                 "data_root": data_root, "seed": seed, "progress": progress}))
+        run_pretrain(
+            pretrain_config(
+                info.name,
+                {
+                    "arch": _arch(config, info),
+                    "out": str(path.parent),
+                    "data_root": data_root,
+                    "seed": seed,
+                    "progress": progress,
+                },
+            )
+        )
     return path
 
 

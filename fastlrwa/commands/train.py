@@ -14,25 +14,41 @@ from typing import Any
 
 import click
 
+from fastlrwa.commands.teacher import check_teacher_source
 from fastlrwa.config.schema import TrainConfig, apply_overrides, from_dict, to_dict
 from fastlrwa.config.validate import setting, validate_train_config
 from fastlrwa.data.catalog import dataset_info
 from fastlrwa.errors import CheckpointError, ConfigError
 from fastlrwa.paths import require_writable_dir
 from fastlrwa.trainer.run_dir import RunDir, fresh_run_dir
-from fastlrwa.commands.teacher import check_teacher_source
 
 # Settings a resumed run may change: they do not alter what has been computed so far. The epochs are not
 # among them: the learning-rate schedule spans the epochs set at the start (split a run with --stop-after).
-RESUMABLE_OVERRIDES = frozenset({
-    "runtime.out", "runtime.device", "runtime.progress", "runtime.eval_batch_size", "runtime.compile",
-    "runtime.compile_mode", "runtime.stop_after", "teacher.trust_pickle", "lrwa.align_every",
-    "diagnostics.grad_norm_every", "diagnostics.sample_grid",
-})
+RESUMABLE_OVERRIDES = frozenset(
+    {
+        "runtime.out",
+        "runtime.device",
+        "runtime.progress",
+        "runtime.eval_batch_size",
+        "runtime.compile",
+        "runtime.compile_mode",
+        "runtime.stop_after",
+        "teacher.trust_pickle",
+        "lrwa.align_every",
+        "diagnostics.grad_norm_every",
+        "diagnostics.sample_grid",
+    }
+)
 
 
-def run_train(config: TrainConfig, *, resume: bool = False, force: bool = False,
-              explicit: Iterable[str] = frozenset(), flags: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+def run_train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    explicit: Iterable[str] = frozenset(),
+    flags: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
     """Run (or resume) a distillation; returns the per-epoch metric records.
 
     ``explicit``: the config keys the user set (a resume may change only some of them; without
@@ -45,9 +61,14 @@ def run_train(config: TrainConfig, *, resume: bool = False, force: bool = False,
     return distil(config, run, resume=resume)
 
 
-def prepare_train(config: TrainConfig, *, resume: bool = False, force: bool = False,
-                  explicit: Iterable[str] = frozenset(),
-                  flags: Mapping[str, str] | None = None) -> tuple[TrainConfig, RunDir]:
+def prepare_train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    explicit: Iterable[str] = frozenset(),
+    flags: Mapping[str, str] | None = None,
+) -> tuple[TrainConfig, RunDir]:
     """The config a run will use and its directory, after every check that needs no work.
 
     Every rank of a torchrun makes them on the same files before any rank writes, so all pass or all fail.
@@ -57,8 +78,9 @@ def prepare_train(config: TrainConfig, *, resume: bool = False, force: bool = Fa
         if resume:
             raise ConfigError("--resume needs --out RUN, the run directory to continue")
         if force:
-            raise ConfigError("--force replaces the run in an --out you name; without --out every run gets a fresh "
-                              "directory")
+            raise ConfigError(
+                "--force replaces the run in an --out you name; without --out every run gets a fresh directory"
+            )
         config = apply_overrides(config, {"runtime.out": str(fresh_run_dir(Path(config.runtime.out)).root)})
     run = RunDir(Path(config.runtime.out))
     if resume:
@@ -84,8 +106,9 @@ def _saved_config(run: RunDir) -> dict[str, Any]:
         raise CheckpointError(f"{run.checkpoint} cannot be read: it is damaged; start afresh with --force") from None
 
 
-def _resumed_config(run: RunDir, requested: TrainConfig, explicit: set[str],
-                    flags: Mapping[str, str] | None) -> TrainConfig:
+def _resumed_config(
+    run: RunDir, requested: TrainConfig, explicit: set[str], flags: Mapping[str, str] | None
+) -> TrainConfig:
     """The run's own config, with only the overrides that are safe on resume taken from the command line."""
     saved = from_dict(TrainConfig, _saved_config(run))
     requested_values, saved_values = to_dict(requested), to_dict(saved)
@@ -97,8 +120,14 @@ def _resumed_config(run: RunDir, requested: TrainConfig, explicit: set[str],
         if value == current:
             continue
         if key not in RESUMABLE_OVERRIDES:
-            why = (" (the learning-rate schedule spans the epochs the run started with; to split a run into "
-                   "parts, start it with --stop-after)") if key == "schedule.epochs" else ""
+            why = (
+                (
+                    " (the learning-rate schedule spans the epochs the run started with; to split a run into "
+                    "parts, start it with --stop-after)"
+                )
+                if key == "schedule.epochs"
+                else ""
+            )
             changeable = ", ".join(sorted((flags or {}).get(k, k) for k in RESUMABLE_OVERRIDES))
             raise ConfigError(
                 f"--resume continues the run as it was configured: {setting(key, current, flags)} cannot change to "

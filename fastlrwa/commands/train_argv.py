@@ -69,8 +69,10 @@ class TrainArgv:
         """Refuse a key that ``train`` has no flag for, naming the ones it has."""
         for key in keys:
             if key not in self.flags:
-                raise ConfigError(f"{what} {key}: `fastlrwa train` has no flag for this key, so a run cannot be given "
-                                  f"it; keys with a flag: {', '.join(sorted(self.flags))}")
+                raise ConfigError(
+                    f"{what} {key}: `fastlrwa train` has no flag for this key, so a run cannot be given "
+                    f"it; keys with a flag: {', '.join(sorted(self.flags))}"
+                )
 
     def argv(self, overrides: Mapping[str, Any], preset_values: Mapping[str, Any]) -> list[str]:
         """``train`` arguments that set every override; an override equal to the preset's value that no flag
@@ -82,7 +84,9 @@ class TrainArgv:
             if said is None:
                 if preset_values.get(key) == value:
                     continue
-                raise ConfigError(f"{key}={format_value(value)} cannot be said with `fastlrwa train`'s "
-                                  f"{self.flags[key].option.opts[0]} flag; choose another value")
+                raise ConfigError(
+                    f"{key}={format_value(value)} cannot be said with `fastlrwa train`'s "
+                    f"{self.flags[key].option.opts[0]} flag; choose another value"
+                )
             arguments += said
         return arguments

@@ -218,9 +218,7 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any], *, origin: str = 
         head, _, rest = key.partition(".")
         path = f"{_prefix}{head}"
         if head not in fields:
-            raise ConfigError(
-                f"unknown {origin} key '{_prefix}{key}'; valid keys here: {', '.join(sorted(fields))}"
-            )
+            raise ConfigError(f"unknown {origin} key '{_prefix}{key}'; valid keys here: {', '.join(sorted(fields))}")
         current = changes.get(head, getattr(config, head))
         if dataclasses.is_dataclass(current):
             nested = {rest: value} if rest else value

@@ -35,15 +35,22 @@ def validate_train_config(config: TrainConfig, flags: Mapping[str, str] | None =
         _positive(f"schedule.{name}", getattr(s, name), flags)
     _positive("schedule.gen_steps", s.gen_steps, flags, allow_zero=True)
     if spec.generator_objective != "dafl" and s.gen_steps == 0:
-        raise ConfigError(f"method {config.method} trains its generator adversarially: "
-                          f"{setting('schedule.gen_steps', 0, flags)} must be >= 1")
-    for key, value in (("student.lr", config.student.lr), ("generator.lr", config.generator.lr),
-                       ("generator.latent_dim", config.generator.latent_dim), ("lrwa.alpha", config.lrwa.alpha),
-                       ("loss.js_temperature", config.loss.js_temperature)):
+        raise ConfigError(
+            f"method {config.method} trains its generator adversarially: "
+            f"{setting('schedule.gen_steps', 0, flags)} must be >= 1"
+        )
+    for key, value in (
+        ("student.lr", config.student.lr),
+        ("generator.lr", config.generator.lr),
+        ("generator.latent_dim", config.generator.latent_dim),
+        ("lrwa.alpha", config.lrwa.alpha),
+        ("loss.js_temperature", config.loss.js_temperature),
+    ):
         _positive(key, value, flags)
     if config.loss.entropy_log_base <= 1:
-        raise ConfigError(f"{setting('loss.entropy_log_base', config.loss.entropy_log_base, flags)}: must be > 1 "
-                          "(10 or e)")
+        raise ConfigError(
+            f"{setting('loss.entropy_log_base', config.loss.entropy_log_base, flags)}: must be > 1 (10 or e)"
+        )
     r = config.replay
     if spec.replay == "memory":
         for name in ("slots", "slot_size", "push_every"):
@@ -63,8 +70,10 @@ def validate_train_config(config: TrainConfig, flags: Mapping[str, str] | None =
     _positive("diagnostics.sample_grid", config.diagnostics.sample_grid, flags, allow_zero=True)
     _positive("runtime.stop_after", config.runtime.stop_after, flags, allow_zero=True)
     if config.runtime.compile_mode != "default" and not config.runtime.compile:
-        raise ConfigError(f"{setting('runtime.compile_mode', config.runtime.compile_mode, flags)} sets how the "
-                          f"compiled steps run; add {(flags or {}).get('runtime.compile', 'runtime.compile=true')}")
+        raise ConfigError(
+            f"{setting('runtime.compile_mode', config.runtime.compile_mode, flags)} sets how the "
+            f"compiled steps run; add {(flags or {}).get('runtime.compile', 'runtime.compile=true')}"
+        )
 
 
 def validate_pretrain_config(config: PretrainConfig, flags: Mapping[str, str] | None = None) -> None:

@@ -59,8 +59,9 @@ def _inference(model: torch.nn.Module, device: torch.device, autocast_dtype: tor
             module.training = flag
 
 
-def _predictions(model: torch.nn.Module, test_set: DeviceImageSet, batch_size: int,
-                 param: torch.nn.Parameter | None) -> Iterator[tuple[slice, torch.Tensor]]:
+def _predictions(
+    model: torch.nn.Module, test_set: DeviceImageSet, batch_size: int, param: torch.nn.Parameter | None
+) -> Iterator[tuple[slice, torch.Tensor]]:
     """(rows, predicted classes) of each batch of ``test_set``; call it under :func:`_inference`."""
     for start in range(0, len(test_set), batch_size):
         rows = slice(start, start + batch_size)
@@ -70,8 +71,13 @@ def _predictions(model: torch.nn.Module, test_set: DeviceImageSet, batch_size: i
         yield rows, model(images).argmax(dim=1)
 
 
-def predict(model: torch.nn.Module, test_set: DeviceImageSet, *, batch_size: int = 1024,
-            autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
+def predict(
+    model: torch.nn.Module,
+    test_set: DeviceImageSet,
+    *,
+    batch_size: int = 1024,
+    autocast_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
     """The class ``model`` predicts for every image of ``test_set`` (int64, on its device; no host read)."""
     param = _checked(model, test_set, batch_size)
     with _inference(model, test_set.device, autocast_dtype):

@@ -28,9 +28,7 @@ _CIFAR100_FILES = {"train": ("train",), "test": ("test",)}
 def _read_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     batch = load_numpy_pickle(path)
     if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
-        raise CorruptDataError(
-            f"{path}: expected a dict with 'data' and {label_key!r}; the file is not a CIFAR batch"
-        )
+        raise CorruptDataError(f"{path}: expected a dict with 'data' and {label_key!r}; the file is not a CIFAR batch")
     data = np.asarray(batch["data"])
     labels = np.asarray(batch[label_key])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):

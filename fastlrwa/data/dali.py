@@ -64,8 +64,11 @@ def _iterator(source: DaliSource, options: PipelineOptions, device_id: int | Non
 
     pipe, names = build_pipeline(source, options, device_id)
     return DALIGenericIterator(
-        pipe, names, reader_name=READER_NAME if isinstance(source, ImageFiles) else None,
-        last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=auto_reset,
+        pipe,
+        names,
+        reader_name=READER_NAME if isinstance(source, ImageFiles) else None,
+        last_batch_policy=LastBatchPolicy.PARTIAL,
+        auto_reset=auto_reset,
     )
 
 
@@ -82,14 +85,27 @@ class DaliTrainBatches:
     info: DatasetInfo
     steps_per_epoch: int
 
-    def __init__(self, source: DaliSource, *, batch_size: int, device: torch.device | str, seed: int,
-                 augment: bool = True, shuffle: bool = True, num_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        source: DaliSource,
+        *,
+        batch_size: int,
+        device: torch.device | str,
+        seed: int,
+        augment: bool = True,
+        shuffle: bool = True,
+        num_threads: int | None = None,
+    ) -> None:
         require_dali()
         device_id = dali_device_id(torch.device(device))
         options = PipelineOptions(
-            batch_size=batch_size, seed=seed, shuffle=shuffle,
+            batch_size=batch_size,
+            seed=seed,
+            shuffle=shuffle,
             crop_padding=CROP_PADDING if augment and source.info.augment else None,
-            flip=augment and source.info.flip, normalize=True, num_threads=num_threads or _default_threads(),
+            flip=augment and source.info.flip,
+            normalize=True,
+            num_threads=num_threads or _default_threads(),
         )
         self.info = source.info
         self.steps_per_epoch = math.ceil(len(source) / batch_size)
@@ -119,9 +135,16 @@ def _check_image_sizes(source: ImageFiles, shapes: torch.Tensor) -> None:
         )
 
 
-def load_split_dali(name: str, split: Split, *, root: str | os.PathLike | None = None, download: bool = False,
-                    device: torch.device | str = "cpu", batch_size: int = 256,
-                    num_threads: int | None = None) -> ArraySplit:
+def load_split_dali(
+    name: str,
+    split: Split,
+    *,
+    root: str | os.PathLike | None = None,
+    download: bool = False,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+    num_threads: int | None = None,
+) -> ArraySplit:
     """Split ``train`` or ``test`` of dataset ``name`` read through DALI, without augmentation.
 
     The result is what ``load_split`` returns (uint8 ``[N, C, H, W]``, int64 labels, in the same
@@ -133,8 +156,14 @@ def load_split_dali(name: str, split: Split, *, root: str | os.PathLike | None =
     source = dali_source(name, split, root=root, download=download)
     files = isinstance(source, ImageFiles)
     options = PipelineOptions(
-        batch_size=batch_size, seed=0, shuffle=False, crop_padding=None, flip=False, normalize=False,
-        with_shapes=files, num_threads=num_threads or _default_threads(),
+        batch_size=batch_size,
+        seed=0,
+        shuffle=False,
+        crop_padding=None,
+        flip=False,
+        normalize=False,
+        with_shapes=files,
+        num_threads=num_threads or _default_threads(),
     )
     images, labels, shapes = [], [], []
     with _reading(source):
@@ -160,8 +189,15 @@ def check_loader(loader: str) -> None:
         require_dali()
 
 
-def load_split_with(loader: str, name: str, split: Split, *, root: str | os.PathLike | None = None,
-                    download: bool = False, device: torch.device | str = "cpu") -> ArraySplit:
+def load_split_with(
+    loader: str,
+    name: str,
+    split: Split,
+    *,
+    root: str | os.PathLike | None = None,
+    download: bool = False,
+    device: torch.device | str = "cpu",
+) -> ArraySplit:
     """``load_split`` for loader ``torch`` (on the host), ``load_split_dali`` for ``dali`` (on ``device``)."""
     check_loader(loader)
     if loader == "dali":

@@ -63,7 +63,7 @@ class _ArrayFeed:
     def __next__(self) -> tuple[np.ndarray, np.ndarray]:
         if self._next >= len(self._order):
             raise StopIteration
-        index = self._order[self._next:self._next + self._batch_size]
+        index = self._order[self._next : self._next + self._batch_size]
         self._next += self._batch_size
         return self._source.images[index], self._source.labels[index]
 
@@ -81,19 +81,26 @@ def build_pipeline(source: DaliSource, options: PipelineOptions, device_id: int 
     info = source.info
     size = info.image_size
     gpu = device_id is not None
-    pipe = Pipeline(batch_size=options.batch_size, num_threads=options.num_threads, device_id=device_id,
-                    seed=options.seed)
+    pipe = Pipeline(
+        batch_size=options.batch_size, num_threads=options.num_threads, device_id=device_id, seed=options.seed
+    )
     with pipe:
         if isinstance(source, ImageFiles):
             encoded, labels = fn.readers.file(
-                files=list(source.paths), labels=source.labels.tolist(), shuffle_after_epoch=options.shuffle,
-                pad_last_batch=True, name=READER_NAME,
+                files=list(source.paths),
+                labels=source.labels.tolist(),
+                shuffle_after_epoch=options.shuffle,
+                pad_last_batch=True,
+                name=READER_NAME,
             )
             images = fn.decoders.image(encoded, device="mixed" if gpu else "cpu", output_type=types.RGB)
         else:
             images, labels = fn.external_source(
                 source=_ArrayFeed(source, options.batch_size, options.shuffle, options.seed),
-                num_outputs=2, batch=True, cycle="raise", layout=["HWC", ""],
+                num_outputs=2,
+                batch=True,
+                cycle="raise",
+                layout=["HWC", ""],
             )
             if gpu:
                 images = images.gpu()
@@ -108,14 +115,22 @@ def build_pipeline(source: DaliSource, options: PipelineOptions, device_id: int 
             images = fn.slice(images, start=corner, shape=[size, size], axis_names="HW", out_of_bounds_policy="pad")
         mirror = fn.random.coin_flip(probability=0.5) if options.flip else 0
         if options.normalize:
-            scaling = {"mean": [255.0 * m for m in info.mean], "std": [255.0 * s for s in info.std],
-                       "dtype": types.FLOAT}
+            scaling = {
+                "mean": [255.0 * m for m in info.mean],
+                "std": [255.0 * s for s in info.std],
+                "dtype": types.FLOAT,
+            }
         else:
             scaling = {"dtype": types.UINT8}
         # The fixed crop makes every sample image_size x image_size even for a wrongly sized file, so
         # batches stay stackable and load_split_dali can name the file from the shapes output.
         outputs[IMAGES] = fn.crop_mirror_normalize(
-            images, crop=(size, size), out_of_bounds_policy="pad", mirror=mirror, output_layout="CHW", **scaling,
+            images,
+            crop=(size, size),
+            out_of_bounds_policy="pad",
+            mirror=mirror,
+            output_layout="CHW",
+            **scaling,
         )
         outputs[LABELS] = labels.gpu() if gpu else labels
         pipe.set_outputs(*outputs.values())

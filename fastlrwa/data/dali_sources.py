@@ -87,8 +87,9 @@ def tiny_imagenet_files(split: Split, *, root: str | os.PathLike | None = None, 
     )
 
 
-def dali_source(name: str, split: Split, *, root: str | os.PathLike | None = None,
-                download: bool = False) -> DaliSource:
+def dali_source(
+    name: str, split: Split, *, root: str | os.PathLike | None = None, download: bool = False
+) -> DaliSource:
     """Split ``train`` or ``test`` of dataset ``name`` as DALI reads it (files or arrays)."""
     dataset_info(name)
     if split not in ("train", "test"):

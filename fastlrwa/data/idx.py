@@ -44,10 +44,8 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     ndim = magic & 0xFF
     header = 4 * (1 + ndim)
     if len(data) < header or int.from_bytes(data[:4], "big") != magic:
-        raise CorruptDataError(
-            f"{path}: not an IDX file with magic number {magic:#010x}; re-download the file"
-        )
-    shape = tuple(int.from_bytes(data[4 * (1 + d):4 * (2 + d)], "big") for d in range(ndim))
+        raise CorruptDataError(f"{path}: not an IDX file with magic number {magic:#010x}; re-download the file")
+    shape = tuple(int.from_bytes(data[4 * (1 + d) : 4 * (2 + d)], "big") for d in range(ndim))
     expected = header + int(np.prod(shape))
     if len(data) != expected:
         raise CorruptDataError(
@@ -61,8 +59,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
 def _needed(split: Split) -> tuple[FileSpec, ...]:
     prefix = "train" if split == "train" else "t10k"
     return tuple(
-        FileSpec((f"{prefix}-{kind}", f"{prefix}-{kind}.gz"))
-        for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
+        FileSpec((f"{prefix}-{kind}", f"{prefix}-{kind}.gz")) for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
     )
 
 
@@ -111,8 +108,7 @@ FASHION_MNIST_SOURCE = DiskSource(
     needed=_needed,
     read=_reader("fashion-mnist"),
     how_to_get=(
-        "install it with `apt-get install -y dataset-fashion-mnist`, or put the IDX files in "
-        "{root}/FashionMNIST/raw/"
+        "install it with `apt-get install -y dataset-fashion-mnist`, or put the IDX files in {root}/FashionMNIST/raw/"
     ),
     download=_download_fashion,
 )

@@ -48,7 +48,4 @@ def locate(folders: Sequence[Path], needed: Sequence[FileSpec]) -> tuple[Path, .
 
 def describe_search(folders: Sequence[Path], needed: Sequence[FileSpec]) -> str:
     """``searched: A, B for x, y`` — the part of a not-found message that lists what was tried."""
-    return (
-        f"searched: {', '.join(str(f) for f in folders)} "
-        f"for {', '.join(spec.describe() for spec in needed)}"
-    )
+    return f"searched: {', '.join(str(f) for f in folders)} for {', '.join(spec.describe() for spec in needed)}"

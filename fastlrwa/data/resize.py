@@ -18,7 +18,7 @@ def resize_to_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
     """
     out = torch.empty((images.shape[0], images.shape[1], size, size), dtype=torch.uint8)
     for start in range(0, images.shape[0], _CHUNK):
-        chunk = images[start:start + _CHUNK].to(torch.float32)
+        chunk = images[start : start + _CHUNK].to(torch.float32)
         resized = F.interpolate(chunk, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
-        out[start:start + _CHUNK] = resized.round_().clamp_(0, 255).to(torch.uint8)
+        out[start : start + _CHUNK] = resized.round_().clamp_(0, 255).to(torch.uint8)
     return out

@@ -27,7 +27,10 @@ BATCH_KEY = "fastlrwa.batch"
 
 
 def export_classifier(
-    model: nn.Module, input_shape: tuple[int, int, int], *, batch: int | None = None,
+    model: nn.Module,
+    input_shape: tuple[int, int, int],
+    *,
+    batch: int | None = None,
     device: torch.device = torch.device("cpu"),
 ) -> ExportedProgram:
     """``torch.export`` the logits of ``model`` (in eval mode) with its BatchNorms folded (``fold_batchnorm``).

@@ -70,8 +70,11 @@ def fold_batchnorm(model: nn.Module) -> torch.fx.GraphModule:
         source = node.args[0]
         convolution = modules.get(source.target) if source.op == "call_module" else None
         # A convolution called elsewhere too, or whose output is also used unnormalised, must stay as it is.
-        if (isinstance(convolution, FOLDABLE_CONVOLUTIONS) and len(source.users) == 1
-                and calls_per_module[source.target] == 1):
+        if (
+            isinstance(convolution, FOLDABLE_CONVOLUTIONS)
+            and len(source.users) == 1
+            and calls_per_module[source.target] == 1
+        ):
             graph_module.set_submodule(source.target, fuse_conv_bn_eval(convolution, batchnorm))
             node.replace_all_uses_with(source)
             graph_module.graph.erase_node(node)
@@ -96,8 +99,11 @@ def _trace(model: nn.Module) -> torch.fx.GraphModule:
 def _default_arguments(model: nn.Module) -> dict[str, object]:
     """Every ``forward`` argument after the input, fixed at its default (``return_features=False``)."""
     parameters = list(inspect.signature(model.forward).parameters.values())[1:]
-    return {parameter.name: parameter.default for parameter in parameters
-            if parameter.default is not inspect.Parameter.empty}
+    return {
+        parameter.name: parameter.default
+        for parameter in parameters
+        if parameter.default is not inspect.Parameter.empty
+    }
 
 
 def _calls_per_module(graph: torch.fx.Graph) -> dict[str, int]:

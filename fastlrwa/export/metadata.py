@@ -36,8 +36,13 @@ def class_names(meta: ModelMeta) -> list[str]:
 
 
 def export_metadata(
-    meta: ModelMeta, *, model_file: str, checkpoint: str | os.PathLike, checkpoint_sha256: str,
-    batch: int | None, device: torch.device,
+    meta: ModelMeta,
+    *,
+    model_file: str,
+    checkpoint: str | os.PathLike,
+    checkpoint_sha256: str,
+    batch: int | None,
+    device: torch.device,
 ) -> dict[str, Any]:
     """The ``meta.json`` content for a student described by ``meta``.
 

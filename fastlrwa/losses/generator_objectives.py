@@ -39,8 +39,9 @@ def generator_loss(
         parts["adv"] = -adversarial_kl(teacher_logits, student_logits)
         parts["bn"] = bn_loss
     elif objective == "js_priors":
-        js = fused_js(teacher_logits.detach(), student_logits, temperature=weights.js_temperature,
-                      variant=weights.js_variant)
+        js = fused_js(
+            teacher_logits.detach(), student_logits, temperature=weights.js_temperature, variant=weights.js_variant
+        )
         parts["js"] = js
         parts["adv"] = 1.0 - js.clamp(0.0, 1.0) if weights.js_variant == "official" else -js
     elif objective != "dafl":

@@ -38,9 +38,12 @@ def batch_entropy_loss(teacher_logits: torch.Tensor, log_base: float = math.e) -
 
 def adversarial_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
     """DFQ's disagreement: KL(p_T || p_S), batch mean (the generator maximises it)."""
-    return F.kl_div(F.log_softmax(at_least_float32(student_logits), dim=1),
-                    F.log_softmax(at_least_float32(teacher_logits), dim=1),
-                    reduction="batchmean", log_target=True)
+    return F.kl_div(
+        F.log_softmax(at_least_float32(student_logits), dim=1),
+        F.log_softmax(at_least_float32(teacher_logits), dim=1),
+        reduction="batchmean",
+        log_target=True,
+    )
 
 
 class BatchNormStatistics:

@@ -95,8 +95,14 @@ def welch_interval(a: Sequence[float], b: Sequence[float], confidence: float = C
     return Interval(difference - half, difference + half), float(df)
 
 
-def bootstrap_interval(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE, *,
-                       resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Interval:
+def bootstrap_interval(
+    a: Sequence[float],
+    b: Sequence[float],
+    confidence: float = CONFIDENCE,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> Interval:
     """Percentile bootstrap interval for mean(a) - mean(b), each sample resampled on its own (seeded)."""
     a, b = _sample(a, "a"), _sample(b, "b")
     if resamples < 1:
@@ -108,8 +114,14 @@ def bootstrap_interval(a: Sequence[float], b: Sequence[float], confidence: float
     return Interval(float(low), float(high))
 
 
-def difference(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE, *,
-               resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Difference:
+def difference(
+    a: Sequence[float],
+    b: Sequence[float],
+    confidence: float = CONFIDENCE,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> Difference:
     """mean(a) - mean(b) with both intervals; each sample needs at least 2 finite values."""
     welch, df = welch_interval(a, b, confidence)
     return Difference(

@@ -47,8 +47,9 @@ class Quantity:
 
 
 MEAN = Quantity(f"p{COMPARED_PERCENTILE}_mean", f">{COMPARED_PERCENTILE}th μ", "higher (better)", "lower (worse)")
-VAR = Quantity(f"p{COMPARED_PERCENTILE}_var", f">{COMPARED_PERCENTILE}th σ²", "higher (less steady)",
-               "lower (steadier)")
+VAR = Quantity(
+    f"p{COMPARED_PERCENTILE}_var", f">{COMPARED_PERCENTILE}th σ²", "higher (less steady)", "lower (steadier)"
+)
 AT_BUDGET = Quantity("accuracy_at_budget", "accuracy at T", "higher (better)", "lower (worse)")
 
 
@@ -98,8 +99,10 @@ class Baseline:
         for token in (part.strip() for part in text.split(",")):
             key, equals, value = token.partition("=")
             if not token or (equals and not (key.strip() and value.strip())):
-                raise ConfigError(f"--compare {text!r}: {token!r} is neither a method nor key=value; "
-                                  "e.g. --compare mb-dfkd or --compare generator.lr=0.001")
+                raise ConfigError(
+                    f"--compare {text!r}: {token!r} is neither a method nor key=value; "
+                    "e.g. --compare mb-dfkd or --compare generator.lr=0.001"
+                )
             if not equals:
                 if method is not None:
                     raise ConfigError(f"--compare {text!r} names two methods; name one baseline method")
@@ -119,8 +122,10 @@ def _coerced(text: str, like: Any, key: str) -> Any:
         if isinstance(like, float):
             return float(text)
     except (KeyError, ValueError):
-        raise ConfigError(f"--compare {key}={text}: the runs record {key} as {type(like).__name__} "
-                          f"(e.g. {like!r}); give a value of that type") from None
+        raise ConfigError(
+            f"--compare {key}={text}: the runs record {key} as {type(like).__name__} "
+            f"(e.g. {like!r}); give a value of that type"
+        ) from None
     if like is None:
         return None if text.lower() in ("none", "null") else text
     return text
@@ -130,8 +135,9 @@ def _matches(aggregate: AggregateSummary, baseline: Baseline) -> bool:
     if baseline.method is not None and aggregate.method != baseline.method:
         return False
     values = dict(aggregate.setting)
-    return all(key in values and values[key] == _coerced(text, values[key], key)
-               for key, text in baseline.values.items())
+    return all(
+        key in values and values[key] == _coerced(text, values[key], key) for key, text in baseline.values.items()
+    )
 
 
 def _counterpart_key(aggregate: AggregateSummary, baseline: Baseline) -> tuple[Block, str, Setting, int]:
@@ -149,18 +155,23 @@ def _check_baseline(aggregates: Sequence[AggregateSummary], baseline: Baseline) 
     known_keys = {key for aggregate in aggregates for key, _ in aggregate.setting}
     for key in baseline.values:
         if key not in known_keys:
-            raise ConfigError(f"--compare {baseline.text!r}: {key} is not a config key these runs record; "
-                              "use a dotted key as `fastlrwa train` writes it in config.json, e.g. generator.lr")
+            raise ConfigError(
+                f"--compare {baseline.text!r}: {key} is not a config key these runs record; "
+                "use a dotted key as `fastlrwa train` writes it in config.json, e.g. generator.lr"
+            )
     if not any(_matches(aggregate, baseline) for aggregate in aggregates):
-        raise ConfigError(f"--compare {baseline.text!r}: no setting with at least 2 seeds matches it; "
-                          "name a method or key=value of a setting the report aggregates")
+        raise ConfigError(
+            f"--compare {baseline.text!r}: no setting with at least 2 seeds matches it; "
+            "name a method or key=value of a setting the report aggregates"
+        )
 
 
 Pair = tuple[AggregateSummary, AggregateSummary]
 
 
-def comparison_pairs(aggregates: Sequence[AggregateSummary],
-                     baseline: Baseline | None = None) -> tuple[list[Pair], list[str]]:
+def comparison_pairs(
+    aggregates: Sequence[AggregateSummary], baseline: Baseline | None = None
+) -> tuple[list[Pair], list[str]]:
     """The (a, b) pairs to compare, and a note for each setting left without a counterpart."""
     if baseline is None:
         cells: dict[tuple[Block, Setting, int], list[AggregateSummary]] = {}
@@ -181,19 +192,23 @@ def comparison_pairs(aggregates: Sequence[AggregateSummary],
             unmatched.append(aggregate)
         else:
             pairs.append((aggregate, counterpart))
-    notes = [f"{aggregate.method} on {aggregate.block.title} ({aggregate.stats.n_runs} seeds, {aggregate.n_epochs} "
-             f"epochs): no counterpart matching --compare {baseline.text} with at least 2 seeds, not compared"
-             for aggregate in unmatched]
+    notes = [
+        f"{aggregate.method} on {aggregate.block.title} ({aggregate.stats.n_runs} seeds, {aggregate.n_epochs} "
+        f"epochs): no counterpart matching --compare {baseline.text} with at least 2 seeds, not compared"
+        for aggregate in unmatched
+    ]
     return pairs, notes
 
 
-def _quantity_difference(quantity: Quantity, a: list[float], b: list[float], *, resamples: int,
-                         seed: int) -> QuantityDifference:
+def _quantity_difference(
+    quantity: Quantity, a: list[float], b: list[float], *, resamples: int, seed: int
+) -> QuantityDifference:
     return QuantityDifference(quantity, a, b, difference(a, b, resamples=resamples, seed=seed))
 
 
-def compare_epochs(a: AggregateSummary, b: AggregateSummary, *, resamples: int = BOOTSTRAP_RESAMPLES,
-                   seed: int = BOOTSTRAP_SEED) -> Comparison:
+def compare_epochs(
+    a: AggregateSummary, b: AggregateSummary, *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> Comparison:
     """The >80th-percentile μ and σ² of a against b, over their seeds, as logged."""
     rows = []
     for quantity, field in ((MEAN, "mean"), (VAR, "var")):
@@ -202,16 +217,24 @@ def compare_epochs(a: AggregateSummary, b: AggregateSummary, *, resamples: int =
     return Comparison(a, b, "epochs", rows)
 
 
-def compare_equal_time(a: AggregateSummary, b: AggregateSummary, budget_s: float | None = None, *,
-                       resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Comparison:
+def compare_equal_time(
+    a: AggregateSummary,
+    b: AggregateSummary,
+    budget_s: float | None = None,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> Comparison:
     """a against b with every run cut at ``budget_s`` seconds of training (default: the shortest run's total)."""
     records = [run.record for run in a.runs + b.runs]
     budget = default_budget(records) if budget_s is None else budget_s
     cut = {id(run): accuracies_within(run.record, budget) for run in a.runs + b.runs}
     empty = [run.record.path for run in a.runs + b.runs if not cut[id(run)]]
     if empty:
-        raise UserFacingError(f"the equal-time budget of {budget:.1f} s of training is shorter than the first epoch of "
-                              f"{empty[0]}; give a larger --time-budget or leave that run out")
+        raise UserFacingError(
+            f"the equal-time budget of {budget:.1f} s of training is shorter than the first epoch of "
+            f"{empty[0]}; give a larger --time-budget or leave that run out"
+        )
     values: dict[str, list[list[float]]] = {quantity.key: [[], []] for quantity in (AT_BUDGET, MEAN, VAR)}
     for side, aggregate in enumerate((a, b)):
         for run in aggregate.runs:
@@ -220,24 +243,40 @@ def compare_equal_time(a: AggregateSummary, b: AggregateSummary, budget_s: float
             values[AT_BUDGET.key][side].append(accuracies[-1])
             values[MEAN.key][side].append(past.mean)
             values[VAR.key][side].append(past.var)
-    rows = [_quantity_difference(quantity, *values[quantity.key], resamples=resamples, seed=seed)
-            for quantity in (AT_BUDGET, MEAN, VAR)]
-    return Comparison(a, b, "equal_time", rows, budget_s=budget,
-                      epochs_a=[len(cut[id(run)]) for run in a.runs], epochs_b=[len(cut[id(run)]) for run in b.runs])
+    rows = [
+        _quantity_difference(quantity, *values[quantity.key], resamples=resamples, seed=seed)
+        for quantity in (AT_BUDGET, MEAN, VAR)
+    ]
+    return Comparison(
+        a,
+        b,
+        "equal_time",
+        rows,
+        budget_s=budget,
+        epochs_a=[len(cut[id(run)]) for run in a.runs],
+        epochs_b=[len(cut[id(run)]) for run in b.runs],
+    )
 
 
-def build_comparisons(aggregates: Sequence[AggregateSummary], *, baseline: str | None = None, equal_time: bool = False,
-                      time_budget_s: float | None = None, resamples: int = BOOTSTRAP_RESAMPLES,
-                      seed: int = BOOTSTRAP_SEED) -> tuple[list[Comparison], list[str]]:
+def build_comparisons(
+    aggregates: Sequence[AggregateSummary],
+    *,
+    baseline: str | None = None,
+    equal_time: bool = False,
+    time_budget_s: float | None = None,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[list[Comparison], list[str]]:
     """Every comparison of the report (equal epochs, then equal time when asked) and notes on settings left out."""
     if time_budget_s is not None and not time_budget_s > 0:
         raise ConfigError(f"--time-budget {time_budget_s} must be > 0 seconds")
     pairs, notes = comparison_pairs(aggregates, Baseline.parse(baseline) if baseline is not None else None)
     if equal_time and not pairs:
-        raise ConfigError("--equal-time compares two settings of one table block with at least 2 seeds each; "
-                          "these runs have no such pair: give the runs of two methods")
+        raise ConfigError(
+            "--equal-time compares two settings of one table block with at least 2 seeds each; "
+            "these runs have no such pair: give the runs of two methods"
+        )
     comparisons = [compare_epochs(a, b, resamples=resamples, seed=seed) for a, b in pairs]
     if equal_time:
         comparisons += [compare_equal_time(a, b, time_budget_s, resamples=resamples, seed=seed) for a, b in pairs]
     return comparisons, notes
-

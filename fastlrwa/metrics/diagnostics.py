@@ -50,12 +50,19 @@ def render_diagnostics(records: Sequence[RunRecord]) -> str:
     lines = ["# Diagnostics per epoch", "", DIAGNOSTICS_LEGEND, ""]
     header = ["Epoch", "Acc (%)", *(heading for _, heading in DIAGNOSTIC_COLUMNS)]
     for record in shown:
-        lines += [f"## {record.method} (seed {record.seed}) · {record.path}", "",
-                  "| " + " | ".join(header) + " |", "| " + " | ".join(["---:"] * len(header)) + " |"]
+        lines += [
+            f"## {record.method} (seed {record.seed}) · {record.path}",
+            "",
+            "| " + " | ".join(header) + " |",
+            "| " + " | ".join(["---:"] * len(header)) + " |",
+        ]
         for epoch in shown_epochs(len(record.metrics)):
             metrics = record.metrics[epoch - 1]
-            cells = [str(epoch), f"{record.accuracies[epoch - 1]:.2f}",
-                     *(_cell(metrics.get(key)) for key, _ in DIAGNOSTIC_COLUMNS)]
+            cells = [
+                str(epoch),
+                f"{record.accuracies[epoch - 1]:.2f}",
+                *(_cell(metrics.get(key)) for key, _ in DIAGNOSTIC_COLUMNS),
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -64,9 +71,17 @@ def render_diagnostics(records: Sequence[RunRecord]) -> str:
 def diagnostics_document(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
     """The ``--json`` entries: every epoch's diagnostics of each run that logged them (None where missing)."""
     return [
-        {"run": str(record.path),
-         "epochs": [{"epoch": epoch, **{key: metrics.get(key) for key, _ in DIAGNOSTIC_COLUMNS},
-                     "gen_class_hist": metrics.get("gen_class_hist")}
-                    for epoch, metrics in enumerate(record.metrics, start=1)]}
-        for record in records if has_diagnostics(record)
+        {
+            "run": str(record.path),
+            "epochs": [
+                {
+                    "epoch": epoch,
+                    **{key: metrics.get(key) for key, _ in DIAGNOSTIC_COLUMNS},
+                    "gen_class_hist": metrics.get("gen_class_hist"),
+                }
+                for epoch, metrics in enumerate(record.metrics, start=1)
+            ],
+        }
+        for record in records
+        if has_diagnostics(record)
     ]

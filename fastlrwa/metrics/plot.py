@@ -45,8 +45,9 @@ def _draw_setting(axes, curves: Sequence[Sequence[float]], colour, label: str) -
     epochs = np.arange(1, table.shape[1] + 1)
     axes.plot(epochs, np.nanmean(table, axis=0), color=colour, label=label, linewidth=1.5)
     if len(curves) > 1:
-        axes.fill_between(epochs, np.nanmin(table, axis=0), np.nanmax(table, axis=0), color=colour,
-                          alpha=0.2, linewidth=0)
+        axes.fill_between(
+            epochs, np.nanmin(table, axis=0), np.nanmax(table, axis=0), color=colour, alpha=0.2, linewidth=0
+        )
 
 
 def _columns(records: Sequence[RunRecord]) -> dict[Block, dict[str, list[RunRecord]]]:

@@ -14,9 +14,9 @@ from fastlrwa.metrics.table import PERCENTILES, MeanStd
 MARKDOWN_LEGEND = (
     "μ and σ² past the n-th percentile: mean and population variance (%²) of the student's test accuracy (%) "
     "over the epochs k > n·E/100 of an E-epoch run. Acc_max: the best test accuracy of the run. "
-    "Rows \"method (n seeds)\": mean ± sample standard deviation (ddof = 1) over the seeds "
-    "(\"n runs, k seeds\" where runs share a seed). "
-    "Where runs of a method differ in more than their seed, \"method · key=value\" names the config keys that differ."
+    'Rows "method (n seeds)": mean ± sample standard deviation (ddof = 1) over the seeds '
+    '("n runs, k seeds" where runs share a seed). '
+    'Where runs of a method differ in more than their seed, "method · key=value" names the config keys that differ.'
 )
 
 
@@ -92,8 +92,22 @@ def render_markdown(groups: Sequence[TableGroup]) -> str:
 
 def csv_columns() -> list[str]:
     """Column names of the CSV; ``*_std`` columns are filled only on aggregate rows."""
-    columns = ["row_type", "run", "method", "cell", "dataset", "teacher", "student", "seed", "n_runs", "epochs",
-               "epochs_configured", "complete", "acc_max", "acc_max_std"]
+    columns = [
+        "row_type",
+        "run",
+        "method",
+        "cell",
+        "dataset",
+        "teacher",
+        "student",
+        "seed",
+        "n_runs",
+        "epochs",
+        "epochs_configured",
+        "complete",
+        "acc_max",
+        "acc_max_std",
+    ]
     for p in PERCENTILES:
         columns += [f"p{p}_mean", f"p{p}_mean_std", f"p{p}_var", f"p{p}_var_std"]
     return columns
@@ -106,10 +120,16 @@ def _block_columns(block: Block) -> dict[str, str]:
 def _run_csv_row(run: RunSummary, cell_keys: Sequence[str]) -> dict[str, Any]:
     record = run.record
     row: dict[str, Any] = {
-        "row_type": "run", "run": str(record.path), "method": record.method,
-        "cell": cell_label(run.setting, cell_keys), **_block_columns(Block.of(record)),
-        "seed": record.seed, "n_runs": 1, "epochs": run.stats.n_epochs,
-        "epochs_configured": record.epochs_configured, "complete": int(record.complete),
+        "row_type": "run",
+        "run": str(record.path),
+        "method": record.method,
+        "cell": cell_label(run.setting, cell_keys),
+        **_block_columns(Block.of(record)),
+        "seed": record.seed,
+        "n_runs": 1,
+        "epochs": run.stats.n_epochs,
+        "epochs_configured": record.epochs_configured,
+        "complete": int(record.complete),
         "acc_max": run.stats.acc_max,
     }
     for p in PERCENTILES:
@@ -122,13 +142,17 @@ def _aggregate_csv_row(aggregate: AggregateSummary, cell_keys: Sequence[str]) ->
     stats = aggregate.stats
     configured = {run.record.epochs_configured for run in aggregate.runs}
     row: dict[str, Any] = {
-        "row_type": "aggregate", "run": ";".join(str(run.record.path) for run in aggregate.runs),
-        "method": aggregate.method, "cell": cell_label(aggregate.setting, cell_keys),
+        "row_type": "aggregate",
+        "run": ";".join(str(run.record.path) for run in aggregate.runs),
+        "method": aggregate.method,
+        "cell": cell_label(aggregate.setting, cell_keys),
         **_block_columns(aggregate.block),
-        "n_runs": stats.n_runs, "epochs": aggregate.n_epochs,
+        "n_runs": stats.n_runs,
+        "epochs": aggregate.n_epochs,
         "epochs_configured": configured.pop() if len(configured) == 1 else "",
         "complete": int(aggregate.complete),
-        "acc_max": stats.acc_max.mean, "acc_max_std": stats.acc_max.std,
+        "acc_max": stats.acc_max.mean,
+        "acc_max_std": stats.acc_max.std,
     }
     for p in PERCENTILES:
         cell = stats.percentiles[p]
@@ -158,8 +182,11 @@ def _cell(setting: Setting, keys: Sequence[str]) -> dict[str, Any]:
     return {key: values.get(key) for key in keys}
 
 
-def report_document(runs: Sequence[RunSummary], aggregates: Sequence[AggregateSummary],
-                    cell_keys: Mapping[Block, Sequence[str]] | None = None) -> dict[str, Any]:
+def report_document(
+    runs: Sequence[RunSummary],
+    aggregates: Sequence[AggregateSummary],
+    cell_keys: Mapping[Block, Sequence[str]] | None = None,
+) -> dict[str, Any]:
     """The ``--json`` document: ``{"runs": [...], "aggregates": [...]}``.
 
     ``cell``: the values of the config keys that tell the settings of the entry's block apart (``cell_keys``).

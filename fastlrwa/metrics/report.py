@@ -21,7 +21,6 @@ from fastlrwa.metrics.render_compare import (
 )
 from fastlrwa.metrics.run_log import METRICS_FILE, RunRecord, read_run
 from fastlrwa.metrics.summary import AggregateSummary, RunSummary, summarise_runs, table_groups
-from fastlrwa.paths import require_writable_file
 
 
 @dataclass(frozen=True)
@@ -56,8 +55,13 @@ def read_runs(run_dirs: Sequence[str | os.PathLike]) -> list[RunRecord]:
     return records
 
 
-def build_report(records: Sequence[RunRecord], *, compare: str | None = None, equal_time: bool = False,
-                 time_budget_s: float | None = None) -> Report:
+def build_report(
+    records: Sequence[RunRecord],
+    *,
+    compare: str | None = None,
+    equal_time: bool = False,
+    time_budget_s: float | None = None,
+) -> Report:
     """Table 1 of ``records`` and the differences between its settings (see ``metrics.comparisons``).
 
     ``compare`` names the baseline (a method and/or ``key=value``); without it, settings that differ
@@ -67,14 +71,30 @@ def build_report(records: Sequence[RunRecord], *, compare: str | None = None, eq
     runs, aggregates = summarise_runs(records)
     groups = table_groups(runs, aggregates)
     cell_keys = {group.block: group.cell_keys for group in groups}
-    comparisons, notes = build_comparisons(aggregates, baseline=compare, equal_time=equal_time,
-                                           time_budget_s=time_budget_s)
-    compare_markdown = render_comparisons_markdown(comparisons, notes, cell_keys, resamples=BOOTSTRAP_RESAMPLES,
-                                                   seed=BOOTSTRAP_SEED)
-    document = {**report_document(runs, aggregates, cell_keys), **comparisons_document(comparisons, notes, cell_keys),
-                "diagnostics": diagnostics_document(records)}
+    comparisons, notes = build_comparisons(
+        aggregates, baseline=compare, equal_time=equal_time, time_budget_s=time_budget_s
+    )
+    compare_markdown = render_comparisons_markdown(
+        comparisons, notes, cell_keys, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED
+    )
+    document = {
+        **report_document(runs, aggregates, cell_keys),
+        **comparisons_document(comparisons, notes, cell_keys),
+        "diagnostics": diagnostics_document(records),
+    }
     diagnostics = render_diagnostics(records)
-    markdown = (render_markdown(groups) + ("\n" + compare_markdown if compare_markdown else "")
-                + ("\n" + diagnostics if diagnostics else ""))
-    return Report(runs, aggregates, comparisons, notes, markdown, render_csv(groups),
-                  render_comparisons_csv(comparisons, cell_keys), document)
+    markdown = (
+        render_markdown(groups)
+        + ("\n" + compare_markdown if compare_markdown else "")
+        + ("\n" + diagnostics if diagnostics else "")
+    )
+    return Report(
+        runs,
+        aggregates,
+        comparisons,
+        notes,
+        markdown,
+        render_csv(groups),
+        render_comparisons_csv(comparisons, cell_keys),
+        document,
+    )

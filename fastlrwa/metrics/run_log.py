@@ -77,12 +77,13 @@ def _read_epoch_records(path: Path) -> dict[int, tuple[int, dict[str, Any]]]:
         try:
             record = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            logger.warning("%s: ignored line %d, cut off mid-write (the run crashed while logging that epoch)",
-                           path, number)
+            logger.warning(
+                "%s: ignored line %d, cut off mid-write (the run crashed while logging that epoch)", path, number
+            )
             continue
         if not isinstance(record, dict) or not _is_int(record.get("epoch")) or record["epoch"] < 1:
             raise UserFacingError(
-                f"{path} line {number} has no integer \"epoch\" >= 1; this is not a fastlrwa metrics log "
+                f'{path} line {number} has no integer "epoch" >= 1; this is not a fastlrwa metrics log '
                 f"or it was edited: fix or delete that line"
             )
         records[record["epoch"]] = (number, record)
@@ -109,7 +110,7 @@ def _require(config: dict[str, Any], key: str, valid: Any, what: str, config_pat
     value = config.get(key)
     if not valid(value):
         raise ConfigError(
-            f"{config_path} needs \"{key}\" as {what}, found {value!r}; it was not written by "
+            f'{config_path} needs "{key}" as {what}, found {value!r}; it was not written by '
             f"`fastlrwa train` or was edited: restore it"
         )
     return value

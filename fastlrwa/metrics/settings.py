@@ -18,12 +18,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-RUN_LOCAL_KEYS = frozenset({
-    "runtime.out", "runtime.device", "runtime.progress", "runtime.eval_batch_size", "runtime.compile",
-    "runtime.compile_mode", "runtime.stop_after", "teacher.trust_pickle", "data.data_root", "data.download",
-    "lrwa.align_every",
-    "diagnostics.grad_norm_every", "diagnostics.sample_grid",
-})
+RUN_LOCAL_KEYS = frozenset(
+    {
+        "runtime.out",
+        "runtime.device",
+        "runtime.progress",
+        "runtime.eval_batch_size",
+        "runtime.compile",
+        "runtime.compile_mode",
+        "runtime.stop_after",
+        "teacher.trust_pickle",
+        "data.data_root",
+        "data.download",
+        "lrwa.align_every",
+        "diagnostics.grad_norm_every",
+        "diagnostics.sample_grid",
+    }
+)
 REPORT_IGNORED_KEYS = RUN_LOCAL_KEYS | {"method", "runtime.seed", "teacher.path"}
 
 Setting = tuple[tuple[str, Any], ...]
@@ -49,8 +60,7 @@ def _hashable(value: Any) -> Any:
 def setting_of(config: Mapping[str, Any], ignored: Iterable[str] = REPORT_IGNORED_KEYS) -> Setting:
     """The sorted ``(dotted key, value)`` pairs of a nested config that define its setting."""
     ignored = frozenset(ignored)
-    return tuple(sorted((key, _hashable(value)) for key, value in flatten_config(config).items()
-                        if key not in ignored))
+    return tuple(sorted((key, _hashable(value)) for key, value in flatten_config(config).items() if key not in ignored))
 
 
 def format_value(value: Any) -> str:

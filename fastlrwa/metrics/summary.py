@@ -117,10 +117,15 @@ def summarise_runs(records: Sequence[RunRecord]) -> tuple[list[RunSummary], list
             continue
         seeds = [run.record.seed for run in members]
         if len(set(seeds)) < len(seeds):
-            logger.warning("%s on %s: several runs share a seed (%s); their spread is not a spread over seeds",
-                           method, block.title, ", ".join(map(str, seeds)))
-        aggregates.append(AggregateSummary(block, method, setting, members,
-                                           aggregate_runs([run.stats for run in members])))
+            logger.warning(
+                "%s on %s: several runs share a seed (%s); their spread is not a spread over seeds",
+                method,
+                block.title,
+                ", ".join(map(str, seeds)),
+            )
+        aggregates.append(
+            AggregateSummary(block, method, setting, members, aggregate_runs([run.stats for run in members]))
+        )
     return runs, aggregates
 
 

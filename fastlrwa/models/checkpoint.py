@@ -65,11 +65,14 @@ def save_model_checkpoint(
     try:
         atomic_torch_save(payload, path)
     except OSError as error:
-        raise CheckpointError(f"{path}: cannot write the checkpoint ({error.strerror}); check the output directory") from error
+        raise CheckpointError(
+            f"{path}: cannot write the checkpoint ({error.strerror}); check the output directory"
+        ) from error
 
 
-def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, trust_pickle: bool = False,
-                    arch_flag: str = "--arch") -> Classifier:
+def load_checkpoint(
+    path: str | os.PathLike, *, arch: str | None = None, trust_pickle: bool = False, arch_flag: str = "--arch"
+) -> Classifier:
     """The model of ``load_checkpoint_with_meta``, without its metadata."""
     return load_checkpoint_with_meta(path, arch=arch, trust_pickle=trust_pickle, arch_flag=arch_flag)[0]
 
@@ -94,8 +97,13 @@ def load_checkpoint_with_meta(
     source = Path(path)
     payload = read_checkpoint(source, trust_pickle=trust_pickle)
     if isinstance(payload, dict) and payload.get("format") == FORMAT_NAME:
-        return _load_fastlrwa_format(source, payload, arch, arch_flag, {
-            "num_classes": num_classes, "in_channels": in_channels, "image_size": image_size})
+        return _load_fastlrwa_format(
+            source,
+            payload,
+            arch,
+            arch_flag,
+            {"num_classes": num_classes, "in_channels": in_channels, "image_size": image_size},
+        )
     state_dict, pickled_arch = _unwrap_state_dict(source, payload)
     if arch is not None and pickled_arch is not None and arch != pickled_arch:
         _refuse_arch_disagreement(source, arch, pickled_arch, arch_flag)
@@ -107,8 +115,15 @@ def load_checkpoint_with_meta(
         )
     size = image_size or DEFAULT_IMAGE_SIZE
     model = _fit_bare_state_dict(source, chosen_arch, state_dict, num_classes, in_channels, size, arch_flag)
-    meta = ModelMeta(arch=chosen_arch, num_classes=model.num_classes, in_channels=model.in_channels,
-                     image_size=size, dataset=None, mean=None, std=None)
+    meta = ModelMeta(
+        arch=chosen_arch,
+        num_classes=model.num_classes,
+        in_channels=model.in_channels,
+        image_size=size,
+        dataset=None,
+        mean=None,
+        std=None,
+    )
     return model, meta
 
 
@@ -126,7 +141,9 @@ def _load_fastlrwa_format(
 ) -> tuple[Classifier, ModelMeta]:
     version = payload.get("version")
     if type(version) is not int or version < 1:
-        raise CheckpointError(f"{source}: malformed fastlrwa checkpoint (version {version!r}); re-create it with fastlrwa")
+        raise CheckpointError(
+            f"{source}: malformed fastlrwa checkpoint (version {version!r}); re-create it with fastlrwa"
+        )
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{source}: fastlrwa checkpoint format version {version!r} is not supported (this fastlrwa reads up to "
@@ -135,14 +152,18 @@ def _load_fastlrwa_format(
     try:
         meta = ModelMeta.from_plain(payload.get("meta"))
     except ValueError as error:
-        raise CheckpointError(f"{source}: malformed metadata ({error}); re-create the checkpoint with fastlrwa") from error
+        raise CheckpointError(
+            f"{source}: malformed metadata ({error}); re-create the checkpoint with fastlrwa"
+        ) from error
     if arch is not None and arch != meta.arch:
         _refuse_arch_disagreement(source, arch, meta.arch, arch_flag)
     for field, requested in requested_sizes.items():
         stored = getattr(meta, field)
         if requested is not None and requested != stored:
-            raise CheckpointError(f"{source}: the model was made for {field} {stored!r} but {requested!r} is needed "
-                                  f"here; use a checkpoint made for {field} {requested!r}")
+            raise CheckpointError(
+                f"{source}: the model was made for {field} {stored!r} but {requested!r} is needed "
+                f"here; use a checkpoint made for {field} {requested!r}"
+            )
     state_dict = payload.get("state_dict")
     if not _is_state_dict(state_dict):
         raise CheckpointError(f"{source}: the fastlrwa checkpoint has no valid state_dict; re-create it with fastlrwa")
@@ -152,8 +173,13 @@ def _load_fastlrwa_format(
 
 
 def _fit_bare_state_dict(
-    source: Path, arch: str, state_dict: dict[str, torch.Tensor], num_classes: int | None,
-    in_channels: int | None, image_size: int, arch_flag: str,
+    source: Path,
+    arch: str,
+    state_dict: dict[str, torch.Tensor],
+    num_classes: int | None,
+    in_channels: int | None,
+    image_size: int,
+    arch_flag: str,
 ) -> Classifier:
     """Build ``arch`` with the class count and input channels the weights imply, and load them.
 
@@ -191,7 +217,8 @@ def _unwrap_state_dict(source: Path, payload: Any) -> tuple[dict[str, torch.Tens
 
 def _is_state_dict(content: Any) -> bool:
     return (
-        isinstance(content, dict) and len(content) > 0
+        isinstance(content, dict)
+        and len(content) > 0
         and all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in content.items())
     )
 
@@ -222,7 +249,8 @@ def _load_state_dict(source: Path, model: Classifier, state_dict: dict[str, torc
     unexpected = [key for key in state_dict if key not in expected]
     mismatched = [
         f"{key} {tuple(state_dict[key].shape)} != {tuple(tensor.shape)}"
-        for key, tensor in expected.items() if key in state_dict and state_dict[key].shape != tensor.shape
+        for key, tensor in expected.items()
+        if key in state_dict and state_dict[key].shape != tensor.shape
     ]
     problems = [
         f"{label} {_first_few(items)}"

@@ -15,8 +15,19 @@ from fastlrwa.errors import CheckpointError
 
 # What torch.load raised on random, truncated and bit-flipped files (zip and legacy formats).
 CORRUPT_FILE_ERRORS = (
-    RuntimeError, pickle.UnpicklingError, ValueError, EOFError, IndexError, KeyError, struct.error,
-    AssertionError, OSError, TypeError, AttributeError, OverflowError, MemoryError,
+    RuntimeError,
+    pickle.UnpicklingError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    struct.error,
+    AssertionError,
+    OSError,
+    TypeError,
+    AttributeError,
+    OverflowError,
+    MemoryError,
 )
 # The weights-only unpickler's wording for a class or function it refuses to import.
 UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
@@ -33,7 +44,9 @@ def read_checkpoint(path: str | Path, *, trust_pickle: bool) -> Any:
     if not source.exists():
         raise CheckpointError(f"{source}: no such file; check the checkpoint path")
     if source.is_dir():
-        raise CheckpointError(f"{source}: is a directory; pass the checkpoint file inside it (e.g. {source / 'model.pt'})")
+        raise CheckpointError(
+            f"{source}: is a directory; pass the checkpoint file inside it (e.g. {source / 'model.pt'})"
+        )
     try:
         return _torch_load(source, weights_only=True)
     except pickle.UnpicklingError as error:

@@ -76,8 +76,12 @@ def _conv(in_channels: int, out_channels: int) -> nn.Module:
 
 def build_generator(*, latent_dim: int, channels: int, image_size: int, width: int = BASE_CHANNELS) -> Generator:
     """The paper's generator; ``image_size`` must be a multiple of 4 (two x2 upsamplings)."""
-    for label, value in (("latent_dim", latent_dim), ("channels", channels), ("image_size", image_size),
-                         ("width", width)):
+    for label, value in (
+        ("latent_dim", latent_dim),
+        ("channels", channels),
+        ("image_size", image_size),
+        ("width", width),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"generator {label} must be a positive integer, got {value!r}")
     if image_size % 4 != 0:

@@ -30,8 +30,15 @@ class ModelMeta:
     @classmethod
     def for_dataset(cls, arch: str, info: "DatasetInfo") -> "ModelMeta":
         """The description of an ``arch`` model trained on the dataset ``info`` describes."""
-        return cls(arch=arch, num_classes=info.num_classes, in_channels=info.channels, image_size=info.image_size,
-                   dataset=info.name, mean=tuple(info.mean), std=tuple(info.std))
+        return cls(
+            arch=arch,
+            num_classes=info.num_classes,
+            in_channels=info.channels,
+            image_size=info.image_size,
+            dataset=info.name,
+            mean=tuple(info.mean),
+            std=tuple(info.std),
+        )
 
     def to_plain(self) -> dict[str, Any]:
         """A dict of str/int/float/list/None, loadable by ``torch.load(weights_only=True)``."""
@@ -65,8 +72,10 @@ class ModelMeta:
         for key in ("mean", "std"):
             value = data.get(key)
             if value is not None:
-                if not isinstance(value, (list, tuple)) or len(value) != sizes["in_channels"] or not all(
-                    type(v) in (int, float) for v in value
+                if (
+                    not isinstance(value, (list, tuple))
+                    or len(value) != sizes["in_channels"]
+                    or not all(type(v) in (int, float) for v in value)
                 ):
                     raise ValueError(f"{key!r} is {value!r}, not {sizes['in_channels']} numbers")
                 value = tuple(float(v) for v in value)
@@ -98,4 +107,6 @@ def plain_copy(value: Any, where: str = "extra") -> Any:
         return copied
     if hasattr(value, "item") and getattr(value, "shape", None) == ():
         return plain_copy(value.item(), where)
-    raise TypeError(f"{where} is a {type(value).__name__}; checkpoint extras must be plain data (str, numbers, lists, dicts)")
+    raise TypeError(
+        f"{where} is a {type(value).__name__}; checkpoint extras must be plain data (str, numbers, lists, dicts)"
+    )

@@ -49,7 +49,9 @@ class CifarResNet(Classifier):
     stem_weight_key = "conv1.weight"
     head_weight_key = "linear.weight"
 
-    def __init__(self, arch: str, blocks_per_stage: tuple[int, int, int, int], num_classes: int, in_channels: int) -> None:
+    def __init__(
+        self, arch: str, blocks_per_stage: tuple[int, int, int, int], num_classes: int, in_channels: int
+    ) -> None:
         super().__init__(arch, num_classes, in_channels, feature_dim=STAGE_WIDTHS[-1])
         self.conv1 = nn.Conv2d(in_channels, STAGE_WIDTHS[0], kernel_size=3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(STAGE_WIDTHS[0])

@@ -62,7 +62,9 @@ class TorchvisionClassifier(Classifier):
     def __init__(self, name: str, num_classes: int, in_channels: int, image_size: int) -> None:
         import torchvision
 
-        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **BUILDER_OPTIONS.get(name, {}))
+        model = torchvision.models.get_model(
+            name, weights=None, num_classes=num_classes, **BUILDER_OPTIONS.get(name, {})
+        )
         stem_path = _first_module_path(model, nn.Conv2d, name)
         if in_channels != model.get_submodule(stem_path).in_channels:
             model.set_submodule(stem_path, _with_in_channels(model.get_submodule(stem_path), in_channels, name))
@@ -125,8 +127,9 @@ def _first_module_path(model: nn.Module, kind: type[nn.Module], name: str) -> st
 def _last_module_path(model: nn.Module, kind: type[nn.Module], name: str) -> str:
     found = [path for path, module in model.named_modules() if isinstance(module, kind)]
     if not found:
-        raise ConfigError(f"torchvision model {name!r} has no final {kind.__name__} layer to take features from; "
-                          "pick another --arch")
+        raise ConfigError(
+            f"torchvision model {name!r} has no final {kind.__name__} layer to take features from; pick another --arch"
+        )
     return found[-1]
 
 
@@ -137,6 +140,13 @@ def _with_in_channels(conv: nn.Conv2d, in_channels: int, name: str) -> nn.Conv2d
             f"{in_channels} input channels; pick another --arch"
         )
     return nn.Conv2d(
-        in_channels, conv.out_channels, kernel_size=conv.kernel_size, stride=conv.stride, padding=conv.padding,
-        dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None, padding_mode=conv.padding_mode,
+        in_channels,
+        conv.out_channels,
+        kernel_size=conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
     )

@@ -48,7 +48,10 @@ class WideResNetGroup(nn.Module):
     def __init__(self, blocks: int, in_planes: int, out_planes: int, stride: int) -> None:
         super().__init__()
         self.layer = nn.Sequential(
-            *(WideBasicBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1) for i in range(blocks))
+            *(
+                WideBasicBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1)
+                for i in range(blocks)
+            )
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

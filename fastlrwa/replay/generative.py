@@ -103,9 +103,7 @@ class GenerativeReplay:
 
     def sample(self) -> tuple[Tensor, Tensor]:
         """Decode z ~ N(0, I): (images [replay_batch, C, H, W], teacher logits [replay_batch, K]), no grad."""
-        latents = torch.randn(
-            self.replay_batch, self.vae.latent_dim, device=self.device, generator=self._rng
-        )
+        latents = torch.randn(self.replay_batch, self.vae.latent_dim, device=self.device, generator=self._rng)
         with torch.no_grad():
             images = self.vae.decode(latents)
             return images, self.teacher(images)
@@ -149,7 +147,9 @@ class GenerativeReplay:
         """Restore from :meth:`state_dict`; the next losses and samples match an uninterrupted run."""
         missing = sorted({"vae", "optimizer", "rng", "observed_steps"} - set(state))
         if missing:
-            raise CheckpointError(f"the generative replay state lacks {', '.join(missing)}; resume from a checkpoint fastlrwa wrote")
+            raise CheckpointError(
+                f"the generative replay state lacks {', '.join(missing)}; resume from a checkpoint fastlrwa wrote"
+            )
         try:
             self.vae.load_state_dict(state["vae"])
             self.optimizer.load_state_dict(state["optimizer"])

@@ -18,7 +18,6 @@ from fastlrwa.replay.prefetch import HostPrefetcher
 from fastlrwa.replay.rng import canonical_device, rng_on
 
 
-
 def ring_storage_bytes(
     slots: int, slot_size: int, image_shape: tuple[int, int, int], num_classes: int, dtype: torch.dtype
 ) -> int:
@@ -197,7 +196,9 @@ class ReplayRing:
         }
         missing = sorted({*expected, "filled", "next_slot", "images", "logits", "rng", "pending_slot"} - set(state))
         if missing:
-            raise CheckpointError(f"the replay ring state lacks {', '.join(missing)}; resume from a checkpoint fastlrwa wrote")
+            raise CheckpointError(
+                f"the replay ring state lacks {', '.join(missing)}; resume from a checkpoint fastlrwa wrote"
+            )
         found = {key: state[key] for key in expected}
         if found != expected:
             raise CheckpointError(
@@ -205,7 +206,11 @@ class ReplayRing:
                 "memory settings (slots, slot size, memory budget), dataset and device"
             )
         filled, next_slot, pending = state["filled"], state["next_slot"], state["pending_slot"]
-        if not 0 <= filled <= self.slots or not 0 <= next_slot < self.slots or not (pending == -1 or 0 <= pending < filled):
+        if (
+            not 0 <= filled <= self.slots
+            or not 0 <= next_slot < self.slots
+            or not (pending == -1 or 0 <= pending < filled)
+        ):
             raise CheckpointError(
                 f"the checkpoint's replay ring counters (filled={filled}, next_slot={next_slot}, "
                 f"pending_slot={pending}) are inconsistent; the checkpoint is corrupt"
@@ -216,7 +221,8 @@ class ReplayRing:
         wanted = ((filled, self.slot_size, *self.image_shape), (filled, self.slot_size, self.num_classes))
         if shapes != wanted:
             raise CheckpointError(
-                f"the checkpoint's replay ring holds tensors of shapes {shapes}, expected {wanted}; the checkpoint is corrupt"
+                f"the checkpoint's replay ring holds tensors of shapes {shapes}, expected {wanted}; "
+                "the checkpoint is corrupt"
             )
         if state["rng"].shape != self._rng.get_state().shape:
             raise CheckpointError(

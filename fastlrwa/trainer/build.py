@@ -73,20 +73,39 @@ def _student_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) ->
     return constant_schedule(optimizer)
 
 
-def _replay(config: TrainConfig, spec: MethodSpec, info: DatasetInfo, teacher: nn.Module, device: torch.device,
-            rng: torch.Generator) -> ReplayScheme | None:
+def _replay(
+    config: TrainConfig,
+    spec: MethodSpec,
+    info: DatasetInfo,
+    teacher: nn.Module,
+    device: torch.device,
+    rng: torch.Generator,
+) -> ReplayScheme | None:
     r = config.replay
     if spec.replay == "memory":
         ring = ReplayRing(
-            r.slots, r.slot_size, (info.channels, info.image_size, info.image_size), info.num_classes, device,
-            dtype=torch.get_default_dtype(), device_budget_bytes=int(r.device_budget_mb * 2**20), rng=rng,
+            r.slots,
+            r.slot_size,
+            (info.channels, info.image_size, info.image_size),
+            info.num_classes,
+            device,
+            dtype=torch.get_default_dtype(),
+            device_budget_bytes=int(r.device_budget_mb * 2**20),
+            rng=rng,
         )
         return MemoryBankReplay(ring, push_every=r.push_every)
     if spec.replay == "generative":
         vae = VAE(channels=info.channels, image_size=info.image_size, latent_dim=r.vae_latent).to(device)
         return GenerativeReplay(
-            vae, teacher, lr=r.vae_lr, kl_weight=r.vae_kl_weight, logit_weight=r.vae_logit_weight,
-            replay_batch=r.replay_batch, warmup_steps=r.vae_warmup_steps, device=device, rng=rng,
+            vae,
+            teacher,
+            lr=r.vae_lr,
+            kl_weight=r.vae_kl_weight,
+            logit_weight=r.vae_logit_weight,
+            replay_batch=r.replay_batch,
+            warmup_steps=r.vae_warmup_steps,
+            device=device,
+            rng=rng,
         )
     return None
 
@@ -104,24 +123,38 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
         spec = method_spec(config.method)
         autocast = amp_dtype(config.runtime.amp, device)
         if config.runtime.compile_mode == "reduce-overhead" and device.type != "cuda":
-            raise ConfigError(f"--compile-mode reduce-overhead replays CUDA graphs, and this run is on {device}; "
-                              "drop it, or run on a CUDA device")
+            raise ConfigError(
+                f"--compile-mode reduce-overhead replays CUDA graphs, and this run is on {device}; "
+                "drop it, or run on a CUDA device"
+            )
         info = dataset_info(config.data.dataset)
         teacher, teacher_meta = load_frozen_teacher(teacher_path, config.teacher, info, device)
         if spec.generator_objective == "dfq" and next(tracked_batchnorms(teacher), None) is None:
-            raise ConfigError(f"dfq matches the teacher's BatchNorm statistics, but the {teacher_meta.arch} teacher "
-                              "has no BatchNorm layer; use a teacher with BatchNorm (e.g. resnet34, wrn40_2) or "
-                              "another method")
-        test_set = DeviceImageSet(
-            load_split(info.name, "test", root=config.data.data_root, download=config.data.download), device,
-        ) if context.is_main else None
-        student = build_model(config.student.arch, info.num_classes, in_channels=info.channels,
-                              image_size=info.image_size)
+            raise ConfigError(
+                f"dfq matches the teacher's BatchNorm statistics, but the {teacher_meta.arch} teacher "
+                "has no BatchNorm layer; use a teacher with BatchNorm (e.g. resnet34, wrn40_2) or "
+                "another method"
+            )
+        test_set = (
+            DeviceImageSet(
+                load_split(info.name, "test", root=config.data.data_root, download=config.data.download),
+                device,
+            )
+            if context.is_main
+            else None
+        )
+        student = build_model(
+            config.student.arch, info.num_classes, in_channels=info.channels, image_size=info.image_size
+        )
         if config.student.init == "layer_default":
             layer_default_init(student)
         student = student.to(device)
-        generator = build_generator(latent_dim=config.generator.latent_dim, channels=info.channels,
-                                    image_size=info.image_size, width=config.generator.width).to(device)
+        generator = build_generator(
+            latent_dim=config.generator.latent_dim,
+            channels=info.channels,
+            image_size=info.image_size,
+            width=config.generator.width,
+        ).to(device)
     if device.type == "cuda":
         student = student.to(memory_format=torch.channels_last)
     student.train()
@@ -129,12 +162,18 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
     context.broadcast_module_state_(student)
 
     student_optimizer = torch.optim.SGD(
-        student.parameters(), lr=config.student.lr, momentum=config.student.momentum,
-        weight_decay=config.student.weight_decay, fused=True,
+        student.parameters(),
+        lr=config.student.lr,
+        momentum=config.student.momentum,
+        weight_decay=config.student.weight_decay,
+        fused=True,
     )
     generator_optimizer = torch.optim.Adam(
-        generator.parameters(), lr=config.generator.lr, betas=(config.generator.beta1, config.generator.beta2),
-        fused=device.type == "cuda", foreach=None if device.type == "cuda" else True,
+        generator.parameters(),
+        lr=config.generator.lr,
+        betas=(config.generator.beta1, config.generator.beta2),
+        fused=device.type == "cuda",
+        foreach=None if device.type == "cuda" else True,
     )
     generator_scaler = torch.amp.GradScaler(device.type, enabled=autocast is torch.float16)
     student_scaler = torch.amp.GradScaler(device.type, enabled=autocast is torch.float16)
@@ -144,23 +183,54 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
     # The generator step is plain autograd: DDP averages its gradients during the backward (and
     # broadcasts rank 0's generator once); the student step's torch.func gradients are averaged explicitly.
     generator_update = GeneratorUpdate(
-        context.data_parallel(generator), teacher, student, objective=spec.generator_objective, weights=config.loss,
-        optimizer=generator_optimizer, autocast_dtype=autocast, scaler=generator_scaler, compile=config.runtime.compile,
+        context.data_parallel(generator),
+        teacher,
+        student,
+        objective=spec.generator_objective,
+        weights=config.loss,
+        optimizer=generator_optimizer,
+        autocast_dtype=autocast,
+        scaler=generator_scaler,
+        compile=config.runtime.compile,
         grad_norm_every=config.diagnostics.grad_norm_every,
     )
     compile, cuda_graphs = config.runtime.compile, config.runtime.compile_mode == "reduce-overhead"
-    student_batch = make_student_batch(generator, teacher, autocast_dtype=autocast, compile=compile,
-                                       cuda_graphs=cuda_graphs)
+    student_batch = make_student_batch(
+        generator, teacher, autocast_dtype=autocast, compile=compile, cuda_graphs=cuda_graphs
+    )
     student_update = StudentUpdate(
-        student, spec.student_update, student_optimizer, lrwa=config.lrwa, joint=config.joint,
-        autocast_dtype=autocast, scaler=student_scaler, compile=compile, cuda_graphs=cuda_graphs,
+        student,
+        spec.student_update,
+        student_optimizer,
+        lrwa=config.lrwa,
+        joint=config.joint,
+        autocast_dtype=autocast,
+        scaler=student_scaler,
+        compile=compile,
+        cuda_graphs=cuda_graphs,
         average_grads=context.average_ if context.is_distributed else None,
     )
     return RunParts(
-        config=config, spec=spec, context=context, device=device, autocast_dtype=autocast, info=info,
-        teacher=teacher, teacher_meta=teacher_meta, teacher_path=teacher_path, student=student, generator=generator,
-        student_optimizer=student_optimizer, student_scheduler=_student_scheduler(config, student_optimizer),
-        generator_optimizer=generator_optimizer, generator_scaler=generator_scaler, student_scaler=student_scaler,
-        replay=replay, test_set=test_set, rng=rng, generator_update=generator_update, student_batch=student_batch,
+        config=config,
+        spec=spec,
+        context=context,
+        device=device,
+        autocast_dtype=autocast,
+        info=info,
+        teacher=teacher,
+        teacher_meta=teacher_meta,
+        teacher_path=teacher_path,
+        student=student,
+        generator=generator,
+        student_optimizer=student_optimizer,
+        student_scheduler=_student_scheduler(config, student_optimizer),
+        generator_optimizer=generator_optimizer,
+        generator_scaler=generator_scaler,
+        student_scaler=student_scaler,
+        replay=replay,
+        test_set=test_set,
+        rng=rng,
+        generator_update=generator_update,
+        student_batch=student_batch,
         student_update=student_update,
     )

@@ -45,8 +45,9 @@ class TeacherFile:
     sha256: str
 
 
-def checkpoint_state(parts: RunParts, stats: EpochStats, position: RunPosition,
-                     teacher: TeacherFile) -> dict[str, Any] | None:
+def checkpoint_state(
+    parts: RunParts, stats: EpochStats, position: RunPosition, teacher: TeacherFile
+) -> dict[str, Any] | None:
     """The checkpoint on rank 0 (its shared state and every rank's own part), None on the others.
 
     Every rank must call it: the ranks' parts are gathered to rank 0.
@@ -76,14 +77,18 @@ def read_checkpoint(path: Path, device: torch.device, teacher: TeacherFile) -> d
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # torch raises many types for a damaged file
-        raise CheckpointError(f"{path} cannot be read ({type(error).__name__}); it is damaged: "
-                              "restore it from a copy or start afresh with --force") from None
+        raise CheckpointError(
+            f"{path} cannot be read ({type(error).__name__}); it is damaged: "
+            "restore it from a copy or start afresh with --force"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a fastlrwa training checkpoint; start afresh with --force")
     if state.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} was written by another fastlrwa version (checkpoint version "
-                              f"{state.get('version')}, this one reads {CHECKPOINT_VERSION}); "
-                              "start afresh with --force")
+        raise CheckpointError(
+            f"{path} was written by another fastlrwa version (checkpoint version "
+            f"{state.get('version')}, this one reads {CHECKPOINT_VERSION}); "
+            "start afresh with --force"
+        )
     if state["teacher"]["sha256"] != teacher.sha256:
         raise CheckpointError(
             f"the teacher file {teacher.path} differs from the one this run was started with "
@@ -96,8 +101,9 @@ def _ranks(first: int, last: int) -> str:
     return f"rank {first}" if first == last else f"ranks {first}-{last}"
 
 
-def restore_checkpoint(state: dict[str, Any], parts: RunParts, stats: EpochStats,
-                       log: Callable[[str], None]) -> RunPosition:
+def restore_checkpoint(
+    state: dict[str, Any], parts: RunParts, stats: EpochStats, log: Callable[[str], None]
+) -> RunPosition:
     """Put a read checkpoint back into the run; with another number of processes than wrote it, as closely
     as the layout allows (``log`` says what changes)."""
     for key, owner in parts.shared_state_owners().items():
@@ -109,10 +115,18 @@ def restore_checkpoint(state: dict[str, Any], parts: RunParts, stats: EpochStats
         # A rank the checkpoint has no part for starts from rank 0's memory with a stream of its own.
         parts.rng.manual_seed(rank_seed(parts.config.runtime.seed, rank))
     if saved != world_size:
-        change = (f"the replay memory and random stream of {_ranks(world_size, saved - 1)} are dropped"
-                  if saved > world_size else
-                  f"{_ranks(saved, world_size - 1)} start from rank 0's replay memory with fresh random streams")
-        log(f"the checkpoint was written by {saved} process(es) and this run has {world_size}: "
-            f"{change}; the continuation is not bit-identical to one with {saved}")
-    return RunPosition(epoch=state["epoch"], iteration=state["iteration"],
-                       epoch_train_time=state["epoch_train_time"], history=list(state["history"]))
+        change = (
+            f"the replay memory and random stream of {_ranks(world_size, saved - 1)} are dropped"
+            if saved > world_size
+            else f"{_ranks(saved, world_size - 1)} start from rank 0's replay memory with fresh random streams"
+        )
+        log(
+            f"the checkpoint was written by {saved} process(es) and this run has {world_size}: "
+            f"{change}; the continuation is not bit-identical to one with {saved}"
+        )
+    return RunPosition(
+        epoch=state["epoch"],
+        iteration=state["iteration"],
+        epoch_train_time=state["epoch_train_time"],
+        history=list(state["history"]),
+    )

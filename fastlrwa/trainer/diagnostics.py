@@ -62,5 +62,6 @@ def image_grid(images: torch.Tensor) -> torch.Tensor:
     stretched to its own range (the generator's output scale drifts during training)."""
     from torchvision.utils import make_grid
 
-    return make_grid(images.detach().cpu(), nrow=math.ceil(math.sqrt(images.shape[0])), normalize=True,
-                     scale_each=True, padding=2)
+    return make_grid(
+        images.detach().cpu(), nrow=math.ceil(math.sqrt(images.shape[0])), normalize=True, scale_each=True, padding=2
+    )

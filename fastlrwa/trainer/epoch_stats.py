@@ -35,7 +35,7 @@ class _Table:
         self.steps.append(step)
 
     def filled(self) -> torch.Tensor:
-        return self.rows[:len(self.steps)]
+        return self.rows[: len(self.steps)]
 
 
 class EpochStats:
@@ -104,15 +104,19 @@ class EpochStats:
 
         One device-to-host read of the watched columns of this epoch.
         """
-        columns = [(table, index) for table in self._tables.values()
-                   for index, name in enumerate(table.names) if name in self.watched]
+        columns = [
+            (table, index)
+            for table in self._tables.values()
+            for index, name in enumerate(table.names)
+            if name in self.watched
+        ]
         if not columns:
             return None
         values = torch.cat([table.filled()[:, index] for table, index in columns]).tolist()
         first = None
         position = 0
         for table, index in columns:
-            for step, value in zip(table.steps, values[position:position + len(table.steps)]):
+            for step, value in zip(table.steps, values[position : position + len(table.steps)]):
                 if not math.isfinite(value) and (first is None or step < first[0]):
                     first = (step, table.names[index], value)
                     break
@@ -138,10 +142,14 @@ class EpochStats:
         return self._latest
 
     def state_dict(self) -> dict:
-        return {"step": self.step,
-                "tables": [{"names": list(table.names), "rows": table.filled().cpu(), "steps": list(table.steps)}
-                           for table in self._tables.values()],
-                "counters": {name: counter.cpu() for name, counter in self._counters.items()}}
+        return {
+            "step": self.step,
+            "tables": [
+                {"names": list(table.names), "rows": table.filled().cpu(), "steps": list(table.steps)}
+                for table in self._tables.values()
+            ],
+            "counters": {name: counter.cpu() for name, counter in self._counters.items()},
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.step = state["step"]
@@ -149,7 +157,7 @@ class EpochStats:
         for saved in state["tables"]:
             names = tuple(saved["names"])
             table = self._tables[names] = _Table(names, self.device, capacity=max(64, len(saved["steps"])))
-            table.rows[:len(saved["steps"])].copy_(saved["rows"])
+            table.rows[: len(saved["steps"])].copy_(saved["rows"])
             table.steps = list(saved["steps"])
         self._counters = {name: counter.to(self.device) for name, counter in state.get("counters", {}).items()}
 

@@ -96,8 +96,11 @@ class Trainer:
         self._writer = None
         self._teacher_test_predictions: torch.Tensor | None = None  # computed at the first evaluation
         grid = self.config.diagnostics.sample_grid
-        self._sample_latents = (fixed_latents(grid, self.config.generator.latent_dim, self.config.runtime.seed,
-                                              parts.device) if grid > 0 and self.context.is_main else None)
+        self._sample_latents = (
+            fixed_latents(grid, self.config.generator.latent_dim, self.config.runtime.seed, parts.device)
+            if grid > 0 and self.context.is_main
+            else None
+        )
 
     # ----- checkpointing -------------------------------------------------------------------------------------------
     def _position(self) -> RunPosition:
@@ -133,8 +136,11 @@ class Trainer:
             iterations = self.config.schedule.iters_per_epoch
             steps_per_iteration = self.config.schedule.gen_steps + self.config.schedule.student_steps
             # A NaN in the first epoch comes before any checkpoint: say what is really on disk.
-            kept = (f"the last good checkpoint {self.run.checkpoint} (epoch {self.epoch}) is kept"
-                    if self.run.checkpoint.exists() else "no checkpoint was written yet, so there is nothing to resume")
+            kept = (
+                f"the last good checkpoint {self.run.checkpoint} (epoch {self.epoch}) is kept"
+                if self.run.checkpoint.exists()
+                else "no checkpoint was written yet, so there is nothing to resume"
+            )
             retry = "lower --lr-student / --lr-generator"
             if self.config.runtime.amp != "none":
                 retry += " or drop --amp"
@@ -147,15 +153,17 @@ class Trainer:
     # ----- one iteration -------------------------------------------------------------------------------------------
     def _latent(self) -> torch.Tensor:
         p = self.parts
-        return torch.randn(self.config.schedule.batch_size, self.config.generator.latent_dim,
-                           device=p.device, generator=p.rng)
+        return torch.randn(
+            self.config.schedule.batch_size, self.config.generator.latent_dim, device=p.device, generator=p.rng
+        )
 
     def _iteration(self) -> None:
         p = self.parts
         gen_steps = self.config.schedule.gen_steps
         for step in range(gen_steps):
             images, teacher_logits, student_logits, logged = p.generator_update.step(
-                self._latent(), index=self.iteration * gen_steps + step)
+                self._latent(), index=self.iteration * gen_steps + step
+            )
             if student_logits is not None:
                 logged["agree_gen"] = argmax_agreement(student_logits, teacher_logits)
             if p.replay is not None:
@@ -166,8 +174,7 @@ class Trainer:
             images, teacher_logits = p.student_batch(self._latent())
             self.stats.count(CLASS_HISTOGRAM, teacher_logits.argmax(dim=1), p.info.num_classes)
             memory = p.replay.sample() if p.replay is not None and p.replay.is_ready() else (None, None)
-            self.stats.add(p.student_update.step(images, teacher_logits, *memory,
-                                                 index=self.iteration * steps + step))
+            self.stats.add(p.student_update.step(images, teacher_logits, *memory, index=self.iteration * steps + step))
             if p.replay is not None:
                 p.replay.observe_student_batch(images, teacher_logits)
 
@@ -183,8 +190,9 @@ class Trainer:
         class_counts = self._class_counts()
         self._raise_if_non_finite()
         # Each rank's running statistics saw only its own batches; the evaluated and saved model uses their mean.
-        self.context.average_(list(batchnorm_running_stats(p.student).values())
-                              + list(batchnorm_running_stats(p.generator).values()))
+        self.context.average_(
+            list(batchnorm_running_stats(p.student).values()) + list(batchnorm_running_stats(p.generator).values())
+        )
         record = self._epoch_record(epoch, lr, means, class_counts) if self.context.is_main else None
         record = self.context.broadcast_object(record)
         self.epoch = epoch
@@ -205,15 +213,20 @@ class Trainer:
     def _epoch_record(self, epoch: int, lr: float, means: dict[str, float], class_counts: list[int]) -> dict[str, Any]:
         p = self.parts
         # Training's peak since the epoch started (reset in fit), read before the evaluation allocates.
-        peak = ({"peak_memory_mb": torch.cuda.max_memory_allocated(p.device) / 2**20}
-                if p.device.type == "cuda" else {})
+        peak = {"peak_memory_mb": torch.cuda.max_memory_allocated(p.device) / 2**20} if p.device.type == "cuda" else {}
         eval_start = time.perf_counter()
         batch_size = self.config.runtime.eval_batch_size
         if self._teacher_test_predictions is None:  # the frozen teacher's predictions never change
-            self._teacher_test_predictions = predict(p.teacher, p.test_set, batch_size=batch_size,
-                                                     autocast_dtype=p.autocast_dtype)
-        result = evaluate(p.student, p.test_set, batch_size=batch_size, autocast_dtype=p.autocast_dtype,
-                          reference=self._teacher_test_predictions)
+            self._teacher_test_predictions = predict(
+                p.teacher, p.test_set, batch_size=batch_size, autocast_dtype=p.autocast_dtype
+            )
+        result = evaluate(
+            p.student,
+            p.test_set,
+            batch_size=batch_size,
+            autocast_dtype=p.autocast_dtype,
+            reference=self._teacher_test_predictions,
+        )
         eval_time = time.perf_counter() - eval_start
         s = self.config.schedule
         student_steps = s.iters_per_epoch * s.student_steps
@@ -223,8 +236,11 @@ class Trainer:
             "test_accuracy": result.accuracy,
             "agree_test": result.agreement,
             **{k: v for k, v in sorted(means.items())},
-            **({"gen_class_entropy": normalised_entropy(class_counts), CLASS_HISTOGRAM: class_counts}
-               if class_counts else {}),
+            **(
+                {"gen_class_entropy": normalised_entropy(class_counts), CLASS_HISTOGRAM: class_counts}
+                if class_counts
+                else {}
+            ),
             "lr_student": lr,
             "epoch_time_s": self.epoch_train_time,
             "step_time_s": self.epoch_train_time / max(student_steps, 1),
@@ -240,9 +256,14 @@ class Trainer:
             # never a checkpoint whose epoch has no line.
             self.metrics_log.append(record)
             save_model_checkpoint(
-                self.run.student, self.parts.student, ModelMeta.for_dataset(self.config.student.arch, self.parts.info),
-                extra={"epoch": record["epoch"], "test_accuracy": record["test_accuracy"],
-                       "method": self.config.method},
+                self.run.student,
+                self.parts.student,
+                ModelMeta.for_dataset(self.config.student.arch, self.parts.info),
+                extra={
+                    "epoch": record["epoch"],
+                    "test_accuracy": record["test_accuracy"],
+                    "method": self.config.method,
+                },
             )
         self.save_checkpoint()
         if not self.context.is_main:
@@ -265,12 +286,20 @@ class Trainer:
         counts = record.get(CLASS_HISTOGRAM, [])
         if sum(counts) > 0:
             writer.add_histogram_raw(
-                CLASS_HISTOGRAM, min=0, max=len(counts) - 1, num=sum(counts),
-                sum=sum(k * c for k, c in enumerate(counts)), sum_squares=sum(k * k * c for k, c in enumerate(counts)),
-                bucket_limits=[k + 0.5 for k in range(len(counts))], bucket_counts=counts, global_step=epoch)
+                CLASS_HISTOGRAM,
+                min=0,
+                max=len(counts) - 1,
+                num=sum(counts),
+                sum=sum(k * c for k, c in enumerate(counts)),
+                sum_squares=sum(k * k * c for k, c in enumerate(counts)),
+                bucket_limits=[k + 0.5 for k in range(len(counts))],
+                bucket_counts=counts,
+                global_step=epoch,
+            )
         if self._sample_latents is not None:
-            writer.add_image("generated_samples", image_grid(generated_samples(self.parts.generator,
-                                                                               self._sample_latents)), epoch)
+            writer.add_image(
+                "generated_samples", image_grid(generated_samples(self.parts.generator, self._sample_latents)), epoch
+            )
 
     def _tensorboard(self):
         if self._writer is None:

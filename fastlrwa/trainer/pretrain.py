@@ -52,9 +52,17 @@ class DeviceTrainBatches:
     In one process both are the same random-number generator.
     """
 
-    def __init__(self, train_set: DeviceImageSet, *, batch_size: int, info: DatasetInfo,
-                 rng: torch.Generator, order_rng: torch.Generator | None = None,
-                 rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        train_set: DeviceImageSet,
+        *,
+        batch_size: int,
+        info: DatasetInfo,
+        rng: torch.Generator,
+        order_rng: torch.Generator | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self._shard = len(train_set) // world_size
         self.steps_per_epoch = math.ceil(self._shard / batch_size)
         self._set = train_set
@@ -68,9 +76,9 @@ class DeviceTrainBatches:
     def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(len(self._set), device=self._set.device, generator=self._order_rng)
         if self._world_size > 1:
-            order = order[self._rank::self._world_size][:self._shard]
+            order = order[self._rank :: self._world_size][: self._shard]
         for step in range(self.steps_per_epoch):
-            index = order[step * self._batch_size:(step + 1) * self._batch_size]
+            index = order[step * self._batch_size : (step + 1) * self._batch_size]
             raw = self._set.images.index_select(0, index)
             if self._info.augment:
                 raw = random_crop_flip(raw, padding=4, flip=self._info.flip, rng=self._rng)
@@ -88,9 +96,15 @@ def _train_batches(config: PretrainConfig, context: DistributedContext) -> Train
     train_set = DeviceImageSet(train_split, device)
     rng = torch.Generator(device=device).manual_seed(rank_seed(config.seed, context.rank))
     order_rng = torch.Generator(device=device).manual_seed(config.seed) if context.is_distributed else None
-    return DeviceTrainBatches(train_set, batch_size=config.batch_size, info=dataset_info(config.dataset),
-                              rng=rng, order_rng=order_rng, rank=context.rank,
-                              world_size=context.world_size)
+    return DeviceTrainBatches(
+        train_set,
+        batch_size=config.batch_size,
+        info=dataset_info(config.dataset),
+        rng=rng,
+        order_rng=order_rng,
+        rank=context.rank,
+        world_size=context.world_size,
+    )
 
 
 @contextmanager
@@ -122,8 +136,13 @@ def pretrain_teacher(config: PretrainConfig, context: DistributedContext | None 
     info = dataset_info(config.dataset)
     with context.fail_together():
         batches = _train_batches(config, context)
-        test_split = load_split_with(config.loader, config.dataset, "test", root=config.data_root,
-                                     download=config.download, device=device) if context.is_main else None
+        test_split = (
+            load_split_with(
+                config.loader, config.dataset, "test", root=config.data_root, download=config.download, device=device
+            )
+            if context.is_main
+            else None
+        )
     test_set = DeviceImageSet(test_split, device) if test_split is not None else None
 
     model = build_model(config.arch, info.num_classes, in_channels=info.channels, image_size=info.image_size).to(device)
@@ -132,8 +151,12 @@ def pretrain_teacher(config: PretrainConfig, context: DistributedContext | None 
     context.broadcast_module_state_(model)
     network = context.data_parallel(model)
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-        nesterov=config.nesterov, foreach=True,
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.nesterov,
+        foreach=True,
     )
     steps_per_epoch = batches.steps_per_epoch
     total_steps = config.epochs * steps_per_epoch
@@ -150,8 +173,10 @@ def pretrain_teacher(config: PretrainConfig, context: DistributedContext | None 
     history: list[dict] = []
     started = time.perf_counter()
     epoch = 0
-    with epoch_progress(config.progress and context.is_main, silent=not context.is_main) as progress, \
-            _stopped_by_ctrl_c(lambda: epoch, config.epochs):
+    with (
+        epoch_progress(config.progress and context.is_main, silent=not context.is_main) as progress,
+        _stopped_by_ctrl_c(lambda: epoch, config.epochs),
+    ):
         for epoch in range(1, config.epochs + 1):
             model.train()
             loss_sum = torch.zeros((), device=device)
@@ -178,8 +203,14 @@ def pretrain_teacher(config: PretrainConfig, context: DistributedContext | None 
             if not context.is_main:
                 continue
             result = evaluate(model, test_set, batch_size=config.eval_batch_size, autocast_dtype=autocast)
-            history.append({"epoch": epoch, "train_loss": train_loss, "test_accuracy": result.accuracy,
-                            "epoch_time_s": time.perf_counter() - epoch_start})
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "test_accuracy": result.accuracy,
+                    "epoch_time_s": time.perf_counter() - epoch_start,
+                }
+            )
             progress.log(
                 f"epoch {epoch}/{config.epochs}  loss {train_loss:.4f}  test acc {result.accuracy:.2f}%  "
                 f"({time.perf_counter() - epoch_start:.1f}s)"
@@ -189,8 +220,12 @@ def pretrain_teacher(config: PretrainConfig, context: DistributedContext | None 
     if not context.is_main:
         return None
     out = Path(config.out)
-    save_model_checkpoint(out / "model.pt", model.to(memory_format=torch.contiguous_format),
-                          ModelMeta.for_dataset(config.arch, info), extra={"test_accuracy": result.accuracy, "recipe": asdict(config)})
+    save_model_checkpoint(
+        out / "model.pt",
+        model.to(memory_format=torch.contiguous_format),
+        ModelMeta.for_dataset(config.arch, info),
+        extra={"test_accuracy": result.accuracy, "recipe": asdict(config)},
+    )
     metrics = {
         "test_accuracy": result.accuracy,
         "per_class_accuracy": result.per_class,
@@ -205,5 +240,8 @@ def pretrain_teacher(config: PretrainConfig, context: DistributedContext | None 
         "versions": environment_versions(device),
     }
     atomic_write_json(out / "metrics.json", metrics)
-    progress.log(f"teacher {config.arch} on {info.name}: test accuracy {result.accuracy:.2f}% in {wall:.0f}s -> {out / 'model.pt'}")
+    progress.log(
+        f"teacher {config.arch} on {info.name}: test accuracy {result.accuracy:.2f}% in {wall:.0f}s "
+        f"-> {out / 'model.pt'}"
+    )
     return metrics

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn as nn
 
 from fastlrwa.models.batchnorm import batchnorm_running_stats
 from fastlrwa.trainer.build import RunParts
@@ -37,8 +36,10 @@ def capture_rank_state(parts: RunParts, stats: EpochStats) -> dict:
     state = {
         "rng": capture_rng_state({"trainer": parts.rng}),
         "epoch_stats": stats.state_dict(),
-        "batchnorm": {name: batchnorm_running_stats(module)
-                      for name, module in (("student", parts.student), ("generator", parts.generator))},
+        "batchnorm": {
+            name: batchnorm_running_stats(module)
+            for name, module in (("student", parts.student), ("generator", parts.generator))
+        },
     }
     if parts.replay is not None:
         state["replay"] = parts.replay.state_dict()

@@ -22,15 +22,17 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_frozen_teacher(path: Path, config: TeacherConfig, info: DatasetInfo,
-                        device: torch.device) -> tuple[nn.Module, ModelMeta]:
+def load_frozen_teacher(
+    path: Path, config: TeacherConfig, info: DatasetInfo, device: torch.device
+) -> tuple[nn.Module, ModelMeta]:
     """The teacher in eval mode with gradients off for its parameters (inputs still get gradients).
 
     A teacher whose metadata names another dataset is refused unless ``config.cross_dataset``: with matching
     shapes it would train to the end on the wrong classes, with nothing but a low accuracy to show for it.
     """
-    model, meta = load_checkpoint_with_meta(path, arch=config.arch, trust_pickle=config.trust_pickle,
-                                            image_size=info.image_size, arch_flag="--teacher-arch")
+    model, meta = load_checkpoint_with_meta(
+        path, arch=config.arch, trust_pickle=config.trust_pickle, image_size=info.image_size, arch_flag="--teacher-arch"
+    )
     if meta.dataset is not None and meta.dataset != info.name and not config.cross_dataset:
         raise CheckpointError(
             f"teacher {path} was trained on {meta.dataset}, not {info.name}; pass --dataset {meta.dataset}, a teacher "

@@ -47,8 +47,9 @@ class Precision:
         return dict(zip(grads, torch._foreach_mul(list(grads.values()), self.loss_scale)))
 
 
-def scaled_grad(loss_fn: Callable[..., Any], precision: Precision, *,
-                has_aux: bool = False) -> Callable[..., tuple[TensorDict, Any]]:
+def scaled_grad(
+    loss_fn: Callable[..., Any], precision: Precision, *, has_aux: bool = False
+) -> Callable[..., tuple[TensorDict, Any]]:
     """``∇(S·L)`` of ``loss_fn`` with respect to its first argument, its forward under autocast.
 
     The returned function gives ``(grads, loss)``, or ``(grads, (loss, extra))`` when ``has_aux``

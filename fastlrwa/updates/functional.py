@@ -36,8 +36,9 @@ def student_logits(model: nn.Module, params: Mapping[str, Tensor], buffers: Buff
     return functional_call(model, (dict(params), dict(buffers)), (x,))
 
 
-def distill_loss_and_logits(model: nn.Module, params: Mapping[str, Tensor], buffers: BufferDict, x: Tensor,
-                            teacher_logits: Tensor) -> tuple[Tensor, Tensor]:
+def distill_loss_and_logits(
+    model: nn.Module, params: Mapping[str, Tensor], buffers: BufferDict, x: Tensor, teacher_logits: Tensor
+) -> tuple[Tensor, Tensor]:
     """L_KD of the paper, the MAE between student and teacher logits (``F.l1_loss`` semantics), and
     the student's logits (detached).
 
@@ -48,8 +49,9 @@ def distill_loss_and_logits(model: nn.Module, params: Mapping[str, Tensor], buff
     return distill.mae(logits, teacher_logits), logits.detach()
 
 
-def distill_loss(model: nn.Module, params: Mapping[str, Tensor], buffers: BufferDict, x: Tensor,
-                 teacher_logits: Tensor) -> Tensor:
+def distill_loss(
+    model: nn.Module, params: Mapping[str, Tensor], buffers: BufferDict, x: Tensor, teacher_logits: Tensor
+) -> Tensor:
     """L_KD alone (see :func:`distill_loss_and_logits`)."""
     return distill_loss_and_logits(model, params, buffers, x, teacher_logits)[0]
 
@@ -113,9 +115,17 @@ class StudentGrads(Protocol):
     running statistics are updated in place.
     """
 
-    def __call__(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], x_new: Tensor, t_new: Tensor,
-                 x_mem: Optional[Tensor] = None, t_mem: Optional[Tensor] = None, *,
-                 loss_scale: Optional[Tensor] = None) -> tuple[TensorDict, TensorDict]: ...
+    def __call__(
+        self,
+        params: Mapping[str, Tensor],
+        buffers: Mapping[str, Tensor],
+        x_new: Tensor,
+        t_new: Tensor,
+        x_mem: Optional[Tensor] = None,
+        t_mem: Optional[Tensor] = None,
+        *,
+        loss_scale: Optional[Tensor] = None,
+    ) -> tuple[TensorDict, TensorDict]: ...
 
 
 def _device_layout(x: Tensor) -> Tensor:
@@ -124,8 +134,9 @@ def _device_layout(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.is_cuda and x.dim() == 4 else x
 
 
-def build_grads(grads_fn: Callable[..., tuple[TensorDict, TensorDict]], *, compile: bool,
-                cuda_graphs: bool = False) -> StudentGrads:
+def build_grads(
+    grads_fn: Callable[..., tuple[TensorDict, TensorDict]], *, compile: bool, cuda_graphs: bool = False
+) -> StudentGrads:
     """Wrap ``grads_fn(params, buffers, *batches, loss_scale=...)`` into a :class:`StudentGrads`.
 
     The result detaches its inputs (an update never extends an outer autograd graph) and, on CUDA,
@@ -142,9 +153,16 @@ def build_grads(grads_fn: Callable[..., tuple[TensorDict, TensorDict]], *, compi
     if compile:
         grads_fn = compiled(grads_fn, fullgraph=True, dynamic=False, mode="reduce-overhead" if cuda_graphs else None)
 
-    def grads(params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], x_new: Tensor, t_new: Tensor,
-              x_mem: Optional[Tensor] = None, t_mem: Optional[Tensor] = None, *,
-              loss_scale: Optional[Tensor] = None) -> tuple[TensorDict, TensorDict]:
+    def grads(
+        params: Mapping[str, Tensor],
+        buffers: Mapping[str, Tensor],
+        x_new: Tensor,
+        t_new: Tensor,
+        x_mem: Optional[Tensor] = None,
+        t_mem: Optional[Tensor] = None,
+        *,
+        loss_scale: Optional[Tensor] = None,
+    ) -> tuple[TensorDict, TensorDict]:
         batches = [_device_layout(x_new), t_new.detach()]
         if x_mem is not None:
             batches += [_device_layout(x_mem), t_mem.detach()]

@@ -37,8 +37,9 @@ class GeneratedBatch(NamedTuple):
     logged: dict[str, torch.Tensor]
 
 
-def term_grad_norms(terms: dict[str, torch.Tensor], parameters: list[torch.Tensor],
-                    scale: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def term_grad_norms(
+    terms: dict[str, torch.Tensor], parameters: list[torch.Tensor], scale: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
     """``‖∂term/∂parameters‖`` of each term (0-dim tensors); the graph is kept for the step's own backward.
 
     ``scale``: the fp16 loss scale, applied before each backward (so small gradients do not underflow)
@@ -46,8 +47,13 @@ def term_grad_norms(terms: dict[str, torch.Tensor], parameters: list[torch.Tenso
     """
     norms = {}
     for name, term in terms.items():
-        grads = torch.autograd.grad(term if scale is None else term * scale, parameters, retain_graph=True,
-                                    allow_unused=True, materialize_grads=True)
+        grads = torch.autograd.grad(
+            term if scale is None else term * scale,
+            parameters,
+            retain_graph=True,
+            allow_unused=True,
+            materialize_grads=True,
+        )
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         norms[name] = norm if scale is None else norm / scale
     return norms
@@ -88,8 +94,9 @@ class GeneratorUpdate:
             forward = compiled(forward, fullgraph=False)
         self.forward = forward
 
-    def _forward(self, z: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor,
-                                                torch.Tensor, torch.Tensor | None]:
+    def _forward(
+        self, z: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor | None]:
         with autocast_to(self.device_type, self.autocast_dtype):
             images = self.generator(z)
             if self.bn_statistics is not None:
@@ -101,8 +108,12 @@ class GeneratorUpdate:
                 bn_loss = None
             student_logits = self.student(images) if self.objective != "dafl" else None
         _, parts = generator_loss(
-            self.objective, at_least_float32(teacher_logits), at_least_float32(features),
-            None if student_logits is None else at_least_float32(student_logits), self.weights, bn_loss,
+            self.objective,
+            at_least_float32(teacher_logits),
+            at_least_float32(features),
+            None if student_logits is None else at_least_float32(student_logits),
+            self.weights,
+            bn_loss,
         )
         return weighted_terms(parts, self.weights), parts, images, teacher_logits, student_logits
 
@@ -121,5 +132,9 @@ class GeneratorUpdate:
         self.scaler.scale(loss).backward(inputs=self.parameters)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return GeneratedBatch(images.detach(), at_least_float32(teacher_logits.detach()),
-                              None if student_logits is None else at_least_float32(student_logits.detach()), logged)
+        return GeneratedBatch(
+            images.detach(),
+            at_least_float32(teacher_logits.detach()),
+            None if student_logits is None else at_least_float32(student_logits.detach()),
+            logged,
+        )

@@ -83,8 +83,17 @@ from fastlrwa.updates.functional import (
 from fastlrwa.updates.options import LRWAOptions
 
 
-def _retention(model: nn.Module, params: TensorDict, buffers: BufferDict, g_acq: TensorDict, x_mem: Tensor,
-               t_mem: Tensor, alpha: float, weight_decay: float, precision: Precision) -> tuple[TensorDict, Tensor]:
+def _retention(
+    model: nn.Module,
+    params: TensorDict,
+    buffers: BufferDict,
+    g_acq: TensorDict,
+    x_mem: Tensor,
+    t_mem: Tensor,
+    alpha: float,
+    weight_decay: float,
+    precision: Precision,
+) -> tuple[TensorDict, Tensor]:
     """v = ∇L_Ret(θ') (scaled by the loss scale) and L_Ret(θ'), θ' held constant."""
     theta_prime = sgd_step(params, g_acq, alpha, weight_decay)
     v, loss_ret = scaled_grad(partial(distill_loss, model), precision)(theta_prime, buffers, x_mem, t_mem)
@@ -97,8 +106,9 @@ def _exact_reverse(model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, we
     ∇L_Acq(θ) keeps its graph, v is computed from its value, and the graph is differentiated along v.
     """
     if torch.compiler.is_compiling():
-        return _exact_reverse_traceable(model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay,
-                                        precision)
+        return _exact_reverse_traceable(
+            model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision
+        )
     names = list(params)
     theta = [params[name].detach().requires_grad_() for name in names]
     with torch.enable_grad(), precision.full_precision():
@@ -109,8 +119,9 @@ def _exact_reverse(model, params, buffers, x_new, t_new, x_mem, t_mem, alpha, we
     with precision.full_precision():
         # A loss whose second derivative is zero (the fused MAE's backward is constant in the logits)
         # leaves the last layer's bias gradient without a path back to θ: its Hessian row is zero.
-        hv = torch.autograd.grad(g, theta, grad_outputs=[v[name] for name in names], allow_unused=True,
-                                 materialize_grads=True)
+        hv = torch.autograd.grad(
+            g, theta, grad_outputs=[v[name] for name in names], allow_unused=True, materialize_grads=True
+        )
     return g_acq, loss_acq.detach(), v, loss_ret, dict(zip(names, hv))
 
 
@@ -133,13 +144,15 @@ def _inner_and_retention(model, params, buffers, x_new, t_new, x_mem, t_mem, alp
     """∇L_Acq(θ) in float32 (with L_Acq and the logits on x_new), then v and L_Ret(θ')."""
     with precision.full_precision():
         g_acq, (loss_acq, logits_new) = grad_and_value(partial(distill_loss_and_logits, model), has_aux=True)(
-            params, buffers, x_new, t_new)
+            params, buffers, x_new, t_new
+        )
     v, loss_ret = _retention(model, params, buffers, g_acq, x_mem, t_mem, alpha, weight_decay, precision)
     return g_acq, loss_acq, logits_new, v, loss_ret
 
 
-def _hvp_forward(model: nn.Module, params: TensorDict, frozen: BufferDict, x_new: Tensor, t_new: Tensor,
-                 v: TensorDict) -> TensorDict:
+def _hvp_forward(
+    model: nn.Module, params: TensorDict, frozen: BufferDict, x_new: Tensor, t_new: Tensor, v: TensorDict
+) -> TensorDict:
     acq_grad = grad(lambda p: distill_loss(model, p, frozen, x_new, t_new))
     return jvp(acq_grad, (params,), (v,))[1]
 
@@ -151,8 +164,16 @@ def fd_epsilon(params: TensorDict, v: TensorDict) -> Tensor:
     return (torch.finfo(dtype).eps ** 0.5) * (1.0 + tree_norm(params)) / v_norm
 
 
-def _hvp_finite_difference(model: nn.Module, params: TensorDict, frozen: BufferDict, x_new: Tensor, t_new: Tensor,
-                           v: TensorDict, g_acq: TensorDict, logits_new: Tensor) -> TensorDict:
+def _hvp_finite_difference(
+    model: nn.Module,
+    params: TensorDict,
+    frozen: BufferDict,
+    x_new: Tensor,
+    t_new: Tensor,
+    v: TensorDict,
+    g_acq: TensorDict,
+    logits_new: Tensor,
+) -> TensorDict:
     """(J(θ + εv)ᵀ c − J(θ)ᵀ c) / ε with J the Jacobian of the logits and c = ∂L_Acq/∂logits at θ.
 
     J(θ)ᵀ c is ∇L_Acq(θ), reused. Holding the loss's subgradient c fixed drops nothing: the MAE is
@@ -196,8 +217,10 @@ def lrwa_grads(
     ``loss_ret`` = L_Ret(θ'), with ``align`` ``grad_cos``. Nothing here synchronises the host.
     """
     if options.objective == "released":
-        raise ValueError("lrwa_grads computes the meta objectives; the released objective is the joint step: "
-                         "build the update with make_student_grads")
+        raise ValueError(
+            "lrwa_grads computes the meta objectives; the released objective is the joint step: "
+            "build the update with make_student_grads"
+        )
     alpha, weight_decay, hvp = options.alpha, options.weight_decay, options.hvp
     precision = Precision(x_new.device.type, amp_dtype, loss_scale)
     frozen = frozen_running_stats(model, buffers)
@@ -205,15 +228,18 @@ def lrwa_grads(
 
     if options.objective == "official":
         outer_grad, loss_cat = scaled_grad(partial(distill_loss, model), precision)(
-            params, buffers, torch.cat([x_new, x_mem]), torch.cat([t_new, t_mem]))
+            params, buffers, torch.cat([x_new, x_mem]), torch.cat([t_new, t_mem])
+        )
 
     inner_buffers = frozen if options.objective == "official" else buffers
     if hvp == "exact" and options.exact_method == "reverse":
         g_acq, loss_acq, v, loss_ret, hv = _exact_reverse(
-            model, params, inner_buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision)
+            model, params, inner_buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision
+        )
     else:
         g_acq, loss_acq, logits_new, v, loss_ret = _inner_and_retention(
-            model, params, inner_buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision)
+            model, params, inner_buffers, x_new, t_new, x_mem, t_mem, alpha, weight_decay, precision
+        )
         with precision.full_precision():
             if hvp == "exact":
                 hv = _hvp_forward(model, params, frozen, x_new, t_new, v)

@@ -26,8 +26,14 @@ from fastlrwa.runtime import at_least_float32, autocast_to, compiled
 StudentBatch = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
-def make_student_batch(generator: nn.Module, teacher: nn.Module, *, autocast_dtype: torch.dtype | None,
-                       compile: bool, cuda_graphs: bool = False) -> StudentBatch:
+def make_student_batch(
+    generator: nn.Module,
+    teacher: nn.Module,
+    *,
+    autocast_dtype: torch.dtype | None,
+    compile: bool,
+    cuda_graphs: bool = False,
+) -> StudentBatch:
     """``batch(z) -> (images, teacher logits)`` for latents ``z``; compiled (fullgraph) when ``compile``."""
     device_type = next(generator.parameters()).device.type
 

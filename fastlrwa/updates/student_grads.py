@@ -31,24 +31,45 @@ from fastlrwa.updates.lrwa import lrwa_grads
 from fastlrwa.updates.options import JointOptions, LRWAOptions, StudentUpdateKind
 
 
-def plain_grads(model: nn.Module, params: TensorDict, buffers: TensorDict, x_new: Tensor, t_new: Tensor, *,
-                amp_dtype: Optional[torch.dtype] = None,
-                loss_scale: Optional[Tensor] = None) -> tuple[TensorDict, TensorDict]:
+def plain_grads(
+    model: nn.Module,
+    params: TensorDict,
+    buffers: TensorDict,
+    x_new: Tensor,
+    t_new: Tensor,
+    *,
+    amp_dtype: Optional[torch.dtype] = None,
+    loss_scale: Optional[Tensor] = None,
+) -> tuple[TensorDict, TensorDict]:
     """∇ L_Acq: the update of the methods without replay. ``aux``: ``loss``, ``loss_acq``."""
     precision = Precision(x_new.device.type, amp_dtype, loss_scale)
     grads, loss = scaled_grad(partial(distill_loss, model), precision)(params, buffers, x_new, t_new)
     return grads, {"loss": loss, "loss_acq": loss}
 
 
-def _sum_of_losses(model: nn.Module, params: TensorDict, buffers: TensorDict, x_new: Tensor, t_new: Tensor,
-                   x_mem: Tensor, t_mem: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+def _sum_of_losses(
+    model: nn.Module,
+    params: TensorDict,
+    buffers: TensorDict,
+    x_new: Tensor,
+    t_new: Tensor,
+    x_mem: Tensor,
+    t_mem: Tensor,
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     loss_acq = distill_loss(model, params, buffers, x_new, t_new)
     loss_ret = distill_loss(model, params, buffers, x_mem, t_mem)
     return loss_acq + loss_ret, (loss_acq.detach(), loss_ret.detach())
 
 
-def _concatenated_loss(model: nn.Module, params: TensorDict, buffers: TensorDict, x_new: Tensor, t_new: Tensor,
-                       x_mem: Tensor, t_mem: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+def _concatenated_loss(
+    model: nn.Module,
+    params: TensorDict,
+    buffers: TensorDict,
+    x_new: Tensor,
+    t_new: Tensor,
+    x_mem: Tensor,
+    t_mem: Tensor,
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     logits = student_logits(model, params, buffers, torch.cat([x_new, x_mem]))
     loss = distill.mae(logits, torch.cat([t_new, t_mem]))
     split = x_new.shape[0]
@@ -58,9 +79,19 @@ def _concatenated_loss(model: nn.Module, params: TensorDict, buffers: TensorDict
     return loss, parts
 
 
-def joint_grads(model: nn.Module, params: TensorDict, buffers: TensorDict, x_new: Tensor, t_new: Tensor,
-                x_mem: Tensor, t_mem: Tensor, *, options: JointOptions, amp_dtype: Optional[torch.dtype] = None,
-                loss_scale: Optional[Tensor] = None) -> tuple[TensorDict, TensorDict]:
+def joint_grads(
+    model: nn.Module,
+    params: TensorDict,
+    buffers: TensorDict,
+    x_new: Tensor,
+    t_new: Tensor,
+    x_mem: Tensor,
+    t_mem: Tensor,
+    *,
+    options: JointOptions,
+    amp_dtype: Optional[torch.dtype] = None,
+    loss_scale: Optional[Tensor] = None,
+) -> tuple[TensorDict, TensorDict]:
     """The replay baselines' update, L_Acq + L_Ret. ``aux``: ``loss``, ``loss_acq``, ``loss_ret``.
 
     With ``options.objective="official"`` ``loss`` is the MAE over the concatenated batch and
@@ -69,7 +100,8 @@ def joint_grads(model: nn.Module, params: TensorDict, buffers: TensorDict, x_new
     precision = Precision(x_new.device.type, amp_dtype, loss_scale)
     loss_fn = _sum_of_losses if options.objective == "paper" else _concatenated_loss
     grads, (loss, (loss_acq, loss_ret)) = scaled_grad(partial(loss_fn, model), precision, has_aux=True)(
-        params, buffers, x_new, t_new, x_mem, t_mem)
+        params, buffers, x_new, t_new, x_mem, t_mem
+    )
     return grads, {"loss": loss, "loss_acq": loss_acq, "loss_ret": loss_ret}
 
 

@@ -25,10 +25,20 @@ AUX_NAMES = {"loss": "loss_student", "loss_acq": "loss_acq", "loss_ret": "loss_r
 
 
 class StudentUpdate:
-    def __init__(self, student: nn.Module, kind: StudentUpdateKind, optimizer: torch.optim.Optimizer, *,
-                 lrwa: LRWAOptions, joint: JointOptions, autocast_dtype: torch.dtype | None,
-                 scaler: torch.amp.GradScaler, compile: bool, cuda_graphs: bool = False,
-                 average_grads: Callable[[Sequence[torch.Tensor]], None] | None = None) -> None:
+    def __init__(
+        self,
+        student: nn.Module,
+        kind: StudentUpdateKind,
+        optimizer: torch.optim.Optimizer,
+        *,
+        lrwa: LRWAOptions,
+        joint: JointOptions,
+        autocast_dtype: torch.dtype | None,
+        scaler: torch.amp.GradScaler,
+        compile: bool,
+        cuda_graphs: bool = False,
+        average_grads: Callable[[Sequence[torch.Tensor]], None] | None = None,
+    ) -> None:
         """``scaler``: the student's loss scaler (fp16); ``cuda_graphs``: replay the compiled steps as CUDA
         graphs; ``average_grads``: replaces each gradient by its mean over the ranks, in place (None: one
         process)."""
@@ -40,15 +50,23 @@ class StudentUpdate:
         self._ones = torch.ones((), device=next(student.parameters()).device)
         common = {"amp_dtype": autocast_dtype, "compile": compile, "cuda_graphs": cuda_graphs}
         self.plain = make_student_grads("plain", student, **common)
-        self.with_replay = None if kind == "plain" else make_student_grads(kind, student, lrwa=lrwa, joint=joint,
-                                                                          **common)
+        self.with_replay = (
+            None if kind == "plain" else make_student_grads(kind, student, lrwa=lrwa, joint=joint, **common)
+        )
         # Built lazily by torch.compile, so an update whose probe never runs never compiles it.
         probes = kind == "lrwa" and lrwa.objective != "released" and lrwa.align_every > 0
         self.with_probe = make_student_grads(kind, student, lrwa=lrwa, align=True, **common) if probes else None
         self.align_every = lrwa.align_every
 
-    def step(self, x_new: torch.Tensor, t_new: torch.Tensor, x_mem: torch.Tensor | None,
-             t_mem: torch.Tensor | None, *, index: int = 0) -> dict[str, torch.Tensor]:
+    def step(
+        self,
+        x_new: torch.Tensor,
+        t_new: torch.Tensor,
+        x_mem: torch.Tensor | None,
+        t_mem: torch.Tensor | None,
+        *,
+        index: int = 0,
+    ) -> dict[str, torch.Tensor]:
         """One student update; returns its losses (0-dim device tensors) under their logged names.
 
         ``index``: the step's number in its epoch, from 0; the alignment probe runs where it is a multiple
