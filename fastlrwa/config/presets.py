@@ -39,13 +39,10 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         "schedule": {"epochs": 500},
         "runtime": {"out": "runs/tiny-imagenet"},
     },
-    # CPU presets: LeNet-5 -> LeNet-5-half, sized for 2 CPU cores. Departures from the authors' ResNet
-    # settings, measured (RESULTS.md): a narrower generator (its 128-wide convs cost ~50x the LeNet student)
-    # and a small inner step (alpha 0.9, tuned for BatchNorm ResNets, drives the BatchNorm-free LeNet to chance
-    # within an epoch of replay); the objectives are the paper's eq. 5 and 6. A fast generator outruns the
-    # student: on digits an Adam step of 0.02 let 2 of 7 LRWA runs collapse below 25% test accuracy (1e-3: 0
-    # of 10); on Fashion-MNIST 0.02 and 1e-3 both left the student below 50%, hence 1e-4 there,
-    # where alpha 0.03 beat 0.1 (seed 0: 66.9% vs 55.2% past the 80th percentile).
+    # CPU presets: LeNet-5 -> LeNet-5-half, sized for 2 CPU cores. They depart from the authors' ResNet settings
+    # in generator width, generator and student learning rates, the inner step alpha and the objectives (the
+    # paper's eq. 5 and 6); each departure and the runs behind it are in RESULTS.md ("How the other CPU preset
+    # settings were chosen", "Why the digits generator learns at 1e-3", the fashion-mnist section).
     "digits": {
         "data": {"dataset": "digits"},
         "student": {"arch": "lenet5_half", "lr": 0.05},
