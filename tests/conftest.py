@@ -63,3 +63,11 @@ def tiny_overrides(out: Path, teacher: Path, **extra) -> dict:
     }
     overrides.update(extra)
     return overrides
+
+
+TIMING_KEYS = {"epoch_time_s", "step_time_s", "samples_per_s", "eval_time_s", "wall_time_s"}
+
+
+def without_timing(records: list[dict]) -> list[dict]:
+    """Epoch records less the wall-clock fields, which no two runs share."""
+    return [{k: v for k, v in record.items() if k not in TIMING_KEYS} for record in records]
