@@ -71,3 +71,14 @@ TIMING_KEYS = {"epoch_time_s", "step_time_s", "samples_per_s", "eval_time_s", "w
 def without_timing(records: list[dict]) -> list[dict]:
     """Epoch records less the wall-clock fields, which no two runs share."""
     return [{k: v for k, v in record.items() if k not in TIMING_KEYS} for record in records]
+
+
+# Three short epochs of LRWA with every diagnostic measured often: a run whose every logged value a resume
+# or a switched-off diagnostic must reproduce.
+DIAGNOSED_LRWA_RUN = {
+    "method": "lrwa-mb",
+    "schedule.epochs": 3,
+    "schedule.iters_per_epoch": 3,
+    "diagnostics.grad_norm_every": 2,
+    "diagnostics.sample_grid": 4,
+}

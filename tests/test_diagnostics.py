@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import tiny_overrides
+from conftest import DIAGNOSED_LRWA_RUN, tiny_overrides
 from fastlrwa.cli import cli
 from fastlrwa.commands.train import run_train
 from fastlrwa.config.presets import train_config
@@ -186,13 +186,7 @@ def test_report_samples_writes_the_labelled_grid(tmp_path, lenet_teacher):
 
 def test_diagnostics_draw_nothing_from_the_training_stream(tmp_path, lenet_teacher):
     """A run without them trains the same (their exact resume: tests/test_trainer.py)."""
-    extra = {
-        "method": "lrwa-mb",
-        "schedule.epochs": 3,
-        "schedule.iters_per_epoch": 3,
-        "diagnostics.grad_norm_every": 2,
-        "diagnostics.sample_grid": 4,
-    }
+    extra = DIAGNOSED_LRWA_RUN
     full = _run(tmp_path / "full", lenet_teacher, **extra)
     plain = _run(
         tmp_path / "plain", lenet_teacher, **{**extra, "diagnostics.grad_norm_every": 0, "diagnostics.sample_grid": 0}

@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import tiny_overrides, without_timing, write_teacher
+from conftest import DIAGNOSED_LRWA_RUN, tiny_overrides, without_timing, write_teacher
 from fastlrwa.cli import cli
 from fastlrwa.commands.train import run_train
 from fastlrwa.config.methods import METHODS
@@ -68,13 +68,7 @@ def test_resume_reproduces_an_uninterrupted_run(method, tmp_path, lenet_teacher)
 
 def test_ctrl_c_leaves_a_mid_epoch_checkpoint_that_resumes_exactly(tmp_path, lenet_teacher, monkeypatch):
     """Every logged value comes back, the diagnostics included: the epoch's class counts are in the checkpoint."""
-    extra = {
-        "method": "lrwa-mb",
-        "schedule.epochs": 3,
-        "schedule.iters_per_epoch": 3,
-        "diagnostics.grad_norm_every": 2,
-        "diagnostics.sample_grid": 4,
-    }
+    extra = DIAGNOSED_LRWA_RUN
     full = _run(tmp_path / "full", lenet_teacher, **extra)
 
     original = Trainer._iteration
