@@ -424,9 +424,8 @@ def markdown_table(result: dict[str, Any]) -> str:
         "the train process's peak RSS.",
         "",
         "| setup | mode | student | batch | samples/s train | samples/s harness | iteration ms | generator step "
-        "| generator fwd | teacher fwd | student update | other | peak MiB train | peak MiB harness "
-        "| train wall s |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| student batch | student update | other | peak MiB train | peak MiB harness | train wall s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     problems = []
     for run in result["runs"]:
