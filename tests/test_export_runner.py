@@ -1,6 +1,7 @@
 """End to end: AOTInductor packages from ``run_export`` and the CMake-built C++ runner ``fastlrwa-infer``.
 
-Slow (an AOT compile per model and a libtorch C++ build, minutes on 2 cores); CI runs it with ``-m slow``.
+The packages' tests from Python run by default (an AOT compile per model); the tests through the C++ runner
+are marked slow (a libtorch C++ build, about a minute on 2 cores): ``python -m pytest -m slow`` runs them.
 Each package is checked against the eager eval-mode model in float64 on fresh random inputs of odd
 batch sizes, from Python (``aoti_load_package``) and through the runner's stdin/stdout.
 """
@@ -104,6 +105,7 @@ def test_python_aoti_package_matches_eager_model(exported, name, batch):
     assert difference <= TOLERANCE
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, batch", [("lenet5_half", 5), ("wrn16_1", 7), ("wrn16_1", 1), ("lenet5_half_batch3", 3)])
 def test_cpp_runner_matches_eager_model(runner, exported, name, batch):
     model, folder, summary = exported[name]
@@ -127,6 +129,7 @@ def test_meta_json_describes_the_export(exported):
     assert not [path.name for path in folder.iterdir() if path.name not in ("model.pt2", "meta.json")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("values_sent", [0, 1, 3 * 32 * 32 * 2 - 1])
 def test_runner_refuses_short_input(runner, exported, values_sent):
     _, folder, _ = exported["wrn16_1"]
@@ -136,6 +139,7 @@ def test_runner_refuses_short_input(runner, exported, values_sent):
     assert f"stdin ended after {4 * values_sent} bytes" in result.stderr.decode()
 
 
+@pytest.mark.slow
 def test_runner_refuses_input_longer_than_the_shape(runner, exported):
     _, folder, _ = exported["lenet5_half"]
     payload = torch.randn(2 * 32 * 32 + 1).numpy().astype("<f4").tobytes()
@@ -143,6 +147,7 @@ def test_runner_refuses_input_longer_than_the_shape(runner, exported):
     assert result.returncode == 2 and "more than N*C*H*W" in result.stderr.decode()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, shape, message",
     [
@@ -158,6 +163,7 @@ def test_runner_refuses_a_shape_the_package_was_not_exported_for(runner, exporte
     assert result.returncode == 2 and message in result.stderr.decode()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "arguments, message",
     [
@@ -174,6 +180,7 @@ def test_runner_reports_bad_arguments_in_one_line(runner, tmp_path, arguments, m
     assert result.returncode == 2 and len(lines) == 1 and message in lines[0]
 
 
+@pytest.mark.slow
 def test_runner_refuses_a_file_that_is_not_a_package(runner, exported):
     _, folder, _ = exported["lenet5_half"]
     not_a_package = folder.parent / "student.pt"
