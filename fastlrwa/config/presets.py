@@ -49,7 +49,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         "generator": {"latent_dim": 100, "width": 32, "lr": 1e-3},
         "schedule": {"epochs": 30, "iters_per_epoch": 10, "gen_steps": 1, "student_steps": 5, "batch_size": 64},
         "lrwa": {"alpha": 0.1, "objective": "paper"},
-        "joint": {"objective": "paper"},
+        "joint": {"objective": "official"},
         "replay": {"slot_size": 32, "push_every": 2, "vae_latent": 32, "vae_warmup_steps": 10, "replay_batch": 32},
         "runtime": {"out": "runs/digits"},
     },
