@@ -34,7 +34,7 @@ from fastlrwa.errors import ConfigError
 from . import backend as backends
 from .batching import fold, unfold
 from .js_variant import JS_VARIANTS, JSVariant
-from .launch import as_rows, launch_directly
+from .launch import as_rows, kernel_op
 from .validation import check_logit_pair
 
 CLAMP_LOW, CLAMP_HIGH = 0.01, 0.99
@@ -88,20 +88,14 @@ def _launch_input_grads(
     )
 
 
-# The launches as custom ops: a per-sample fallback for batched gradients and an opaque node for
-# FakeTensor tracing (see launch.launch_directly for when they are skipped).
-_row_loss_op = torch.library.custom_op("fastlrwa::js_row_loss", mutates_args=())(_launch_row_loss)
-_input_grads_op = torch.library.custom_op("fastlrwa::js_input_grads", mutates_args=())(_launch_input_grads)
-
-
-@_row_loss_op.register_fake
-def _(a: Tensor, b: Tensor, inv_temperature: float, official: bool, inv_count: float) -> tuple[Tensor, Tensor]:
+def _row_loss_shapes(
+    a: Tensor, b: Tensor, inv_temperature: float, official: bool, inv_count: float
+) -> tuple[Tensor, Tensor]:
     acc = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
     return a.new_empty(a.shape[0], dtype=acc), a.new_empty((a.shape[0], ROW_STATS), dtype=acc)
 
 
-@_input_grads_op.register_fake
-def _(
+def _input_grads_shapes(
     grad_loss: Tensor,
     a: Tensor,
     b: Tensor,
@@ -115,24 +109,10 @@ def _(
     return a.new_empty(a.shape if need_a else (0,)), b.new_empty(b.shape if need_b else (0,))
 
 
-def _row_loss(a: Tensor, b: Tensor, inv_temperature: float, official: bool, inv_count: float) -> tuple[Tensor, Tensor]:
-    launch = _launch_row_loss if launch_directly(a, b) else _row_loss_op
-    return launch(a, b, inv_temperature, official, inv_count)
-
-
-def _input_grads(
-    grad_loss: Tensor,
-    a: Tensor,
-    b: Tensor,
-    row_stats: Tensor,
-    inv_temperature: float,
-    official: bool,
-    inv_count: float,
-    need_a: bool,
-    need_b: bool,
-) -> tuple[Tensor, Tensor]:
-    launch = _launch_input_grads if launch_directly(grad_loss, a, b, row_stats) else _input_grads_op
-    return launch(grad_loss, a, b, row_stats, inv_temperature, official, inv_count, need_a, need_b)
+# The launches as custom ops: a per-sample fallback for batched gradients and an opaque node for
+# FakeTensor tracing (see launch.launch_directly for when they are skipped).
+_row_loss = kernel_op("fastlrwa::js_row_loss", _launch_row_loss, _row_loss_shapes)
+_input_grads = kernel_op("fastlrwa::js_input_grads", _launch_input_grads, _input_grads_shapes)
 
 
 def _inv_count(rows: int, cols: int, num_groups: int, official: bool) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -88,3 +89,16 @@ def launch_directly(*tensors: torch.Tensor) -> bool:
         and not _functorch.is_functorch_wrapped_tensor(tensor)
         for tensor in tensors
     )
+
+
+def kernel_op(name: str, launch: Callable, fake: Callable) -> Callable:
+    """``launch`` registered as the custom op ``name``, with ``fake`` giving its outputs' shapes to FakeTensor
+    tracing, and called directly wherever ``launch_directly`` allows: one dispatch rule for every kernel."""
+    op = torch.library.custom_op(name, mutates_args=())(launch)
+    op.register_fake(fake)
+
+    @functools.wraps(launch)
+    def call(*args):
+        return (launch if launch_directly(*(arg for arg in args if isinstance(arg, torch.Tensor))) else op)(*args)
+
+    return call

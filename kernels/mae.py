@@ -18,7 +18,7 @@ from torch import Tensor
 
 from . import backend as backends
 from .batching import fold, unfold
-from .launch import as_rows, launch_directly
+from .launch import as_rows, kernel_op
 from .validation import check_logit_pair
 
 
@@ -37,31 +37,20 @@ def _launch_input_grads(
     return backends.kernel_module("_mae_triton").mae_input_grads(grad_loss, a, b, inv_count, need_a, need_b)
 
 
-# The launches as custom ops: a per-sample fallback for batched gradients and an opaque node for
-# FakeTensor tracing (see launch.launch_directly for when they are skipped).
-_row_loss_op = torch.library.custom_op("fastlrwa::mae_row_loss", mutates_args=())(_launch_row_loss)
-_input_grads_op = torch.library.custom_op("fastlrwa::mae_input_grads", mutates_args=())(_launch_input_grads)
-
-
-@_row_loss_op.register_fake
-def _(a: Tensor, b: Tensor, inv_count: float) -> Tensor:
+def _row_loss_shapes(a: Tensor, b: Tensor, inv_count: float) -> Tensor:
     return a.new_empty(a.shape[0], dtype=torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32))
 
 
-@_input_grads_op.register_fake
-def _(grad_loss: Tensor, a: Tensor, b: Tensor, inv_count: float, need_a: bool, need_b: bool) -> tuple[Tensor, Tensor]:
+def _input_grads_shapes(
+    grad_loss: Tensor, a: Tensor, b: Tensor, inv_count: float, need_a: bool, need_b: bool
+) -> tuple[Tensor, Tensor]:
     return a.new_empty(a.shape if need_a else (0,)), b.new_empty(b.shape if need_b else (0,))
 
 
-def _row_loss(a: Tensor, b: Tensor, inv_count: float) -> Tensor:
-    return (_launch_row_loss if launch_directly(a, b) else _row_loss_op)(a, b, inv_count)
-
-
-def _input_grads(
-    grad_loss: Tensor, a: Tensor, b: Tensor, inv_count: float, need_a: bool, need_b: bool
-) -> tuple[Tensor, Tensor]:
-    launch = _launch_input_grads if launch_directly(grad_loss, a, b) else _input_grads_op
-    return launch(grad_loss, a, b, inv_count, need_a, need_b)
+# The launches as custom ops: a per-sample fallback for batched gradients and an opaque node for
+# FakeTensor tracing (see launch.launch_directly for when they are skipped).
+_row_loss = kernel_op("fastlrwa::mae_row_loss", _launch_row_loss, _row_loss_shapes)
+_input_grads = kernel_op("fastlrwa::mae_input_grads", _launch_input_grads, _input_grads_shapes)
 
 
 def _sign_dot(a: Tensor, b: Tensor, u: Tensor, num_groups: int, dtype: torch.dtype) -> Tensor:

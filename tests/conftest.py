@@ -65,6 +65,29 @@ def tiny_overrides(out: Path, teacher: Path, **extra) -> dict:
     return overrides
 
 
+# `fastlrwa train` flags for a run of about a second: one iteration of one student step at toy sizes. Flags given
+# after these override them (click keeps the last value).
+TINY_TRAIN_FLAGS = [
+    "--student",
+    "lenet5_half",
+    "--epochs",
+    "1",
+    "--iters-per-epoch",
+    "1",
+    "--student-steps",
+    "1",
+    "--batch-size",
+    "16",
+    "--latent-dim",
+    "8",
+    "--generator-width",
+    "8",
+    "--memory-slot-size",
+    "8",
+    "--no-progress",
+]
+
+
 TIMING_KEYS = {"epoch_time_s", "step_time_s", "samples_per_s", "eval_time_s", "wall_time_s"}
 
 

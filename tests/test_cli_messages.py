@@ -13,7 +13,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import write_teacher
+from conftest import TINY_TRAIN_FLAGS, write_teacher
 from fastlrwa.cli import cli
 from fastlrwa.models import build_model
 
@@ -23,23 +23,6 @@ FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 QUOTED_COMMAND = re.compile(r"fastlrwa (\w+)([^`]*)")
 # Flags of other programs that messages may quote (torchrun's, in the distributed hints).
 FOREIGN_FLAGS = {"--nproc", "--standalone"}
-TINY_RUN = [
-    "--student",
-    "lenet5_half",
-    "--iters-per-epoch",
-    "1",
-    "--student-steps",
-    "1",
-    "--batch-size",
-    "16",
-    "--latent-dim",
-    "8",
-    "--generator-width",
-    "8",
-    "--memory-slot-size",
-    "8",
-    "--no-progress",
-]
 
 
 def command_flags(name: str) -> set[str]:
@@ -81,7 +64,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     pickled = root / "pickled.pt"
     torch.save(build_model("lenet5", 10, in_channels=1), pickled)
     finished = root / "finished"
-    result = _invoke("train", "--out", finished, "--teacher", teacher, "--epochs", "1", *TINY_RUN)
+    result = _invoke("train", "--out", finished, "--teacher", teacher, *TINY_TRAIN_FLAGS)
     assert result.exit_code == 0, result.output
     not_a_folder = root / "file.txt"
     not_a_folder.write_text("")
@@ -159,11 +142,11 @@ def test_a_nan_in_the_first_epoch_names_no_checkpoint_that_does_not_exist(files)
         out,
         "--teacher",
         files["teacher"],
-        "--epochs",
-        "3",
         "--lr-student",
         "1e12",
-        *TINY_RUN,
+        *TINY_TRAIN_FLAGS,
+        "--epochs",
+        "3",
         "--iters-per-epoch",
         "3",
         "--student-steps",
@@ -191,12 +174,10 @@ def test_resume_keeps_the_epochs_and_a_finished_run_has_nothing_to_train(files):
 
 def test_a_teacher_from_another_dataset_needs_cross_dataset(files):
     out = files["root"] / "cross"
-    refused = _invoke("train", "--out", out, "--teacher", files["mnist_teacher"], "--epochs", "1", *TINY_RUN)
+    refused = _invoke("train", "--out", out, "--teacher", files["mnist_teacher"], *TINY_TRAIN_FLAGS)
     message = _error_line(refused)
     assert refused.exit_code == 2 and "mnist" in message and "digits" in message and not out.exists()
-    accepted = _invoke(
-        "train", "--out", out, "--teacher", files["mnist_teacher"], "--epochs", "1", "--cross-dataset", *TINY_RUN
-    )
+    accepted = _invoke("train", "--out", out, "--teacher", files["mnist_teacher"], "--cross-dataset", *TINY_TRAIN_FLAGS)
     assert accepted.exit_code == 0, accepted.output
     assert json.loads((out / "config.json").read_text())["config"]["teacher"]["cross_dataset"] is True
 

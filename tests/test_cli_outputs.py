@@ -11,28 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import write_teacher
+from conftest import TINY_TRAIN_FLAGS, write_teacher
 from fastlrwa.cli import cli
-
-TINY_RUN = [
-    "--student",
-    "lenet5_half",
-    "--epochs",
-    "1",
-    "--iters-per-epoch",
-    "1",
-    "--student-steps",
-    "1",
-    "--batch-size",
-    "16",
-    "--latent-dim",
-    "8",
-    "--generator-width",
-    "8",
-    "--memory-slot-size",
-    "8",
-    "--no-progress",
-]
 
 
 def _invoke(*args: object):
@@ -93,7 +73,7 @@ def test_train_refuses_an_unwritable_out_before_any_work(where, tmp_path, read_o
         "below-regular-file": a_file / "run",
     }[where]
     before = _snapshot(tmp_path)
-    result = _invoke("train", "--out", out, "--teacher", lenet_teacher, *TINY_RUN)
+    result = _invoke("train", "--out", out, "--teacher", lenet_teacher, *TINY_TRAIN_FLAGS)
     assert result.exit_code == 2, result.output
     line = _one_error_line(result)
     assert "--out" in line and str(out) in line
@@ -113,7 +93,7 @@ def test_export_and_report_refuse_unwritable_outputs(tmp_path, read_only_dir, le
     assert exported.exit_code == 2 and "--out" in _one_error_line(exported)
     assert "compiling" not in exported.output
     run = tmp_path / "run"
-    assert _invoke("train", "--out", run, "--teacher", lenet_teacher, *TINY_RUN).exit_code == 0
+    assert _invoke("train", "--out", run, "--teacher", lenet_teacher, *TINY_TRAIN_FLAGS).exit_code == 0
     for flag in ("--out", "--csv", "--plot"):
         result = _invoke("report", run, flag, read_only_dir / "table.png")
         assert result.exit_code == 2 and flag in _one_error_line(result)
@@ -124,14 +104,14 @@ def test_export_and_report_refuse_unwritable_outputs(tmp_path, read_only_dir, le
 def test_a_folder_without_write_permission_is_refused(tmp_path, lenet_teacher):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
-    result = _invoke("train", "--out", locked / "run", "--teacher", lenet_teacher, *TINY_RUN)
+    result = _invoke("train", "--out", locked / "run", "--teacher", lenet_teacher, *TINY_TRAIN_FLAGS)
     assert result.exit_code == 2 and "cannot write" in _one_error_line(result)
 
 
 def test_without_out_every_run_gets_a_fresh_directory_and_says_which(tmp_path, monkeypatch, lenet_teacher):
     monkeypatch.chdir(tmp_path)
-    first = _invoke("train", "--teacher", lenet_teacher, *TINY_RUN)
-    second = _invoke("train", "--teacher", lenet_teacher, *TINY_RUN)
+    first = _invoke("train", "--teacher", lenet_teacher, *TINY_TRAIN_FLAGS)
+    second = _invoke("train", "--teacher", lenet_teacher, *TINY_TRAIN_FLAGS)
     assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
     assert f"run directory: {Path('runs') / 'digits'} " in first.output
     assert f"run directory: {Path('runs') / 'digits-2'} " in second.output
@@ -139,10 +119,10 @@ def test_without_out_every_run_gets_a_fresh_directory_and_says_which(tmp_path, m
     for name in ("digits", "digits-2"):
         assert len((tmp_path / "runs" / name / "metrics.jsonl").read_text().splitlines()) == 1
     # A named --out keeps its protection; --resume and --force need one.
-    again = _invoke("train", "--out", Path("runs") / "digits", "--teacher", lenet_teacher, *TINY_RUN)
+    again = _invoke("train", "--out", Path("runs") / "digits", "--teacher", lenet_teacher, *TINY_TRAIN_FLAGS)
     assert again.exit_code == 2 and "--force" in _one_error_line(again)
     for flag in ("--resume", "--force"):
-        result = _invoke("train", flag, "--teacher", lenet_teacher, *TINY_RUN)
+        result = _invoke("train", flag, "--teacher", lenet_teacher, *TINY_TRAIN_FLAGS)
         assert result.exit_code == 2 and "--out" in _one_error_line(result)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["digits", "digits-2"]
 
@@ -162,7 +142,7 @@ def test_pretrain_refuses_to_overwrite_a_teacher_without_force(tmp_path):
 
 def test_the_teacher_cache_is_checked_before_first_use_training(tmp_path, monkeypatch, read_only_dir):
     monkeypatch.setenv("FASTLRWA_CACHE", str(read_only_dir / "cache"))
-    result = _invoke("train", "--out", tmp_path / "run", *TINY_RUN)
+    result = _invoke("train", "--out", tmp_path / "run", *TINY_TRAIN_FLAGS)
     assert result.exit_code == 2
     line = _one_error_line(result)
     assert "FASTLRWA_CACHE" in line and "--teacher" in line and "training one now" not in result.output
@@ -173,6 +153,6 @@ def test_a_damaged_cached_teacher_says_that_deleting_it_retrains_it(tmp_path, mo
     cached = tmp_path / "cache" / "teachers" / "digits-lenet5" / "model.pt"
     cached.parent.mkdir(parents=True)
     cached.write_bytes(write_teacher(tmp_path / "t.pt", "lenet5").read_bytes()[:300])
-    result = _invoke("train", "--out", tmp_path / "run", *TINY_RUN)
+    result = _invoke("train", "--out", tmp_path / "run", *TINY_TRAIN_FLAGS)
     assert result.exit_code == 2
     assert f"delete {cached.parent} and run again" in _one_error_line(result)

@@ -33,7 +33,13 @@ def rng() -> random.Random:
 
 
 def write_run(
-    root: Path, method: str, seed: int, accuracies: list[float], epochs: int = EPOCHS, teacher_sha256: str = "ab" * 32
+    root: Path,
+    method: str,
+    seed: int,
+    accuracies: list[float],
+    epochs: int = EPOCHS,
+    teacher_sha256: str = "ab" * 32,
+    config: dict | None = None,
 ) -> Path:
     run_dir = root / f"{method}-seed{seed}-{teacher_sha256[:4]}"
     run_dir.mkdir(parents=True)
@@ -47,7 +53,7 @@ def write_run(
         "teacher_accuracy": TEACHER_ACCURACY,
         "seed": seed,
         "epochs": epochs,
-        "config": {},
+        "config": config or {},
         "versions": {},
         "device": "cpu",
     }
@@ -238,6 +244,36 @@ def test_runs_sharing_a_seed_are_labelled_by_their_distinct_seeds(tmp_path: Path
     assert "mb-dfkd (2 runs, 1 seed)" in _markdown_rows(run_report(dirs[:2]).markdown)
     assert "mb-dfkd (3 runs, 2 seeds)" in _markdown_rows(run_report(dirs).markdown)
     assert "mb-dfkd (2 seeds)" in _markdown_rows(run_report([dirs[0], dirs[2]]).markdown)
+
+
+def test_a_setting_is_labelled_by_the_options_its_method_reads(tmp_path: Path, rng: random.Random) -> None:
+    def run(folder: str, method: str, seed: int, lrwa: dict, joint_objective: str) -> Path:
+        config = {
+            "method": method,
+            "lrwa": lrwa,
+            "joint": {"objective": joint_objective},
+            "schedule": {"epochs": EPOCHS},
+        }
+        accuracies = [rng.uniform(5, 99) for _ in range(EPOCHS)]
+        return write_run(tmp_path / folder, method, seed, accuracies, config=config)
+
+    alpha = rng.uniform(0.01, 0.5)
+    dirs = [
+        # MB-DFKD never reads the LRWA options: runs recorded with other ones are seeds of one setting.
+        *(
+            run("mb", "mb-dfkd", seed, {"alpha": rng.uniform(0.01, 0.5), "objective": "paper"}, "official")
+            for seed in (0, 1)
+        ),
+        # LRWA never reads the joint objective; its own objective tells its settings apart.
+        *(run(f"paper{seed}", "lrwa-mb", seed, {"alpha": alpha, "objective": "paper"}, "paper") for seed in (0, 1)),
+        *(run(f"off{seed}", "lrwa-mb", seed, {"alpha": alpha, "objective": "official"}, "official") for seed in (0, 1)),
+        # Recorded before lrwa.objective existed: its section is read, so the missing key sets it apart.
+        run("old", "lrwa-mb", 7, {"alpha": alpha}, "paper"),
+    ]
+    rows = _markdown_rows(run_report(dirs).markdown)
+    assert {"mb-dfkd (2 seeds)", "lrwa-mb · lrwa.objective=paper (2 seeds)"} <= set(rows), list(rows)
+    assert {"lrwa-mb · lrwa.objective=official (2 seeds)", "lrwa-mb · lrwa.objective=unset (seed 7)"} <= set(rows)
+    assert not any("joint." in row or "alpha" in row for row in rows), list(rows)
 
 
 def test_run_without_epochs_is_an_error(tmp_path: Path, rng: random.Random) -> None:

@@ -42,11 +42,14 @@ def write_run(
     *,
     lr: float = 1e-3,
     epoch_times: list[float] | None = None,
+    objectives: tuple[str, str] = ("paper", "official"),
     **runtime,
 ) -> Path:
-    """A run directory as `fastlrwa train` writes it, with a full recorded config."""
+    """A run directory as `fastlrwa train` writes it, with a full recorded config (``objectives``: LRWA's
+    and the joint update's)."""
     config = to_dict(TrainConfig())
     config["method"], config["generator"]["lr"], config["runtime"]["seed"] = method, lr, seed
+    config["lrwa"]["objective"], config["joint"]["objective"] = objectives
     config["schedule"]["epochs"] = len(accuracies)
     config["runtime"].update(runtime)
     run_dir = root / f"{method}-lr{lr}-seed{seed}-{len(list(root.glob('*')))}"
@@ -182,6 +185,37 @@ def test_baseline_method_and_baseline_value(grid, tmp_path) -> None:
     b = [p80(acc)[0] for _, acc in grid[("mb-dfkd", 1e-3)]]
     interval = comparison.rows[0].difference.welch
     assert (interval.low, interval.high) == pytest.approx(welch(a, b), rel=1e-9)
+
+
+def test_a_method_is_compared_whatever_the_options_of_an_update_it_does_not_run(tmp_path, rng) -> None:
+    # MB-DFKD with two joint objectives, LRWA with another LRWA objective in each of its runs' records: the
+    # MB-DFKD settings differ (it reads the joint objective), LRWA's does not (it never reads it).
+    plan = [
+        ("mb-dfkd", ("paper", "official")),
+        ("mb-dfkd", ("paper", "paper")),
+        ("lrwa-mb", ("official", "official")),
+        ("lrwa-mb", ("official", "paper")),
+    ]
+    dirs = [
+        write_run(tmp_path, method, seed, curve(rng, 80.0), objectives=objectives)
+        for (method, objectives), seeds in zip(plan, ((0, 1), (0, 1), (0,), (1,)), strict=True)
+        for seed in seeds
+    ]
+
+    def names(report) -> set[tuple[str, str]]:
+        def name(aggregate) -> str:
+            return "/".join(f"{k}={v}" for k, v in aggregate.setting if k.endswith(".objective")) or aggregate.method
+
+        return {(f"{c.a.method}:{name(c.a)}", f"{c.b.method}:{name(c.b)}") for c in report.comparisons}
+
+    lrwa = "lrwa-mb:lrwa.objective=official"
+    expected = {(lrwa, "mb-dfkd:joint.objective=official"), (lrwa, "mb-dfkd:joint.objective=paper")}
+    automatic = run_report(dirs, out_md=tmp_path / "a.md")
+    assert {frozenset(pair) for pair in names(automatic)} == {frozenset(pair) for pair in expected}
+    assert names(run_report(dirs, out_md=tmp_path / "b.md", compare="mb-dfkd")) == expected
+    assert "lrwa-mb · lrwa.objective=official (2 seeds)" not in automatic.markdown
+    assert "| lrwa-mb (2 seeds) |" in automatic.markdown
+    assert "| mb-dfkd · joint.objective=paper (2 seeds) |" in automatic.markdown
 
 
 def test_a_setting_without_counterpart_is_noted(grid, tmp_path) -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import DIAGNOSED_LRWA_RUN, tiny_overrides, without_timing, write_teacher
+from conftest import DIAGNOSED_LRWA_RUN, TINY_TRAIN_FLAGS, tiny_overrides, without_timing, write_teacher
 from fastlrwa.cli import cli
 from fastlrwa.commands.train import run_train
 from fastlrwa.config.methods import METHODS
@@ -120,31 +120,7 @@ def _cli(args):
 
 
 def _tiny_flags(out, teacher, *extra):
-    return [
-        "train",
-        "--out",
-        str(out),
-        "--teacher",
-        str(teacher),
-        "--student",
-        "lenet5_half",
-        "--epochs",
-        "1",
-        "--iters-per-epoch",
-        "1",
-        "--student-steps",
-        "1",
-        "--batch-size",
-        "16",
-        "--latent-dim",
-        "8",
-        "--generator-width",
-        "8",
-        "--memory-slot-size",
-        "8",
-        "--no-progress",
-        *extra,
-    ]
+    return ["train", "--out", str(out), "--teacher", str(teacher), *TINY_TRAIN_FLAGS, *extra]
 
 
 def test_an_out_dir_holding_another_run_is_not_overwritten(tmp_path, lenet_teacher):

@@ -43,3 +43,14 @@ def method_spec(name: str) -> MethodSpec:
         return METHODS[name]
     except KeyError:
         raise ConfigError(f"unknown method '{name}'; choose one of: {', '.join(METHODS)}") from None
+
+
+def unread_config_sections(method: str) -> tuple[str, ...]:
+    """The config sections (dotted-key prefixes) that ``method`` never reads: the options of the student
+    updates it does not run, and the replay settings of a method without replay. Two runs of a method that
+    differ only there compute the same thing."""
+    spec = METHODS.get(method)
+    if spec is None:
+        return ()
+    unread = tuple(f"{update}." for update in ("lrwa", "joint") if spec.student_update != update)
+    return unread + (("replay.",) if spec.replay == "none" else ())

@@ -4,8 +4,9 @@ Only settings run with at least 2 seeds (the report's aggregated rows) are compa
 one table block (same dataset, teacher and student) and one number of logged epochs. Two ways to pick
 the pairs:
 
-- automatic: within each block, settings that differ only in their method (the same sweep cell) are
-  compared pairwise, each pair as "first listed − second listed";
+- automatic: within each block, settings that differ only in their method (the same sweep cell:
+  ``settings.same_cell``, which leaves out the options one of the methods never reads) are compared
+  pairwise, each pair as "first listed − second listed";
 - a baseline (``--compare``): a method name, ``key=value`` config conditions, or both, comma-separated
   (``mb-dfkd``, ``generator.lr=0.001``, ``mb-dfkd,generator.lr=0.001``). Every setting that does not
   match it is compared with its *counterpart*: the setting that matches the baseline and agrees with it
@@ -29,7 +30,7 @@ from typing import Any
 from fastlrwa.errors import ConfigError, UserFacingError
 from fastlrwa.metrics.compare import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Difference, difference
 from fastlrwa.metrics.equal_time import accuracies_within, default_budget
-from fastlrwa.metrics.settings import Setting
+from fastlrwa.metrics.settings import Setting, same_cell
 from fastlrwa.metrics.summary import AggregateSummary, Block
 from fastlrwa.metrics.table import percentile_stats
 
@@ -140,15 +141,15 @@ def _matches(aggregate: AggregateSummary, baseline: Baseline) -> bool:
     )
 
 
-def _counterpart_key(aggregate: AggregateSummary, baseline: Baseline) -> tuple[Block, str, Setting, int]:
+def _with_baseline_values(aggregate: AggregateSummary, baseline: Baseline) -> Setting:
     values = dict(aggregate.setting)
     for key, text in baseline.values.items():
         values[key] = _coerced(text, values[key], key)
-    return (aggregate.block, baseline.method or aggregate.method, tuple(sorted(values.items())), aggregate.n_epochs)
+    return tuple(sorted(values.items()))
 
 
-def _aggregate_key(aggregate: AggregateSummary) -> tuple[Block, str, Setting, int]:
-    return aggregate.block, aggregate.method, aggregate.setting, aggregate.n_epochs
+def _comparable(a: AggregateSummary, b: AggregateSummary) -> bool:
+    return a.block == b.block and a.n_epochs == b.n_epochs
 
 
 def _check_baseline(aggregates: Sequence[AggregateSummary], baseline: Baseline) -> None:
@@ -174,12 +175,13 @@ def comparison_pairs(
 ) -> tuple[list[Pair], list[str]]:
     """The (a, b) pairs to compare, and a note for each setting left without a counterpart."""
     if baseline is None:
-        cells: dict[tuple[Block, Setting, int], list[AggregateSummary]] = {}
-        for aggregate in aggregates:
-            cells.setdefault((aggregate.block, aggregate.setting, aggregate.n_epochs), []).append(aggregate)
-        return [pair for members in cells.values() for pair in combinations(members, 2)], []
+        pairs = [
+            (a, b)
+            for a, b in combinations(aggregates, 2)
+            if a.method != b.method and _comparable(a, b) and same_cell(a.setting, b.setting)
+        ]
+        return pairs, []
     _check_baseline(aggregates, baseline)
-    by_key = {_aggregate_key(aggregate): aggregate for aggregate in aggregates}
     pairs, unmatched = [], []
     for aggregate in aggregates:
         if _matches(aggregate, baseline):
@@ -187,11 +189,19 @@ def comparison_pairs(
         if any(key not in dict(aggregate.setting) for key in baseline.values):
             unmatched.append(aggregate)
             continue
-        counterpart = by_key.get(_counterpart_key(aggregate, baseline))
-        if counterpart is None:
-            unmatched.append(aggregate)
+        wanted = _with_baseline_values(aggregate, baseline)
+        counterparts = [
+            other
+            for other in aggregates
+            if other.method == (baseline.method or aggregate.method)
+            and _comparable(aggregate, other)
+            and _matches(other, baseline)
+            and same_cell(wanted, other.setting)
+        ]
+        if counterparts:
+            pairs += [(aggregate, counterpart) for counterpart in counterparts]
         else:
-            pairs.append((aggregate, counterpart))
+            unmatched.append(aggregate)
     notes = [
         f"{aggregate.method} on {aggregate.block.title} ({aggregate.stats.n_runs} seeds, {aggregate.n_epochs} "
         f"epochs): no counterpart matching --compare {baseline.text} with at least 2 seeds, not compared"

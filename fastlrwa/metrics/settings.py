@@ -6,7 +6,8 @@ run is written, which device, the progress display, evaluation batching, compila
 ``--stop-after``, where the data lives, how often the LRWA gradient alignment is measured), so they
 never split a setting. The report also ignores the
 method and the seed (kept apart as their own columns) and the teacher's path (the teacher is identified
-by its file's hash in the table block).
+by its file's hash in the table block), and the config sections the run's method never reads (the LRWA
+options of an MB-DFKD run: ``config.methods.unread_config_sections``).
 
 A setting is named by the keys on which it differs from the others it is shown with, as
 ``key=value`` with ``format_value``: ``lrwa-mb · generator.lr=0.001``. ``fastlrwa sweep`` names its
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from fastlrwa.config.methods import unread_config_sections
 
 RUN_LOCAL_KEYS = frozenset(
     {
@@ -58,9 +61,17 @@ def _hashable(value: Any) -> Any:
 
 
 def setting_of(config: Mapping[str, Any], ignored: Iterable[str] = REPORT_IGNORED_KEYS) -> Setting:
-    """The sorted ``(dotted key, value)`` pairs of a nested config that define its setting."""
+    """The sorted ``(dotted key, value)`` pairs of a nested config that define its setting: less ``ignored``,
+    and less the sections its method never reads (an MB-DFKD run is not labelled by LRWA's options)."""
     ignored = frozenset(ignored)
-    return tuple(sorted((key, _hashable(value)) for key, value in flatten_config(config).items() if key not in ignored))
+    unread = unread_config_sections(str(config.get("method", "")))
+    return tuple(
+        sorted(
+            (key, _hashable(value))
+            for key, value in flatten_config(config).items()
+            if key not in ignored and not key.startswith(unread)
+        )
+    )
 
 
 def format_value(value: Any) -> str:
@@ -74,18 +85,53 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def _section(key: str) -> str:
+    return key.split(".", 1)[0]
+
+
 def differing_keys(settings: Iterable[Setting]) -> list[str]:
-    """The keys whose values are not the same in every setting (a key missing from one counts as differing)."""
+    """The keys whose values are not the same in every setting that reads them. A setting with no key of a
+    section (an MB-DFKD run has no ``lrwa.`` keys, ``setting_of``) does not read it; one with the section but
+    without the key (a run recorded before the key existed) counts as differing."""
     settings = [dict(setting) for setting in settings]
+    sections = [{_section(key) for key in setting} for setting in settings]
     keys = sorted({key for setting in settings for key in setting})
     missing = object()
-    return [key for key in keys if len({repr(setting.get(key, missing)) for setting in settings}) > 1]
+    return [
+        key
+        for key in keys
+        if len(
+            {
+                repr(setting.get(key, missing))
+                for setting, read in zip(settings, sections, strict=True)
+                if _section(key) in read
+            }
+        )
+        > 1
+    ]
+
+
+def same_cell(a: Setting, b: Setting) -> bool:
+    """Whether two settings agree on every key of the sections both read (a key one of them lacks included):
+    the same sweep cell, whatever options their methods do not share (LRWA's, the joint update's)."""
+    values_a, values_b = dict(a), dict(b)
+    shared = {_section(key) for key in values_a} & {_section(key) for key in values_b}
+    missing = object()
+    return all(
+        values_a.get(key, missing) == values_b.get(key, missing)
+        for key in values_a.keys() | values_b.keys()
+        if _section(key) in shared
+    )
 
 
 def cell_label(setting: Setting, keys: Iterable[str]) -> str:
-    """``key=value`` of ``keys`` joined by ", " (empty when no key is given); missing keys read "unset"."""
+    """``key=value`` of ``keys`` joined by ", " (empty when no key is given). A key missing from a section the
+    setting has reads "unset"; keys of sections it does not read (``differing_keys``) are left out."""
     values = dict(setting)
-    return ", ".join(f"{key}={format_value(values[key]) if key in values else 'unset'}" for key in keys)
+    sections = {_section(key) for key in values}
+    return ", ".join(
+        f"{key}={format_value(values[key]) if key in values else 'unset'}" for key in keys if _section(key) in sections
+    )
 
 
 def setting_name(method: str, setting: Setting, cell_keys: Iterable[str]) -> str:
