@@ -6,10 +6,11 @@
 It runs `fastlrwa train` twice, each time in a fresh working folder (so the run goes to `runs/digits`, as on
 a new machine): first with an empty FASTLRWA_CACHE, so the teacher is trained and cached on first use, then
 again with that cache. It records the wall time of each, the teacher's and the student's test accuracies
-(final and best), the machine, the date and the load: the one-minute load average before each run and the
-busiest other processes. A figure taken under load says so in the README. Results go to
-benchmarks/results/quickstart.json; the README's block between the quickstart markers is generated from
-that file only (tests/test_quickstart_block.py checks that the two agree), so they cannot drift apart.
+(final and best), the machine, the date and the load: before each run it waits (up to --settle seconds) for the
+one-minute load average to fall to idle, then records that average and the busiest other processes. A figure taken
+under load says so in the README. Results go to benchmarks/results/quickstart.json; the README's block between the
+quickstart markers is generated from that file only (tests/test_quickstart_block.py checks that the two agree), so
+they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 RESULTS = REPOSITORY / "benchmarks" / "results" / "quickstart.json"
@@ -54,7 +55,26 @@ def _busiest_processes(count: int = 3) -> list[str]:
     return [f"{name.strip()} {cpu}%" for cpu, name in rows if name.strip() not in own][:count]
 
 
-def _timed_train(workdir: Path, cache: Path) -> dict[str, Any]:
+def wait_until_quiet(
+    limit_s: float,
+    cores: int,
+    *,
+    load: Callable[[], float] = lambda: os.getloadavg()[0],
+    sleep: Callable[[float], None] = time.sleep,
+    poll_s: float = 5.0,
+) -> float:
+    """Wait (at most ``limit_s``) for the one-minute load average to fall under the idle threshold, and return
+    the seconds waited. The load average decays with a one-minute time constant, so right after the first run it
+    still counts that run: without the wait, the second run of an idle machine would be labelled "under load"."""
+    waited = 0.0
+    while load() >= IDLE_LOAD_PER_CORE * cores and waited < limit_s:
+        sleep(poll_s)
+        waited += poll_s
+    return waited
+
+
+def _timed_train(workdir: Path, cache: Path, settle_s: float) -> dict[str, Any]:
+    settled = wait_until_quiet(settle_s, os.cpu_count() or 1)
     load_before = os.getloadavg()[0]
     busy = _busiest_processes()
     env = {**os.environ, "FASTLRWA_CACHE": str(cache)}
@@ -77,6 +97,7 @@ def _timed_train(workdir: Path, cache: Path) -> dict[str, Any]:
         "method": config["method"],
         "seed": config["seed"],
         "load_average_before": load_before,
+        "waited_for_quiet_s": settled,
         "busiest_processes_before": busy,
     }
 
@@ -91,7 +112,7 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def measure() -> dict[str, Any]:
+def measure(settle_s: float) -> dict[str, Any]:
     import torch
 
     with tempfile.TemporaryDirectory(prefix="fastlrwa-quickstart-") as scratch:
@@ -100,9 +121,9 @@ def measure() -> dict[str, Any]:
         first_dir, cached_dir = root / "first", root / "cached"
         first_dir.mkdir()
         cached_dir.mkdir()
-        first = _timed_train(first_dir, cache)
+        first = _timed_train(first_dir, cache, settle_s)
         teacher = json.loads(next((cache / "teachers").glob("*/metrics.json")).read_text())
-        cached = _timed_train(cached_dir, cache)
+        cached = _timed_train(cached_dir, cache, settle_s)
     cores = os.cpu_count() or 1
     return {
         "date": datetime.date.today().isoformat(),
@@ -178,13 +199,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--readme-only", action="store_true", help="rewrite the README block from the JSON as it is")
     parser.add_argument("--out", type=Path, default=RESULTS, help="measurement JSON")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=240.0,
+        help="seconds to wait at most, before each run, for the load average to fall to idle (0: do not wait)",
+    )
     args = parser.parse_args()
     if args.readme_only:
         measurement = json.loads(args.out.read_text())
     else:
         if shutil.which("ps") is None:
             print("quickstart: ps not found; the busiest processes will not be recorded", file=sys.stderr)
-        measurement = measure()
+        measurement = measure(args.settle)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(measurement, indent=2) + "\n")
     write_readme(measurement)

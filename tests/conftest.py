@@ -43,6 +43,7 @@ def bn_teacher(tmp_path_factory) -> Path:
 def tiny_overrides(out: Path, teacher: Path, **extra) -> dict:
     """Dotted-path overrides for a run of a few seconds on the digits test split."""
     overrides = {
+        "method": "lrwa-mb",
         "runtime.out": str(out),
         "runtime.progress": False,
         "teacher.path": str(teacher),

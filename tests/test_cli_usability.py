@@ -195,6 +195,9 @@ def test_ctrl_c_during_pretraining_is_one_line_and_130(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
+        # A shell starts background jobs with SIGINT ignored, and Python keeps an inherited SIG_IGN; a user's
+        # Ctrl-C reaches a foreground process, so the child gets the default disposition whoever runs the suite.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 240

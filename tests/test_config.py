@@ -53,6 +53,9 @@ def test_paper_presets_run_the_replay_baselines_with_the_authors_batch(preset):
 
 def test_default_preset_is_digits_and_every_preset_validates():
     assert train_config(None).data.dataset == "digits"
+    # The quick start runs the measured best (MB-DFKD with the authors' joint loss); a flag picks another method.
+    assert (train_config(None).method, train_config(None).joint.objective) == ("mb-dfkd", "official")
+    assert train_config(None, {"method": "lrwa-mb"}).method == "lrwa-mb"
     for name in TRAIN_PRESETS:
         validate_train_config(train_config(name))
     for name in PRETRAIN_PRESETS:

@@ -115,3 +115,22 @@ def test_the_readme_holds_what_the_recorded_measurement_renders_to():
         "README.md's quick-start block differs from benchmarks/results/quickstart.json: "
         "run python benchmarks/quickstart.py --readme-only"
     )
+
+
+def test_the_benchmark_waits_for_the_load_to_fall_and_gives_up_at_its_limit():
+    rng = random.Random()
+    cores = rng.randrange(1, 9)
+    threshold = quickstart.IDLE_LOAD_PER_CORE * cores
+    busy_polls = rng.randrange(1, 7)
+    # The load average seen at each poll: over the threshold busy_polls times, then under it.
+    loads = [threshold * rng.uniform(1.0, 3.0) for _ in range(busy_polls)] + [threshold * rng.uniform(0.0, 0.99)]
+    slept: list[float] = []
+    poll = rng.uniform(0.5, 10.0)
+    waited = quickstart.wait_until_quiet(1e9, cores, load=iter(loads).__next__, sleep=slept.append, poll_s=poll)
+    assert len(slept) == busy_polls and waited == pytest.approx(busy_polls * poll)
+
+    # A machine that stays busy: it stops after the first poll at or past the limit.
+    slept.clear()
+    limit = poll * rng.uniform(2.2, 5.8)
+    waited = quickstart.wait_until_quiet(limit, cores, load=lambda: threshold * 2, sleep=slept.append, poll_s=poll)
+    assert waited >= limit and waited - poll < limit and len(slept) == int(waited / poll + 0.5)
