@@ -95,7 +95,7 @@ def test_grid_expands_seed_by_seed_with_stable_names(tmp_path) -> None:
 def test_no_axes_no_middle_level_and_the_presets_method(tmp_path) -> None:
     grid = _grid(tmp_path, methods=None, seeds="3", axes=(), fixed=(), preset="fashion-mnist")
     [cell] = grid.cells()
-    assert cell.run_dir == tmp_path / "sw" / "lrwa-mb" / "seed-3" and cell.name == "lrwa-mb/seed-3"
+    assert cell.run_dir == tmp_path / "sw" / "mb-dfkd" / "seed-3" and cell.name == "mb-dfkd/seed-3"
     assert cell.config.data.dataset == "fashion-mnist"
     assert Grid.parse(
         preset="fashion-mnist", methods=None, seeds="0", axes=(), fixed=(), root=None, train_argv=TRAIN_ARGV
