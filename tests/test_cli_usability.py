@@ -15,6 +15,7 @@ import click
 import torch
 from click.testing import CliRunner
 
+from conftest import TINY_TRAIN_FLAGS
 from fastlrwa.cli import cli, configure_thread_waiting
 from fastlrwa.config.presets import PRETRAIN_PRESETS, TRAIN_PRESETS
 from fastlrwa.data.catalog import DATASET_NAMES
@@ -124,20 +125,12 @@ def test_piped_logs_are_whole_lines_without_torch_notices(tmp_path, lenet_teache
             str(lenet_teacher),
             "--method",
             "lrwa-mb",
+            # progress left to the CLI's own choice: piped output must turn the bar off by itself
+            *(flag for flag in TINY_TRAIN_FLAGS if flag != "--no-progress"),
             "--epochs",
             "2",
             "--iters-per-epoch",
             "2",
-            "--student-steps",
-            "1",
-            "--batch-size",
-            "16",
-            "--latent-dim",
-            "8",
-            "--generator-width",
-            "8",
-            "--memory-slot-size",
-            "8",
             "--memory-push-every",
             "1",
         ],
