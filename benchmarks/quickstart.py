@@ -37,6 +37,10 @@ END = "<!-- end of quickstart results -->"
 IDLE_LOAD_PER_CORE = 0.25
 
 
+def is_idle(load_average: float, cores: int) -> bool:
+    return load_average < IDLE_LOAD_PER_CORE * cores
+
+
 def _fastlrwa() -> list[str]:
     script = Path(sys.executable).parent / "fastlrwa"
     return [str(script)] if script.exists() else [sys.executable, "-m", "fastlrwa"]
@@ -67,14 +71,14 @@ def wait_until_quiet(
     the seconds waited. The load average decays with a one-minute time constant, so right after the first run it
     still counts that run: without the wait, the second run of an idle machine would be labelled "under load"."""
     waited = 0.0
-    while load() >= IDLE_LOAD_PER_CORE * cores and waited < limit_s:
+    while not is_idle(load(), cores) and waited < limit_s:
         sleep(poll_s)
         waited += poll_s
     return waited
 
 
-def _timed_train(workdir: Path, cache: Path, settle_s: float) -> dict[str, Any]:
-    settled = wait_until_quiet(settle_s, os.cpu_count() or 1)
+def _timed_train(workdir: Path, cache: Path, settle_s: float, cores: int) -> dict[str, Any]:
+    settled = wait_until_quiet(settle_s, cores)
     load_before = os.getloadavg()[0]
     busy = _busiest_processes()
     env = {**os.environ, "FASTLRWA_CACHE": str(cache)}
@@ -115,16 +119,16 @@ def _cpu_model() -> str:
 def measure(settle_s: float) -> dict[str, Any]:
     import torch
 
+    cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="fastlrwa-quickstart-") as scratch:
         root = Path(scratch)
         cache = root / "cache"
         first_dir, cached_dir = root / "first", root / "cached"
         first_dir.mkdir()
         cached_dir.mkdir()
-        first = _timed_train(first_dir, cache, settle_s)
+        first = _timed_train(first_dir, cache, settle_s, cores)
         teacher = json.loads(next((cache / "teachers").glob("*/metrics.json")).read_text())
-        cached = _timed_train(cached_dir, cache, settle_s)
-    cores = os.cpu_count() or 1
+        cached = _timed_train(cached_dir, cache, settle_s, cores)
     return {
         "date": datetime.date.today().isoformat(),
         "command": "fastlrwa train",
@@ -136,7 +140,7 @@ def measure(settle_s: float) -> dict[str, Any]:
             "torch": torch.__version__,
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         },
-        "idle": all(run["load_average_before"] < IDLE_LOAD_PER_CORE * cores for run in (first, cached)),
+        "idle": all(is_idle(run["load_average_before"], cores) for run in (first, cached)),
         "first_use": {**first, "teacher_training_s": teacher["wall_time_s"]},
         "cached": cached,
         # Seeded after the teacher: the two runs must agree (a check of the measurement, not a figure).
