@@ -39,6 +39,13 @@ class TeacherConfig(Options):
     trust_pickle: bool = False
     # A teacher whose metadata names another dataset is refused unless this says the user means it.
     cross_dataset: bool = False
+    # A teacher of the user's own class: MODULE_OR_FILE.py:CALLABLE building it (its code is imported), the
+    # weights a state_dict in ``path``.
+    factory: str | None = None
+    # The normalisation a teacher from outside fastlrwa was trained with, comma-separated per channel
+    # (``config.normalisation``); None: the dataset's.
+    mean: str | None = None
+    std: str | None = None
 
 
 @dataclass(frozen=True)

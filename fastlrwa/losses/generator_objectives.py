@@ -21,16 +21,21 @@ from fastlrwa.losses.priors import activation_loss, adversarial_kl, batch_entrop
 def generator_loss(
     objective: GeneratorObjective,
     teacher_logits: torch.Tensor,
-    teacher_features: torch.Tensor,
+    teacher_features: torch.Tensor | None,
     student_logits: torch.Tensor | None,
     weights: GeneratorLossOptions,
     bn_loss: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The loss the generator minimises, and its parts (0-dim tensors, for logging)."""
+    """The loss the generator minimises, and its parts (0-dim tensors, for logging).
+
+    ``teacher_features`` is None for a teacher whose features cannot be read (a TorchScript or exported graph):
+    the activation prior is then left out, which the trainer allows only at weight 0.
+    """
     parts: dict[str, torch.Tensor] = {}
     if objective in ("dafl", "js_priors"):
         parts["oh"] = one_hot_loss(teacher_logits)
-        parts["act"] = activation_loss(teacher_features)
+        if teacher_features is not None:
+            parts["act"] = activation_loss(teacher_features)
     if objective in ("dafl", "dfq", "js_priors"):
         parts["ie"] = batch_entropy_loss(teacher_logits, weights.entropy_log_base)
     if objective == "dfad":

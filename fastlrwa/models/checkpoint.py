@@ -59,7 +59,7 @@ def save_model_checkpoint(
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "meta": meta.to_plain(),
-        "state_dict": _without_saved_prefixes(model.state_dict()),
+        "state_dict": without_saved_prefixes(model.state_dict()),
         "extra": plain_copy(extra or {}),
     }
     try:
@@ -104,7 +104,7 @@ def load_checkpoint_with_meta(
             arch_flag,
             {"num_classes": num_classes, "in_channels": in_channels, "image_size": image_size},
         )
-    state_dict, pickled_arch = _unwrap_state_dict(source, payload)
+    state_dict, pickled_arch = unwrap_state_dict(source, payload)
     if arch is not None and pickled_arch is not None and arch != pickled_arch:
         _refuse_arch_disagreement(source, arch, pickled_arch, arch_flag)
     chosen_arch = arch or pickled_arch
@@ -168,7 +168,7 @@ def _load_fastlrwa_format(
     if not _is_state_dict(state_dict):
         raise CheckpointError(f"{source}: the fastlrwa checkpoint has no valid state_dict; re-create it with fastlrwa")
     model = _build(source, meta.arch, meta.num_classes, meta.in_channels, meta.image_size)
-    _load_state_dict(source, model, state_dict, fix="the file is inconsistent; re-create it with fastlrwa")
+    load_checked_state_dict(source, model, state_dict, fix="the file is inconsistent; re-create it with fastlrwa")
     return model, meta
 
 
@@ -187,19 +187,20 @@ def _fit_bare_state_dict(
     sizes turn out right, which saves the second build in the common case.
     """
     probe = _build(source, arch, num_classes or PROBE_NUM_CLASSES, in_channels or PROBE_IN_CHANNELS, image_size)
-    state_dict = probe.canonical_state_dict(_without_saved_prefixes(state_dict))
+    state_dict = probe.canonical_state_dict(without_saved_prefixes(state_dict))
     fix = f"pass the {arch_flag} it was trained as (not {arch})"
     classes = num_classes or _weight_dim(source, arch, state_dict, probe.head_weight_key, 0, fix)
     channels = in_channels or _weight_dim(source, arch, state_dict, probe.stem_weight_key, 1, fix)
     model = probe
     if (classes, channels) != (probe.num_classes, probe.in_channels):
         model = _build(source, arch, classes, channels, image_size)
-    _load_state_dict(source, model, state_dict, fix=fix)
+    load_checked_state_dict(source, model, state_dict, fix=fix)
     return model
 
 
-def _unwrap_state_dict(source: Path, payload: Any) -> tuple[dict[str, torch.Tensor], str | None]:
-    """The state_dict inside ``payload`` and, for a pickled fastlrwa classifier, its architecture."""
+def unwrap_state_dict(source: Path, payload: Any) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The state_dict inside ``payload`` (wrapper prefixes kept) and, for a pickled fastlrwa classifier, its
+    architecture; ``CheckpointError`` where it holds none."""
     content = payload
     if isinstance(content, dict) and not _is_state_dict(content):
         content = next((content[key] for key in WRAPPER_KEYS if key in content), content)
@@ -223,7 +224,7 @@ def _is_state_dict(content: Any) -> bool:
     )
 
 
-def _without_saved_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def without_saved_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {_without_saved_prefix(key): value for key, value in state_dict.items()}
 
 
@@ -241,8 +242,11 @@ def _weight_dim(source: Path, arch: str, state_dict: dict[str, torch.Tensor], ke
     return weight.shape[dim]
 
 
-def _load_state_dict(source: Path, model: Classifier, state_dict: dict[str, torch.Tensor], fix: str) -> None:
-    """Load after checking keys and shapes ourselves, so a mismatch is one readable line."""
+def load_checked_state_dict(
+    source: Path, model: nn.Module, state_dict: dict[str, torch.Tensor], fix: str, *, what: str | None = None
+) -> None:
+    """Load after checking keys and shapes ourselves, so a mismatch is one readable line; ``what`` names the
+    model in it (default: the classifier's architecture)."""
     expected = model.state_dict()
     # BatchNorm's step counter is absent from checkpoints of older PyTorch and not needed for inference.
     missing = [key for key in expected if key not in state_dict and not key.endswith("num_batches_tracked")]
@@ -258,7 +262,7 @@ def _load_state_dict(source: Path, model: Classifier, state_dict: dict[str, torc
         if items
     ]
     if problems:
-        raise CheckpointError(f"{source}: the weights do not fit {model.arch} ({'; '.join(problems)}); {fix}")
+        raise CheckpointError(f"{source}: the weights do not fit {what or model.arch} ({'; '.join(problems)}); {fix}")
     model.load_state_dict(state_dict, strict=False)
 
 

@@ -15,6 +15,8 @@ from fastlrwa.distributed import DistributedContext, rank_seed
 from fastlrwa.errors import ConfigError
 from fastlrwa.models import ModelMeta, build_generator, build_model, layer_default_init
 from fastlrwa.models.batchnorm import tracked_batchnorms
+from fastlrwa.models.foreign_teacher import ForeignTeacher
+from fastlrwa.models.teacher_forms import GRAPH_FORMS
 from fastlrwa.replay import VAE, GenerativeReplay, MemoryBankReplay, ReplayRing, ReplayScheme
 from fastlrwa.runtime import amp_dtype
 from fastlrwa.trainer.schedule import constant_schedule, cosine_schedule
@@ -110,6 +112,23 @@ def _replay(
     return None
 
 
+def _check_teacher_serves(spec: MethodSpec, config: TrainConfig, teacher: nn.Module, meta: ModelMeta) -> None:
+    """A TorchScript or exported teacher has no features and no BatchNorm layers to hook: the priors that read
+    them are refused rather than trained without."""
+    if not isinstance(teacher, ForeignTeacher):
+        return
+    if not teacher.has_features and spec.generator_objective in ("dafl", "js_priors") and config.loss.a != 0:
+        raise ConfigError(
+            f"the activation prior reads the input of the teacher's last nn.Linear, which a {meta.arch} teacher "
+            "does not expose; pass --w-act 0, or load the teacher from its own class with --teacher-factory"
+        )
+    if spec.generator_objective == "dfq" and meta.arch in GRAPH_FORMS:
+        raise ConfigError(
+            f"dfq matches the inputs of the teacher's BatchNorm layers, which a {meta.arch} teacher does not "
+            "expose; load it from its own class with --teacher-factory, or use another method"
+        )
+
+
 def build_run(config: TrainConfig, teacher_path: Path, context: DistributedContext) -> RunParts:
     """Every part of the run on ``context.device``; ``teacher_path`` from
     :func:`fastlrwa.commands.teacher.resolve_teacher_path`.
@@ -129,6 +148,7 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
             )
         info = dataset_info(config.data.dataset)
         teacher, teacher_meta = load_frozen_teacher(teacher_path, config.teacher, info, device)
+        _check_teacher_serves(spec, config, teacher, teacher_meta)
         if spec.generator_objective == "dfq" and next(tracked_batchnorms(teacher), None) is None:
             raise ConfigError(
                 f"dfq matches the teacher's BatchNorm statistics, but the {teacher_meta.arch} teacher "

@@ -1,4 +1,6 @@
-"""Loading the frozen teacher of a run (which file that is: ``fastlrwa.commands.teacher``)."""
+"""Loading the frozen teacher of a run (which file that is: ``fastlrwa.commands.teacher``): a fastlrwa model
+file or state_dict, or a teacher from outside fastlrwa (TorchScript, an exported program, a state_dict of the
+user's own class with ``--teacher-factory``), which is checked on a probe batch before any training."""
 
 from __future__ import annotations
 
@@ -8,10 +10,17 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from fastlrwa.config.normalisation import teacher_normalisation
 from fastlrwa.config.schema import TeacherConfig
 from fastlrwa.data import DatasetInfo
 from fastlrwa.errors import CheckpointError
 from fastlrwa.models import ModelMeta, check_num_classes, load_checkpoint_with_meta
+from fastlrwa.models.foreign_teacher import ForeignTeacher
+from fastlrwa.models.teacher_forms import load_graph_teacher, teacher_form
+from fastlrwa.models.user_factory import build_from_factory, load_user_state_dict
+
+# Odd and larger than one, so that a graph exported for a fixed batch of 1 or 2 is caught here, not in training.
+PROBE_BATCH = 3
 
 
 def file_sha256(path: str | Path) -> str:
@@ -30,6 +39,76 @@ def load_frozen_teacher(
     A teacher whose metadata names another dataset is refused unless ``config.cross_dataset``: with matching
     shapes it would train to the end on the wrong classes, with nothing but a low accuracy to show for it.
     """
+    form = teacher_form(path) if path.is_file() else "checkpoint"
+    if form != "checkpoint" or config.factory is not None:
+        model, meta = load_foreign_teacher(path, form, config, info)
+    else:
+        model, meta = _load_fastlrwa_teacher(path, config, info)
+    model = model.to(device).eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model, meta
+
+
+def load_foreign_teacher(path: Path, form: str, config: TeacherConfig, info: DatasetInfo) -> tuple[nn.Module, ModelMeta]:
+    """A TorchScript, exported or factory-built teacher wrapped as a :class:`ForeignTeacher`, checked to map
+    ``info``'s input to ``[N, num_classes]`` logits."""
+    if config.factory is not None:
+        if form != "checkpoint":
+            raise CheckpointError(
+                f"{path}: is a {form} file, which holds its own model; drop --teacher-factory, or pass the "
+                "state_dict of the factory's class"
+            )
+        model = build_from_factory(config.factory)
+        load_user_state_dict(path, model, config.factory)
+        arch = config.factory
+    else:
+        model = load_graph_teacher(path, form)
+        arch = form
+    model.eval()
+    mean, std = teacher_normalisation(config, info)
+    teacher = ForeignTeacher(
+        model,
+        arch=arch,
+        num_classes=info.num_classes,
+        in_channels=info.channels,
+        dataset_norm=(info.mean, info.std),
+        teacher_norm=(mean, std),
+    )
+    _check_output(teacher, path, info)
+    meta = ModelMeta(
+        arch=arch,
+        num_classes=info.num_classes,
+        in_channels=info.channels,
+        image_size=info.image_size,
+        dataset=None,
+        mean=mean,
+        std=std,
+    )
+    return teacher, meta
+
+
+def _check_output(teacher: ForeignTeacher, path: Path, info: DatasetInfo) -> None:
+    shape = (PROBE_BATCH, info.channels, info.image_size, info.image_size)
+    declared = f"{info.channels}x{info.image_size}x{info.image_size} {info.name} images"
+    try:
+        with torch.no_grad():
+            logits = teacher(torch.randn(shape))
+    except Exception as error:  # the user's model may raise anything on an input it does not take
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise CheckpointError(
+            f"teacher {path} fails on a batch of {PROBE_BATCH} {declared} ({type(error).__name__}: {first}); "
+            "use a teacher for this input (an exported one with a dynamic batch dimension)"
+        ) from None
+    got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+    if got != (PROBE_BATCH, info.num_classes):
+        raise CheckpointError(
+            f"teacher {path} gives {got} on a batch of {PROBE_BATCH} {declared}, not [N, {info.num_classes}] "
+            f"logits; use a teacher whose forward returns one logit per {info.name} class"
+        )
+
+
+def _load_fastlrwa_teacher(path: Path, config: TeacherConfig, info: DatasetInfo) -> tuple[nn.Module, ModelMeta]:
     model, meta = load_checkpoint_with_meta(
         path, arch=config.arch, trust_pickle=config.trust_pickle, image_size=info.image_size, arch_flag="--teacher-arch"
     )
@@ -44,7 +123,4 @@ def load_frozen_teacher(
             f"teacher {path} takes {meta.in_channels}x{meta.image_size}x{meta.image_size} inputs but {info.name} is "
             f"{info.channels}x{info.image_size}x{info.image_size}; use a teacher trained on {info.name}"
         )
-    model = model.to(device).eval()
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
     return model, meta

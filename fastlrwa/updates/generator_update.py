@@ -110,7 +110,7 @@ class GeneratorUpdate:
         _, parts = generator_loss(
             self.objective,
             at_least_float32(teacher_logits),
-            at_least_float32(features),
+            None if features is None else at_least_float32(features),
             None if student_logits is None else at_least_float32(student_logits),
             self.weights,
             bn_loss,

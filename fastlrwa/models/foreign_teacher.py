@@ -1,0 +1,77 @@
+"""A teacher from outside fastlrwa (TorchScript, an exported program, the user's own class) behind the interface
+the trainer uses: ``forward(x, return_features=False)``, on inputs in the run's normalisation.
+
+The generator's images (and the test set) are in the dataset's normalisation, ``(p - mean_d) / std_d`` of
+pixels ``p`` in [0, 1]; the teacher was trained on ``(p - mean_t) / std_t`` (torchvision's ``Normalize``).
+The wrapper maps one onto the other, per channel: ``x_t = x * std_d / std_t + (mean_d - mean_t) / std_t``,
+the identity where the two agree.
+
+Features (the activation prior's input): the input of the teacher's last ``nn.Linear``, read with a forward
+pre-hook in the same pass. A TorchScript module takes no hooks and an exported graph has no modules, so they
+have no features (``has_features`` is False) and ``forward(x, return_features=True)`` gives ``None`` for them.
+
+The wrapped model stays in eval mode: ``train()`` switches this wrapper alone (an exported graph cannot be
+switched at all, and a frozen teacher's BatchNorm must use its running statistics).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+
+class ForeignTeacher(nn.Module):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        arch: str,
+        num_classes: int,
+        in_channels: int,
+        dataset_norm: tuple[Sequence[float], Sequence[float]],
+        teacher_norm: tuple[Sequence[float], Sequence[float]],
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.arch = arch
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        (mean_d, std_d), (mean_t, std_t) = dataset_norm, teacher_norm
+        shape = (1, in_channels, 1, 1)
+        scale = [sd / st for sd, st in zip(std_d, std_t)]
+        shift = [(md - mt) / st for md, mt, st in zip(mean_d, mean_t, std_t)]
+        self.register_buffer("input_scale", torch.tensor(scale, dtype=torch.float32).view(shape))
+        self.register_buffer("input_shift", torch.tensor(shift, dtype=torch.float32).view(shape))
+        self._features: torch.Tensor | None = None
+        head = last_linear(model)
+        self.has_features = head is not None
+        if head is not None:
+            head.register_forward_pre_hook(self._keep_features)
+
+    def _keep_features(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        self._features = inputs[0]
+
+    def train(self, mode: bool = True) -> "ForeignTeacher":
+        self.training = mode
+        return self
+
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        self._features = None
+        logits = self.model(x * self.input_scale.to(x.dtype) + self.input_shift.to(x.dtype))
+        if not return_features:
+            return logits
+        features, self._features = self._features, None
+        return logits, features
+
+
+def last_linear(model: nn.Module) -> nn.Linear | None:
+    """The last ``nn.Linear`` registered in a Python module (its classifier head), or None: for a TorchScript
+    module (no hooks) and an exported graph (no ``nn.Linear`` left in it)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return None
+    linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    return linears[-1] if linears else None

@@ -1,0 +1,60 @@
+"""Which of the accepted forms a teacher file is, told by its content, and loading each form safely.
+
+- ``torchscript``: a ``torch.jit.save`` archive (a zip with ``code/`` and ``constants.pkl``), read by
+  ``torch.jit.load``, whose unpickler rebuilds TorchScript objects only: no Python code of the file runs.
+- ``exported``: a ``torch.export.save`` program (a zip with ``archive_format``), read by ``torch.export.load``
+  (a serialised graph and its weights, no pickled Python).
+- ``checkpoint``: anything else ``torch.load`` may read: a fastlrwa model file or a state_dict
+  (``fastlrwa.models.checkpoint``), or, with a factory, the state_dict of the user's own class
+  (``fastlrwa.models.user_factory``).
+
+The extension is not looked at: a ``.pt`` may hold any of the three.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn as nn
+
+from fastlrwa.errors import CheckpointError
+
+TeacherForm = Literal["torchscript", "exported", "checkpoint"]
+# The forms that hold a graph rather than Python modules: no hooks, so no features or BatchNorm inputs.
+GRAPH_FORMS = ("torchscript", "exported")
+
+
+def teacher_form(path: Path) -> TeacherForm:
+    """The form of the file at ``path`` from the names inside its zip archive (a legacy, non-zip
+    ``torch.save`` file is a checkpoint)."""
+    if not zipfile.is_zipfile(path):
+        return "checkpoint"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return "checkpoint"  # read_checkpoint says what is wrong with it
+    # Every entry sits under one root folder, named after the file when it was saved.
+    inner = {name.partition("/")[2] for name in names}
+    if "archive_format" in inner:
+        return "exported"
+    if "constants.pkl" in inner and any(name.startswith("code/") for name in inner):
+        return "torchscript"
+    return "checkpoint"
+
+
+def load_graph_teacher(path: Path, form: TeacherForm) -> nn.Module:
+    """The module of a TorchScript or exported teacher file, on the CPU; every failure a ``CheckpointError``."""
+    try:
+        if form == "torchscript":
+            return torch.jit.load(str(path), map_location="cpu")
+        return torch.export.load(str(path)).module()
+    except Exception as error:  # both loaders raise many types on a damaged archive
+        fix = "re-save it with torch.jit.save" if form == "torchscript" else "re-save it with torch.export.save"
+        raise CheckpointError(
+            f"{path}: not a loadable {'TorchScript' if form == 'torchscript' else 'torch.export'} file "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); {fix}"
+        ) from None
