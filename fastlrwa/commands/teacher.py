@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Callable
 
 from fastlrwa.config.presets import PRETRAIN_PRESETS, pretrain_config
+from fastlrwa.config.normalisation import teacher_normalisation
 from fastlrwa.config.schema import TeacherConfig
 from fastlrwa.data.catalog import DatasetInfo
-from fastlrwa.errors import CheckpointError
+from fastlrwa.errors import CheckpointError, ConfigError
 from fastlrwa.paths import CACHE_ENV, require_writable_dir, user_cache_dir
 
 # Datasets whose teacher trains in minutes on a CPU; for the others a teacher file must be given.
@@ -25,7 +26,14 @@ def cached_teacher_path(dataset: str, arch: str) -> Path:
 
 def check_teacher_source(config: TeacherConfig, info: DatasetInfo) -> None:
     """Fail now, not after minutes of work: the teacher file is missing, or none is given where none can be
-    trained, or the cache a first-use teacher would go to cannot be written."""
+    trained, or the cache a first-use teacher would go to cannot be written; a factory without the weights it
+    loads; a teacher normalisation of the wrong length."""
+    teacher_normalisation(config, info)
+    if config.factory is not None and config.path is None:
+        raise ConfigError(
+            f"--teacher-factory {config.factory} builds the model, and its weights come from --teacher FILE "
+            "(a torch.save of its state_dict); pass --teacher"
+        )
     if config.path is not None:
         path = Path(config.path).expanduser()
         if not path.is_file():

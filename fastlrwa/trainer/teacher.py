@@ -65,7 +65,8 @@ def load_foreign_teacher(path: Path, form: str, config: TeacherConfig, info: Dat
     else:
         model = load_graph_teacher(path, form)
         arch = form
-    model.eval()
+    if form != "exported":  # an exported graph keeps the mode it was exported in, and cannot be switched
+        model.eval()
     mean, std = teacher_normalisation(config, info)
     teacher = ForeignTeacher(
         model,

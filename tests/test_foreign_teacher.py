@@ -1,0 +1,187 @@
+"""Teachers from outside fastlrwa: TorchScript, torch.export and a state_dict of the user's own class, each
+told apart by content, mapped to the run's normalisation, checked before training and distilled end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import tiny_overrides
+from foreign_teachers import FACTORY, UserCNN, save_three_ways, user_cnn
+from fastlrwa.commands.train import run_train
+from fastlrwa.config.presets import train_config
+from fastlrwa.config.schema import TeacherConfig
+from fastlrwa.data import dataset_info
+from fastlrwa.errors import CheckpointError, ConfigError
+from fastlrwa.models.teacher_forms import teacher_form
+from fastlrwa.trainer.teacher import load_frozen_teacher
+
+DIGITS = dataset_info("digits")
+FORMS = {"torchscript": {}, "exported": {}, "state_dict": {"teacher.factory": FACTORY}}
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    model = user_cnn(seed=3)
+    return model, save_three_ways(model, tmp_path_factory.mktemp("user_teacher"))
+
+
+def _config(path, **fields):
+    return TeacherConfig(path=str(path), **fields)
+
+
+def test_forms_are_told_apart_by_content_not_extension(saved, tmp_path):
+    _, paths = saved
+    swapped = {}
+    for form, path in paths.items():
+        swapped[form] = tmp_path / f"{form}.bin"
+        swapped[form].write_bytes(path.read_bytes())
+    assert teacher_form(swapped["torchscript"]) == "torchscript"
+    assert teacher_form(swapped["exported"]) == "exported"
+    assert teacher_form(swapped["state_dict"]) == "checkpoint"
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_each_form_gives_the_models_logits_on_its_own_normalisation(saved, form):
+    model, paths = saved
+    mean, std = (0.5,), (0.25,)
+    fields = {"factory": FACTORY} if form == "state_dict" else {}
+    teacher, meta = load_frozen_teacher(
+        paths[form], _config(paths[form], mean="0.5", std="0.25", **fields), DIGITS, torch.device("cpu")
+    )
+    torch.manual_seed(11)
+    x = torch.randn(5, 1, 32, 32, dtype=torch.float64)
+    # The generator's x is in digits' normalisation; the teacher was trained on (p - 0.5) / 0.25.
+    pixels = x * DIGITS.std[0] + DIGITS.mean[0]
+    expected = model.double()(((pixels - mean[0]) / std[0]))
+    model.float()
+    got = teacher(x.float())
+    torch.testing.assert_close(got.double(), expected, atol=1e-4, rtol=1e-4)
+    assert (meta.mean, meta.std) == (mean, std)
+    assert all(not parameter.requires_grad for parameter in teacher.parameters())
+
+
+def test_features_are_the_input_of_the_last_linear_for_the_users_class(saved):
+    model, paths = saved
+    teacher, _ = load_frozen_teacher(
+        paths["state_dict"], _config(paths["state_dict"], factory=FACTORY), DIGITS, torch.device("cpu")
+    )
+    x = torch.randn(7, 1, 32, 32)
+    logits, features = teacher(x, return_features=True)
+    reference = model.body(x)
+    torch.testing.assert_close(features, reference)
+    torch.testing.assert_close(logits, F.linear(reference, model.head.weight, model.head.bias))
+
+
+@pytest.mark.parametrize("form", ["torchscript", "exported"])
+def test_graph_teachers_have_no_features(saved, form):
+    _, paths = saved
+    teacher, _ = load_frozen_teacher(paths[form], _config(paths[form]), DIGITS, torch.device("cpu"))
+    logits, features = teacher(torch.randn(3, 1, 32, 32), return_features=True)
+    assert features is None and logits.shape == (3, 10)
+
+
+def _train(tmp_path, teacher, method="mb-dfkd", **extra):
+    overrides = tiny_overrides(tmp_path / "run", teacher, method=method, **{"schedule.epochs": 1, **extra})
+    return run_train(train_config("digits", overrides), explicit=set(overrides))
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_each_form_distils_through_the_whole_loop(saved, tmp_path, form):
+    _, paths = saved
+    extra = dict(FORMS[form])
+    if form != "state_dict":
+        extra["loss.a"] = 0.0
+    history = _train(tmp_path, paths[form], **extra)
+    assert len(history) == 1 and 0.0 <= history[0]["test_accuracy"] <= 100.0
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["teacher_arch"] == (FACTORY if form == "state_dict" else form)
+
+
+def test_dfq_reads_the_batchnorm_layers_of_the_users_class(saved, tmp_path):
+    _, paths = saved
+    history = _train(tmp_path, paths["state_dict"], method="dfq", **{"teacher.factory": FACTORY})
+    assert history[0]["gen_bn"] > 0
+
+
+@pytest.mark.parametrize("form", ["torchscript", "exported"])
+def test_a_graph_teacher_refuses_the_activation_prior_naming_w_act_0(saved, tmp_path, form):
+    _, paths = saved
+    with pytest.raises(ConfigError, match="--w-act 0"):
+        _train(tmp_path, paths[form])
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_a_graph_teacher_refuses_dfq(saved, tmp_path):
+    _, paths = saved
+    with pytest.raises(ConfigError, match="--teacher-factory"):
+        _train(tmp_path, paths["torchscript"], method="dfq")
+
+
+def _load(path, **fields):
+    return load_frozen_teacher(path, _config(path, **fields), DIGITS, torch.device("cpu"))
+
+
+def test_a_file_of_no_accepted_form_is_refused(tmp_path):
+    junk = tmp_path / "teacher.pt"
+    junk.write_bytes(b"not a model at all" * 7)
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        _load(junk)
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        ("no_such_module_here:Net", "does not import"),
+        ("missing_file.py:Net", "no file"),
+        (FACTORY.replace(":UserCNN", ":NoSuchClass"), "no callable"),
+        (FACTORY.replace(":UserCNN", ":save_three_ways"), "failed"),
+        (FACTORY.replace(":UserCNN", ":FACTORY"), "no callable"),
+        ("Net", "MODULE_OR_FILE.py:CALLABLE"),
+    ],
+)
+def test_a_factory_that_does_not_build_a_module_is_refused(saved, factory, message):
+    _, paths = saved
+    with pytest.raises(ConfigError, match=message):
+        _load(paths["state_dict"], factory=factory)
+
+
+def test_a_factory_returning_no_module_is_refused(saved, tmp_path):
+    _, paths = saved
+    source = tmp_path / "not_a_model.py"
+    source.write_text("def build():\n    return 42\n")
+    with pytest.raises(ConfigError, match="not a torch.nn.Module"):
+        _load(paths["state_dict"], factory=f"{source}:build")
+
+
+def test_a_state_dict_that_does_not_fit_the_factory_is_refused(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save(UserCNN(width=4).state_dict(), path)
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        _load(path, factory=FACTORY)
+
+
+def test_a_teacher_whose_output_is_not_one_logit_per_class_is_refused(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(32 * 32, 7)).eval()
+    path = tmp_path / "seven.pt"
+    torch.jit.save(torch.jit.script(model), str(path))
+    with pytest.raises(CheckpointError, match=r"\[N, 10\]"):
+        _load(path)
+
+
+def test_an_exported_teacher_with_a_fixed_batch_is_refused(tmp_path):
+    path = tmp_path / "fixed.pt2"
+    torch.export.save(torch.export.export(user_cnn(), (torch.randn(2, 1, 32, 32),)), str(path))
+    with pytest.raises(CheckpointError, match="dynamic batch"):
+        _load(path)
+
+
+@pytest.mark.parametrize(("field", "value"), [("mean", "0.1,0.2"), ("std", "0.3,0.3,0.3"), ("std", "0"), ("mean", "x")])
+def test_a_normalisation_of_the_wrong_length_is_refused_before_any_work(saved, tmp_path, field, value):
+    _, paths = saved
+    with pytest.raises(ConfigError, match=f"--teacher-{field}"):
+        _train(tmp_path, paths["torchscript"], **{f"teacher.{field}": value, "loss.a": 0.0})
+    assert not (tmp_path / "run").exists()
