@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from foreign_teachers import FACTORY, UserCNN, save_three_ways, user_cnn
 
 from conftest import tiny_overrides
-from foreign_teachers import FACTORY, UserCNN, save_three_ways, user_cnn
 from fastlrwa.commands.train import run_train
 from fastlrwa.config.presets import train_config
 from fastlrwa.config.schema import TeacherConfig

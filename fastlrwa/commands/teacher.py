@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from fastlrwa.config.presets import PRETRAIN_PRESETS, pretrain_config
 from fastlrwa.config.normalisation import teacher_normalisation
+from fastlrwa.config.presets import PRETRAIN_PRESETS, pretrain_config
 from fastlrwa.config.schema import TeacherConfig
 from fastlrwa.data.catalog import DatasetInfo
 from fastlrwa.errors import CheckpointError, ConfigError

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from fastlrwa.errors import CheckpointError, ConfigError
+from fastlrwa.errors import ConfigError
 from fastlrwa.models.checkpoint import load_checked_state_dict, unwrap_state_dict, without_saved_prefixes
 from fastlrwa.models.checkpoint_file import read_checkpoint
 

@@ -50,7 +50,9 @@ def load_frozen_teacher(
     return model, meta
 
 
-def load_foreign_teacher(path: Path, form: str, config: TeacherConfig, info: DatasetInfo) -> tuple[nn.Module, ModelMeta]:
+def load_foreign_teacher(
+    path: Path, form: str, config: TeacherConfig, info: DatasetInfo
+) -> tuple[nn.Module, ModelMeta]:
     """A TorchScript, exported or factory-built teacher wrapped as a :class:`ForeignTeacher`, checked to map
     ``info``'s input to ``[N, num_classes]`` logits."""
     if config.factory is not None:
