@@ -80,10 +80,26 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
         "--teacher",
         "teacher.path",
         None,
-        "teacher checkpoint (default: the dataset's cached teacher in "
-        "~/.cache/fastlrwa/teachers, or $FASTLRWA_CACHE/teachers, trained on first use)",
+        "teacher file: a fastlrwa model file, a state_dict (with --teacher-arch or --teacher-factory), a TorchScript "
+        "file (torch.jit.save) or a torch.export program (torch.export.save), told apart by content (default: the "
+        "dataset's cached teacher in ~/.cache/fastlrwa/teachers, or $FASTLRWA_CACHE/teachers, trained on first use)",
     ),
     ("--teacher-arch", "teacher.arch", None, f"teacher architecture, for a bare state_dict: {_ARCH_CHOICES}"),
+    (
+        "--teacher-factory",
+        "teacher.factory",
+        None,
+        "MODULE_OR_FILE.py:CALLABLE building your own nn.Module, whose state_dict --teacher holds (weights only); "
+        "this imports and runs your code: pass it only for code you trust",
+    ),
+    (
+        "--teacher-mean",
+        "teacher.mean",
+        None,
+        "M[,M,...]: the per-channel mean a teacher from outside fastlrwa was trained with, as torchvision's "
+        "Normalize on pixels in [0, 1] (default: the dataset's)",
+    ),
+    ("--teacher-std", "teacher.std", None, "S[,S,...]: its per-channel std, as for --teacher-mean"),
     ("--student", "student.arch", None, f"student architecture: {_ARCH_CHOICES}"),
     ("--epochs", "schedule.epochs", None, "epochs E"),
     ("--iters-per-epoch", "schedule.iters_per_epoch", None, "iterations per epoch I"),

@@ -8,9 +8,11 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from click.testing import CliRunner
 from foreign_teachers import FACTORY, UserCNN, save_three_ways, user_cnn
 
-from conftest import tiny_overrides
+from conftest import TINY_TRAIN_FLAGS, tiny_overrides
+from fastlrwa.cli import cli
 from fastlrwa.commands.train import run_train
 from fastlrwa.config.presets import train_config
 from fastlrwa.config.schema import TeacherConfig
@@ -185,3 +187,21 @@ def test_a_normalisation_of_the_wrong_length_is_refused_before_any_work(saved, t
     with pytest.raises(ConfigError, match=f"--teacher-{field}"):
         _train(tmp_path, paths["torchscript"], **{f"teacher.{field}": value, "loss.a": 0.0})
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--teacher-factory", "no_such_module_here:Net"], "--teacher-factory no_such_module_here:Net"),
+        (["--teacher-mean", "0.1,0.2", "--w-act", "0"], "--teacher-mean 0.1,0.2"),
+    ],
+)
+def test_the_command_line_answers_bad_teacher_input_in_one_line(saved, tmp_path, flags, message):
+    _, paths = saved
+    teacher = paths["state_dict"] if "--teacher-factory" in flags else paths["torchscript"]
+    args = ["train", "--out", str(tmp_path / "run"), "--teacher", str(teacher), *TINY_TRAIN_FLAGS, *flags]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
