@@ -11,7 +11,7 @@ On CUDA each case is timed with ``triton.testing.do_bench`` (L2 flushed between 
 20th/80th percentiles. Bandwidth is against the bytes a loss must move at least: forward reads
 both logit matrices (2·N·C elements); forward+backward also reads them again and writes both
 gradients (6·N·C elements). It is compared with the device's copy bandwidth, measured here with
-a 1 GiB device-to-device copy. The goal (issue 5): forward+backward of the Triton kernels at
+a 1 GiB device-to-device copy. The project's goal: forward+backward of the Triton kernels at
 N >= 4096, C >= 100 reaches >= 70 % of copy bandwidth and >= 2x torch eager.
 
 Results: rows appended to benchmarks/results/kernels.csv (device, torch and triton versions,

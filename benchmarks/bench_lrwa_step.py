@@ -72,7 +72,7 @@ LRWA_MODES = {
 
 
 def small_cnn(num_classes: int) -> nn.Module:
-    """The ~94k-parameter CNN of the issue's measurements: four conv-BN-ReLU blocks and a linear head."""
+    """The ~94k-parameter CNN of BENCHMARKS.md's small size: four conv-BN-ReLU blocks and a linear head."""
 
     def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
         return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared GPU check (issue 12): every GPU number the project needs, in one call of at most ~8 minutes
+# One prepared GPU check: every GPU number the project needs, in one call of at most ~8 minutes
 # on one H200, run from the repository root of a copy of the working tree.
 #
 #   bash benchmarks/gpu_check.sh                      # on the GPU machine: results under $OUT

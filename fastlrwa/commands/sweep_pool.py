@@ -3,7 +3,7 @@
 CPU: ``jobs`` processes at a time, each limited to ``threads`` OpenMP/MKL threads through its
 environment (torch sizes its thread pool from ``OMP_NUM_THREADS`` at start-up). One thread a job is
 the default: the small CPU models are overhead-bound, and more threads than cores make OpenMP spin at
-barriers (the issue measured an 8-12x slowdown with three jobs on two cores).
+barriers (measured on 2026-12-01: an 8-12x slowdown with three jobs on two cores).
 
 GPU: each process sees one device through ``CUDA_VISIBLE_DEVICES``; a starting job takes the visible
 device with the fewest running jobs (the first such in order), so ``jobs`` = number of devices puts one
