@@ -40,3 +40,15 @@ class Interrupted(UserFacingError):
     """Ctrl-C: the work stopped at a safe point; the message says what was kept and how to continue."""
 
     exit_code = 130
+
+
+class Terminated(Interrupted):
+    """SIGTERM (a batch scheduler's stop): handled as Ctrl-C, with the shell's code for it (128 + 15)."""
+
+    exit_code = 143
+
+
+class RunWriteError(UserFacingError):
+    """A file of the run could not be written (a full disk, a quota); the last good checkpoint is kept."""
+
+    exit_code = 4

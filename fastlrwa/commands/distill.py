@@ -3,6 +3,7 @@ the teacher, the parts, the loop, and the lines the user reads."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from fastlrwa.commands.teacher import cached_teacher_hint, resolve_teacher_path
 from fastlrwa.config.schema import TrainConfig, to_dict
 from fastlrwa.data import dataset_info, evaluate
 from fastlrwa.distributed import DistributedContext
-from fastlrwa.errors import CheckpointError, Interrupted
+from fastlrwa.errors import CheckpointError, Interrupted, Terminated
 from fastlrwa.metrics import run_stats
 from fastlrwa.progress import EpochProgress, epoch_progress
 from fastlrwa.runtime import environment_versions, seed_everything
@@ -83,9 +84,10 @@ def _train(config: TrainConfig, run: RunDir, context: DistributedContext, *, res
             _start_run_dir(run, parts, trainer.teacher.sha256, progress)
         try:
             history = trainer.fit()
-        except StopRequested:
-            raise Interrupted(
-                f"stopped at epoch {trainer.epoch + 1}, iteration {trainer.iteration}; checkpoint saved in "
+        except StopRequested as stop:
+            error = Terminated if stop.signum == signal.SIGTERM else Interrupted
+            raise error(
+                f"stopped by {stop} at epoch {trainer.epoch + 1}, iteration {trainer.iteration}; checkpoint saved in "
                 f"{run.checkpoint}; continue with: {_command(context)} --out {run.root} --resume"
             ) from None
 

@@ -21,6 +21,7 @@ from fastlrwa.data.catalog import dataset_info
 from fastlrwa.errors import CheckpointError, ConfigError
 from fastlrwa.paths import require_writable_dir
 from fastlrwa.trainer.run_dir import RunDir, fresh_run_dir
+from fastlrwa.trainer.run_lock import run_dir_lock
 
 # Settings a resumed run may change: they do not alter what has been computed so far. The epochs are not
 # among them: the learning-rate schedule spans the epochs set at the start (split a run with --stop-after).
@@ -58,7 +59,16 @@ def run_train(
     config, run = prepare_train(config, resume=resume, force=force, explicit=explicit, flags=flags)
     from fastlrwa.commands.distill import distil  # torch and the trainer: only once every check above passed
 
-    return distil(config, run, resume=resume)
+    # Under torchrun rank 0 alone holds the run directory: it is the only rank that writes into it.
+    if os.environ.get("RANK", "0") != "0":
+        return distil(config, run, resume=resume)
+    with run_dir_lock(run.root):
+        # Taken after the checks, re-checked under the lock: a run that finished or started meanwhile is seen.
+        if resume:
+            run.check_resumable()
+        elif not force:
+            run.check_fresh(to_dict(config), force=False)
+        return distil(config, run, resume=resume)
 
 
 def prepare_train(

@@ -211,14 +211,19 @@ class MetricsLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         created = not self.path.exists()
         with open(self.path, "a+b") as handle:
-            if handle.seek(0, os.SEEK_END) > 0:
+            size = handle.seek(0, os.SEEK_END)
+            if size > 0:
                 handle.seek(-1, os.SEEK_END)
                 # A line cut by an earlier crash must not swallow this one.
                 if handle.read(1) != b"\n":
                     line = b"\n" + line
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+            try:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError:  # a full disk: no cut line is left behind
+                handle.truncate(size)
+                raise
         if created:
             _fsync_directory(self.path.parent)
 

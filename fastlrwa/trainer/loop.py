@@ -45,37 +45,49 @@ from fastlrwa.trainer.diagnostics import (
 from fastlrwa.trainer.epoch_stats import EpochStats, format_live
 from fastlrwa.trainer.run_dir import RunDir
 from fastlrwa.trainer.teacher import file_sha256
+from fastlrwa.trainer.write_guard import guarded_write
 
 WATCHED_LOSSES = ("loss_student", "loss_generator")
 LIVE_KEYS = ("loss_student", "loss_generator", "grad_cos", "agree_gen")
 CLASS_HISTOGRAM = "gen_class_hist"
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 class StopRequested(Exception):
-    """Ctrl-C was pressed; a checkpoint was written at the last safe point."""
+    """Ctrl-C or SIGTERM arrived; a checkpoint was written at the last safe point."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 @contextmanager
-def _interrupt_flag() -> Iterator[dict[str, bool]]:
-    """The first Ctrl-C asks the loop to stop at the next safe point; a second one stops at once."""
-    flag = {"stop": False}
-    previous = signal.getsignal(signal.SIGINT)
+def _stop_request() -> Iterator[dict[str, int]]:
+    """The first SIGINT or SIGTERM asks the loop to stop at the next safe point (``stop`` holds its number);
+    a second one of either stops at once. SIGTERM is what batch schedulers send before they kill a job."""
+    request = {"stop": 0}
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
 
     def handler(signum: int, frame: Any) -> None:
-        if flag["stop"]:
-            signal.signal(signal.SIGINT, previous)
+        if request["stop"]:
+            for number, old in previous.items():
+                signal.signal(number, old)
             raise KeyboardInterrupt
-        flag["stop"] = True
+        request["stop"] = signum
 
     try:
-        signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: no signal handling, Ctrl-C behaves as usual
-        yield flag
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, handler)
+    except ValueError:  # not the main thread: no signal handling, the signals behave as usual
+        yield request
         return
     try:
-        yield flag
+        yield request
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 class Trainer:
@@ -94,6 +106,7 @@ class Trainer:
         self.teacher = TeacherFile(parts.teacher_path, file_sha256(parts.teacher_path))
         self.started_wall = 0.0
         self._writer = None
+        self._saved: tuple[int, int] | None = None  # (epoch, iteration) of the checkpoint on disk
         self._teacher_test_predictions: torch.Tensor | None = None  # computed at the first evaluation
         grid = self.config.diagnostics.sample_grid
         self._sample_latents = (
@@ -115,14 +128,27 @@ class Trainer:
         self._raise_if_non_finite()
         state = checkpoint_state(self.parts, self.stats, self._position(), self.teacher)
         if state is not None:
-            atomic_torch_save(state, self.run.checkpoint)
+            with self._guarded(self.run.checkpoint):
+                atomic_torch_save(state, self.run.checkpoint)
+        self._saved = (self.epoch, self.iteration)
         self.context.barrier()
+
+    def _guarded(self, path):
+        """A failed write of ``path`` ends the run as one line naming the checkpoint still on disk."""
+        if self._saved is None:
+            kept = "no checkpoint was written yet, so there is nothing to resume"
+        else:
+            epoch, iteration = self._saved
+            where = f"epoch {epoch}" + (f", iteration {iteration} of epoch {epoch + 1}" if iteration else "")
+            kept = f"the last good checkpoint {self.run.checkpoint} ({where}) is kept"
+        return guarded_write(path, kept, f"continue with --out {self.run.root} --resume")
 
     def load_checkpoint(self) -> None:
         """Restore the run from its checkpoint (see :mod:`fastlrwa.trainer.checkpoint`)."""
         state = read_checkpoint(self.run.checkpoint, self.parts.device, self.teacher)
         position = restore_checkpoint(state, self.parts, self.stats, self.progress.log)
         self.epoch, self.iteration = position.epoch, position.iteration
+        self._saved = (self.epoch, self.iteration)
         self.epoch_train_time, self.history = position.epoch_train_time, position.history
         if self.context.is_main:
             self.metrics_log.truncate_after(self.epoch)
@@ -254,26 +280,29 @@ class Trainer:
         if self.context.is_main:
             # The metrics line goes first: a crash before the checkpoint leaves a line that --resume truncates,
             # never a checkpoint whose epoch has no line.
-            self.metrics_log.append(record)
-            save_model_checkpoint(
-                self.run.student,
-                self.parts.student,
-                ModelMeta.for_dataset(self.config.student.arch, self.parts.info),
-                extra={
-                    "epoch": record["epoch"],
-                    "test_accuracy": record["test_accuracy"],
-                    "method": self.config.method,
-                },
-            )
+            with self._guarded(self.run.metrics):
+                self.metrics_log.append(record)
+            with self._guarded(self.run.student):
+                save_model_checkpoint(
+                    self.run.student,
+                    self.parts.student,
+                    ModelMeta.for_dataset(self.config.student.arch, self.parts.info),
+                    extra={
+                        "epoch": record["epoch"],
+                        "test_accuracy": record["test_accuracy"],
+                        "method": self.config.method,
+                    },
+                )
         self.save_checkpoint()
         if not self.context.is_main:
             return
-        writer = self._tensorboard()
-        for key, value in record.items():
-            if key != "epoch" and isinstance(value, (int, float)):
-                writer.add_scalar(key, value, record["epoch"])
-        self._write_images(writer, record)
-        writer.flush()
+        with self._guarded(self.run.tensorboard):
+            writer = self._tensorboard()
+            for key, value in record.items():
+                if key != "epoch" and isinstance(value, (int, float)):
+                    writer.add_scalar(key, value, record["epoch"])
+            self._write_images(writer, record)
+            writer.flush()
         self.progress.log(
             f"epoch {record['epoch']}/{self.config.schedule.epochs}  test acc {record['test_accuracy']:.2f}%  "
             + format_live(record, LIVE_KEYS)
@@ -314,7 +343,7 @@ class Trainer:
         s = self.config.schedule
         last = min(s.epochs, self.config.runtime.stop_after or s.epochs)
         self.started_wall = time.perf_counter() - (self.history[-1]["wall_time_s"] if self.history else 0.0)
-        with _interrupt_flag() as interrupt:
+        with _stop_request() as request:
             try:
                 while self.epoch < last:
                     self.progress.start_epoch(self.epoch + 1, s.epochs, s.iters_per_epoch)
@@ -329,11 +358,12 @@ class Trainer:
                             torch.cuda.synchronize(self.parts.device)
                         self.epoch_train_time += time.perf_counter() - started
                         self.progress.advance(1, format_live(self.stats.live(), LIVE_KEYS))
-                        if self.context.any_rank(interrupt["stop"]):
+                        if self.context.any_rank(bool(request["stop"])):
                             self.save_checkpoint()
-                            raise StopRequested
+                            raise StopRequested(request["stop"] or signal.SIGINT)
                     self._publish(self._finish_epoch())
             finally:
                 if self._writer is not None:
-                    self._writer.close()
+                    with self._guarded(self.run.tensorboard):
+                        self._writer.close()
         return self.history
