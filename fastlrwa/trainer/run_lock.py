@@ -25,8 +25,10 @@ class RunLockedError(ConfigError):
 @contextmanager
 def run_dir_lock(root: Path) -> Iterator[None]:
     """Hold the run directory ``root`` for this process, or raise ``RunLockedError`` at once."""
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    lock = root / LOCK_FILE
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -38,6 +40,12 @@ def run_dir_lock(root: Path) -> Iterator[None]:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        yield
+        try:
+            yield
+        finally:
+            # A run that failed before writing anything leaves no folder behind, as without the lock.
+            if created and os.listdir(root) == [LOCK_FILE]:
+                lock.unlink()
+                root.rmdir()
     finally:
         os.close(fd)  # closing the only descriptor releases the lock
