@@ -13,6 +13,7 @@ The extension is not looked at: a ``.pt`` may hold any of the three.
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Literal
@@ -50,7 +51,10 @@ def load_graph_teacher(path: Path, form: TeacherForm) -> nn.Module:
     """The module of a TorchScript or exported teacher file, on the CPU; every failure a ``CheckpointError``."""
     try:
         if form == "torchscript":
-            return torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():
+                # torch.jit.load's deprecation notice: the file is what the user has, nothing to act on here.
+                warnings.simplefilter("ignore", FutureWarning)
+                return torch.jit.load(str(path), map_location="cpu")
         return torch.export.load(str(path)).module()
     except Exception as error:  # both loaders raise many types on a damaged archive
         fix = "re-save it with torch.jit.save" if form == "torchscript" else "re-save it with torch.export.save"
