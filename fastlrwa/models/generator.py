@@ -59,7 +59,9 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Latent ``[N, latent_dim]`` to images ``[N, channels, image_size, image_size]``."""
         x = self.project(z).unflatten(1, (self.width, self.base_size, self.base_size))
-        return self.decode(self.project_norm(x))
+        # channels_last from the first feature map on: oneDNN's convolutions run in it without reordering
+        # their input at each layer (the eager width-32 generator step took 1.4x as long in NCHW on a 2-core Xeon).
+        return self.decode(self.project_norm(x.contiguous(memory_format=torch.channels_last)))
 
 
 def _uniform_init(layer: nn.Conv2d | nn.Linear) -> nn.Conv2d | nn.Linear:
