@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import warnings
-from typing import Any, Callable, MutableMapping, get_args
+from typing import Any, Callable, get_args
 
 import click
 
@@ -19,6 +19,7 @@ from fastlrwa import __version__
 from fastlrwa.config.methods import METHODS
 from fastlrwa.config.presets import DEFAULT_TRAIN_PRESET, PRETRAIN_PRESETS, TRAIN_PRESETS, train_config
 from fastlrwa.config.schema import AmpMode, PretrainConfig, TrainConfig, field_type, to_dict
+from fastlrwa.cpu_runtime import configure_thread_waiting, keep_freed_memory
 from fastlrwa.data.catalog import DATASET_NAMES
 from fastlrwa.errors import Interrupted, UserFacingError
 from fastlrwa.models.names import CLASSIFIER_NAMES
@@ -666,19 +667,9 @@ def configure_output() -> None:
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 
-def configure_thread_waiting(environ: MutableMapping[str, str] = os.environ) -> None:
-    """OpenMP threads that wait for work sleep (``OMP_WAIT_POLICY=PASSIVE``) unless the user chose otherwise.
-
-    libgomp's default lets them spin, which costs little on an idle machine and a great deal on a busy one: a
-    thread spinning at a barrier keeps a core from the thread it waits for. On two cores with two other jobs a
-    digits run took 3x the wall time spinning (RESULTS.md, "Threads on a busy machine"). Read by libgomp when
-    torch loads, so it must be set before any command imports torch, which is why it lives here.
-    """
-    environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def main() -> None:
     configure_thread_waiting()
+    keep_freed_memory()
     configure_output()
     cli(prog_name="fastlrwa")
 

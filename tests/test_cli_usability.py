@@ -16,8 +16,9 @@ import torch
 from click.testing import CliRunner
 
 from conftest import TINY_TRAIN_FLAGS
-from fastlrwa.cli import cli, configure_thread_waiting
+from fastlrwa.cli import cli
 from fastlrwa.config.presets import PRETRAIN_PRESETS, TRAIN_PRESETS
+from fastlrwa.cpu_runtime import SPIN_COUNT, WAIT_SETTINGS
 from fastlrwa.data.catalog import DATASET_NAMES
 from fastlrwa.models.names import CLASSIFIER_NAMES
 from fastlrwa.models.registry import REGISTERED_BUILDERS
@@ -224,16 +225,7 @@ def test_ctrl_c_during_first_use_teacher_training_in_train(tmp_path, monkeypatch
     assert not list((tmp_path / "cache").rglob("model.pt")) and not (tmp_path / "run").exists()
 
 
-def test_openmp_threads_sleep_when_waiting_unless_the_user_chose():
-    unset: dict[str, str] = {"PATH": "/bin"}
-    configure_thread_waiting(unset)
-    assert unset == {"PATH": "/bin", "OMP_WAIT_POLICY": "PASSIVE"}
-    chosen = {"OMP_WAIT_POLICY": "active"}
-    configure_thread_waiting(chosen)
-    assert chosen == {"OMP_WAIT_POLICY": "active"}
-
-
-def test_the_command_line_sets_the_wait_policy_before_torch_loads():
+def test_the_command_line_bounds_the_openmp_spin_before_torch_loads():
     """The entry point sets it before anything has imported torch, so libgomp reads it when torch loads."""
     code = (
         "import os, sys\n"
@@ -242,9 +234,9 @@ def test_the_command_line_sets_the_wait_policy_before_torch_loads():
         "sys.argv = ['fastlrwa', 'train', '--print-config']\n"
         "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
         "import torch\n"
-        "print(os.environ['OMP_WAIT_POLICY'])\n"
+        "print(os.environ['GOMP_SPINCOUNT'])\n"
     )
-    environment = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    environment = {k: v for k, v in os.environ.items() if k not in WAIT_SETTINGS}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "PASSIVE"
+    assert done.stdout.strip().splitlines()[-1] == SPIN_COUNT
