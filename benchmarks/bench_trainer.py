@@ -23,10 +23,15 @@ weights. Every run pushes to the memory bank after every epoch (``--memory-push-
 authors' first push) so that the LRWA step runs from the second epoch on. ``--tiny`` shrinks the
 networks and the batch so that a whole run takes seconds on a CPU (dry runs of this benchmark).
 
-Modes: ``fp32`` (eager float32, what ``fastlrwa train`` does by default), ``amp`` (``--amp``, bf16
-autocast), ``compile`` (``--compile``), ``amp+compile``.
+Modes: ``default`` (no flags: what a user gets), ``fp32`` (``--no-amp --no-compile``: eager float32), ``amp``
+(``--amp``, bf16 autocast), ``compile`` (``--no-amp --compile``), ``amp+compile``.
 
-    python benchmarks/bench_trainer.py --setup digits fashion-mnist             # CPU presets, fp32
+In the same run the machine's matmul peak is measured (a square matmul in float32 and in bf16, best of several),
+and the generator step's floating-point work is counted (``torch.utils.flop_counter`` over the generator's
+forward and backward and the teacher's and the student's forwards and input gradients it takes); its achieved
+GFLOP/s is that count over the step's median time, reported against both peaks.
+
+    python benchmarks/bench_trainer.py --setup digits fashion-mnist             # CPU presets, default and fp32
     python benchmarks/bench_trainer.py --setup paper --device cuda --modes fp32 amp+compile
     python benchmarks/bench_trainer.py --setup paper --tiny --device cpu        # a dry run, seconds
 
@@ -63,7 +68,7 @@ from fastlrwa.data import dataset_info
 from fastlrwa.distributed import DistributedContext
 from fastlrwa.models import ModelMeta, build_model, save_model_checkpoint
 from fastlrwa.progress import epoch_progress
-from fastlrwa.runtime import seed_everything
+from fastlrwa.runtime import autocast_to, seed_everything
 from fastlrwa.trainer.build import build_run
 from fastlrwa.trainer.loop import Trainer
 from fastlrwa.trainer.run_dir import RunDir
@@ -71,9 +76,10 @@ from fastlrwa.trainer.run_dir import RunDir
 HERE = Path(__file__).resolve().parent
 PHASES = ("generator_step", "student_batch", "student_update")
 MODE_FLAGS = {
-    "fp32": ["--no-compile"],
+    "default": [],
+    "fp32": ["--no-amp", "--no-compile"],
     "amp": ["--amp", "--no-compile"],
-    "compile": ["--compile"],
+    "compile": ["--no-amp", "--compile"],
     "amp+compile": ["--amp", "--compile"],
 }
 # Small enough that a run takes seconds on a CPU, with every part of the run still there.
@@ -288,6 +294,46 @@ def built_run(run_dir: Path) -> Iterator[tuple[TrainConfig, Any]]:
         yield config, build_run(config, Path(saved["teacher_path"]), context)
 
 
+def advance(trainer: Trainer) -> None:
+    """One iteration as the epoch loop runs it: its index moves on, so per-iteration schedules (diagnostics every
+    N iterations, the student's step index) fall where they fall in a run."""
+    trainer._iteration()
+    trainer.iteration += 1
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of the fastest of ``repeats`` ``size``-square matmuls in ``dtype``."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def generator_step_flops(parts: Any) -> float:
+    """Floating-point operations of one generator step: the generator's forward and weight gradients, the
+    teacher's and the student's forwards and their gradients with respect to the images, at the run's batch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    batch = parts.config.schedule.batch_size
+    latent = torch.randn(batch, parts.generator.latent_dim, device=parts.device)
+    weights = [parameter for parameter in parts.generator.parameters() if parameter.requires_grad]
+    counter = FlopCounterMode(display=False)
+    with counter, autocast_to(parts.device.type, parts.autocast_dtype):
+        images = parts.generator(latent)
+        loss = parts.teacher(images).float().logsumexp(1).mean() + parts.student(images).float().logsumexp(1).mean()
+        loss.backward(inputs=weights)  # autograd.grad is not supported under the counter's module hooks
+    for parameter in weights:
+        parameter.grad = None
+    return float(counter.get_total_flops())
+
+
 def harness(run_dir: Path, timed_iterations: int, warmup_iterations: int) -> dict[str, Any]:
     with (
         built_run(run_dir) as (config, parts),
@@ -298,11 +344,11 @@ def harness(run_dir: Path, timed_iterations: int, warmup_iterations: int) -> dic
         trainer = Trainer(parts, RunDir(Path(scratch)), progress)
         started = time.perf_counter()
         for _ in range(warmup_iterations):  # the plain student step (replay not ready yet)
-            trainer._iteration()
+            advance(trainer)
         if parts.replay is not None:
             parts.replay.end_epoch(config.replay.push_every)
         for _ in range(warmup_iterations):  # the replay step (the LRWA step for lrwa-mb)
-            trainer._iteration()
+            advance(trainer)
         synchronize(device)
         warmup_s = time.perf_counter() - started
         if device.type == "cuda":
@@ -310,21 +356,23 @@ def harness(run_dir: Path, timed_iterations: int, warmup_iterations: int) -> dic
 
         start = time.perf_counter()
         for _ in range(timed_iterations):
-            trainer._iteration()
+            advance(trainer)
         synchronize(device)
         iteration_s = (time.perf_counter() - start) / timed_iterations
 
         clock = PhaseClock(device)
         timed = Trainer(phase_timed_parts(parts, clock), RunDir(Path(scratch)), progress)
+        timed.iteration = trainer.iteration
         per_iteration: list[tuple[float, dict[str, float]]] = []
         for _ in range(timed_iterations):
             clock.reset()
             synchronize(device)
             start = time.perf_counter()
-            timed._iteration()
+            advance(timed)
             synchronize(device)
             per_iteration.append((time.perf_counter() - start, dict(clock.seconds)))
         peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+        step_flops = generator_step_flops(parts)
 
     s = config.schedule
     samples_per_iteration = (s.gen_steps + s.student_steps) * s.batch_size
@@ -341,6 +389,9 @@ def harness(run_dir: Path, timed_iterations: int, warmup_iterations: int) -> dic
         "phases_ms": {phase: 1e3 * seconds for phase, seconds in phase_s.items()},
         "phase_share": {phase: seconds / synced_s for phase, seconds in phase_s.items()},
         "peak_memory_mib": peak,
+        "autocast": str(parts.autocast_dtype).removeprefix("torch.") if parts.autocast_dtype else "float32",
+        "generator_step_gflop": step_flops / 1e9,
+        "generator_step_gflops": step_flops / 1e9 / phase_s["generator_step"],
     }
 
 
@@ -421,16 +472,25 @@ def markdown_table(result: dict[str, Any]) -> str:
         "last epoch of `fastlrwa train`, harness: the same parts after warm-up. Phase shares are of an "
         "iteration timed with device synchronisation around each phase. Peak: CUDA "
         "`max_memory_allocated` of the last epoch (train) and of the timed iterations (harness); on a CPU "
-        "the train process's peak RSS.",
+        "the train process's peak RSS. Generator step GFLOP/s: its counted floating-point work over its median "
+        "time, and that as a share of the matmul peak in the precision the run computes in.",
         "",
-        "| setup | mode | student | batch | samples/s train | samples/s harness | iteration ms | generator step "
-        "| student batch | student update | other | peak MiB train | peak MiB harness | train wall s |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "Matmul peak (2048-square, best of 5): "
+        + ", ".join(f"{dtype} {gflops:.0f} GFLOP/s" for dtype, gflops in result["matmul_peak_gflops"].items())
+        + ".",
+        "",
+        "| setup | mode | precision | student | batch | samples/s train | samples/s harness | iteration ms "
+        "| generator step | student batch | student update | other | generator step GFLOP/s | of peak "
+        "| peak MiB train | peak MiB harness | train wall s |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     problems = []
     for run in result["runs"]:
         train, measured = run["train"], run.get("harness", {})
         share = measured.get("phase_share", {})
+        precision = measured.get("autocast")
+        achieved = measured.get("generator_step_gflops")
+        peak_gflops = result["matmul_peak_gflops"].get(precision) if precision else None
         peak_train = train.get("peak_memory_mib") if result["device_type"] == "cuda" else train.get("peak_rss_mib")
         lines.append(
             "| "
@@ -438,6 +498,7 @@ def markdown_table(result: dict[str, Any]) -> str:
                 [
                     run["setup"],
                     run["mode"],
+                    precision or "—",
                     run.get("student_arch", "—"),
                     str(run.get("batch", "—")),
                     _fmt(train.get("samples_per_s"), ".0f"),
@@ -447,6 +508,8 @@ def markdown_table(result: dict[str, Any]) -> str:
                         _fmt(share.get(phase) and 100 * share[phase], ".1f") + ("" if phase not in share else " %")
                         for phase in (*PHASES, "other")
                     ),
+                    _fmt(achieved, ".1f"),
+                    _fmt(achieved and peak_gflops and 100 * achieved / peak_gflops, ".0f") + (" %" if achieved else ""),
                     _fmt(peak_train, ".0f"),
                     _fmt(measured.get("peak_memory_mib"), ".0f"),
                     _fmt(train.get("wall_s"), ".1f"),
@@ -463,7 +526,7 @@ def markdown_table(result: dict[str, Any]) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--setup", nargs="+", choices=sorted(SETUPS), default=["digits", "fashion-mnist"])
-    parser.add_argument("--modes", nargs="+", choices=sorted(MODE_FLAGS), default=["fp32"])
+    parser.add_argument("--modes", nargs="+", choices=sorted(MODE_FLAGS), default=["default", "fp32"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each `fastlrwa train` run (>= 3: one clean)")
     parser.add_argument(
@@ -485,7 +548,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     runs = [measure(setup, mode, args) for setup in args.setup for mode in args.modes]
+    device = torch.device(args.device)
     result = {
+        "matmul_peak_gflops": {
+            "float32": matmul_peak(device, torch.float32),
+            "bfloat16": matmul_peak(device, torch.bfloat16),
+        },
         "device": device_description(args.device),
         "device_type": torch.device(args.device).type,
         "torch": torch.__version__,

@@ -252,20 +252,23 @@ def _overrides(kwargs: dict[str, Any], table: list[tuple[str, str, Any, str]]) -
 
 
 def _amp_option(func: Callable) -> Callable:
+    # --amp and --no-amp are one switch (click's feature switch): the last one given wins.
     return click.option(
         "--amp",
         "amp",
         flag_value="bf16",
         default=None,
-        help="mixed precision: bf16 autocast; pays on GPUs and on CPUs with native bf16 (AVX512-BF16, AMX), "
-        "slows other CPUs several times (see README); see --amp-dtype",
+        help="mixed precision: bf16 autocast; by default on CPUs with native bf16 (AVX512-BF16, AMX), "
+        "float32 elsewhere; emulated, it slows other CPUs several times (see README); see --amp-dtype",
     )(
-        click.option(
-            "--amp-dtype",
-            type=click.Choice([mode for mode in get_args(AmpMode) if mode != "none"]),
-            default=None,
-            help="autocast dtype for --amp (fp16 uses a GradScaler, CUDA only)",
-        )(func)
+        click.option("--no-amp", "amp", flag_value="none", help="float32 throughout, also where --amp is the default")(
+            click.option(
+                "--amp-dtype",
+                type=click.Choice(get_args(AmpMode)),
+                default=None,
+                help="precision by name, over --amp / --no-amp (fp16 uses a GradScaler, CUDA only; auto: the default)",
+            )(func)
+        )
     )
 
 

@@ -21,7 +21,8 @@ from fastlrwa.losses.options import GeneratorLossOptions
 from fastlrwa.options import OptionError, Options, field_types
 from fastlrwa.updates.options import JointOptions, LRWAOptions
 
-AmpMode = Literal["none", "bf16", "fp16"]
+# auto: bf16 autocast on a CPU that computes bf16 natively, float32 everywhere else (fastlrwa.runtime.amp_dtype)
+AmpMode = Literal["auto", "none", "bf16", "fp16"]
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class RuntimeConfig(Options):
     out: str = "runs/default"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: AmpMode = "none"
+    amp: AmpMode = "auto"
     compile: bool = False
     # default: Inductor's kernels | reduce-overhead: the student steps and their batches replayed as CUDA graphs
     compile_mode: Literal["default", "reduce-overhead"] = "default"

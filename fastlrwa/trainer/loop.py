@@ -168,8 +168,8 @@ class Trainer:
                 else "no checkpoint was written yet, so there is nothing to resume"
             )
             retry = "lower --lr-student / --lr-generator"
-            if self.config.runtime.amp != "none":
-                retry += " or drop --amp"
+            if self.parts.autocast_dtype is not None:
+                retry += " or run in float32 with --no-amp"
             raise NonFiniteLossError(
                 f"{name} became {value}{where} at training step {step} (epoch {self.epoch + 1}, around iteration "
                 f"{(step - 1) // max(steps_per_iteration, 1) % iterations + 1}); stopped: {kept}; start again with "
