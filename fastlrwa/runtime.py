@@ -59,15 +59,10 @@ def autocast_to(device_type: str, dtype: torch.dtype | None) -> ContextManager:
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``--amp`` mode; fp16 needs CUDA (CPU autocast is bf16).
-
-    ``auto`` is bf16 on a CPU with native bf16 (AMX, AVX512-BF16), where the generator's and the teacher's
-    convolutions run it 1.6x as fast as float32 and the digits students come out as accurate (RESULTS.md,
-    "bf16 on the CPU"), and float32 elsewhere: on other CPUs bf16 is emulated, and on CUDA the presets keep the
-    authors' float32 unless --amp asks otherwise.
-    """
+    """The autocast dtype of the whole run for ``--amp`` mode (``auto``: none, see :func:`generator_dtype`);
+    fp16 needs CUDA (CPU autocast is bf16)."""
     if mode == "auto":
-        return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
+        return None
     dtype = _AMP_DTYPES[mode]
     if dtype is torch.float16 and device.type != "cuda":
         raise ConfigError("--amp-dtype fp16 needs a CUDA device; on CPU use --amp (bf16)")
@@ -77,6 +72,17 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
             "several times slower here; drop --amp on this machine"
         )
     return dtype
+
+
+def generator_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """The dtype the generator alone computes in: with ``auto``, bf16 on a CPU that computes it natively (AMX,
+    AVX512-BF16), where the generator's convolutions, most of an iteration, run 1.6x as fast; None elsewhere
+    (the run's precision). The teacher and the student stay in float32: with them in bf16 too (``--amp``) the
+    digits students lost half a point and two of five seeds fell below 95 % (RESULTS.md, "bf16 on the CPU").
+    On CUDA the presets keep the authors' float32 unless ``--amp`` asks otherwise."""
+    if mode == "auto" and device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return None
 
 
 def cpu_has_native_bf16() -> bool | None:

@@ -21,7 +21,7 @@ from fastlrwa.losses.options import GeneratorLossOptions
 from fastlrwa.options import OptionError, Options, field_types
 from fastlrwa.updates.options import JointOptions, LRWAOptions
 
-# auto: bf16 autocast on a CPU that computes bf16 natively, float32 everywhere else (fastlrwa.runtime.amp_dtype)
+# auto: the generator in bf16 on a CPU that computes bf16 natively, float32 everywhere else (runtime.generator_dtype)
 AmpMode = Literal["auto", "none", "bf16", "fp16"]
 
 

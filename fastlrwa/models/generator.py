@@ -7,6 +7,7 @@ import torch.nn as nn
 
 from fastlrwa.errors import ConfigError
 from fastlrwa.models.spectral_norm import spectral_norm
+from fastlrwa.runtime import at_least_float32
 
 BASE_CHANNELS = 128
 # eps=0.8 in the two inner BatchNorms is the authors' setting (inherited from DAFL), not a typo for 1e-5.
@@ -55,9 +56,19 @@ class Generator(nn.Module):
             nn.Tanh(),
             nn.BatchNorm2d(channels, affine=False),
         )
+        # A dtype the generator computes in on its own (autocast), whatever the rest of the run does; None: the
+        # run's precision. Its images then come back in float32, so the classifiers see them at full precision.
+        self.compute_dtype: torch.dtype | None = None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Latent ``[N, latent_dim]`` to images ``[N, channels, image_size, image_size]``."""
+        if self.compute_dtype is None:
+            return self._decode(z)
+        with torch.autocast(z.device.type, dtype=self.compute_dtype):
+            images = self._decode(z)
+        return at_least_float32(images)
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
         x = self.project(z).unflatten(1, (self.width, self.base_size, self.base_size))
         # channels_last from the first feature map on: oneDNN's convolutions run in it without reordering
         # their input at each layer (the eager width-32 generator step took 1.4x as long in NCHW on a 2-core Xeon).

@@ -18,7 +18,7 @@ from fastlrwa.models.batchnorm import tracked_batchnorms
 from fastlrwa.models.foreign_teacher import ForeignTeacher
 from fastlrwa.models.teacher_forms import GRAPH_FORMS
 from fastlrwa.replay import VAE, GenerativeReplay, MemoryBankReplay, ReplayRing, ReplayScheme
-from fastlrwa.runtime import amp_dtype
+from fastlrwa.runtime import amp_dtype, generator_dtype
 from fastlrwa.trainer.schedule import constant_schedule, cosine_schedule
 from fastlrwa.trainer.teacher import load_frozen_teacher
 from fastlrwa.updates.generator_update import GeneratorUpdate
@@ -179,6 +179,7 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
     # cuDNN both run their convolutions fastest in it. The student only on CUDA: its torch.func update is
     # slower channels_last on the CPU, where it is a small share of an iteration anyway.
     generator = generator.to(memory_format=torch.channels_last)
+    generator.compute_dtype = generator_dtype(config.runtime.amp, device)
     teacher = teacher.to(memory_format=torch.channels_last)
     if device.type == "cuda":
         student = student.to(memory_format=torch.channels_last)

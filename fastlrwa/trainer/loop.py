@@ -168,7 +168,7 @@ class Trainer:
                 else "no checkpoint was written yet, so there is nothing to resume"
             )
             retry = "lower --lr-student / --lr-generator"
-            if self.parts.autocast_dtype is not None:
+            if self.parts.autocast_dtype is not None or self.parts.generator.compute_dtype is not None:
                 retry += " or run in float32 with --no-amp"
             raise NonFiniteLossError(
                 f"{name} became {value}{where} at training step {step} (epoch {self.epoch + 1}, around iteration "
