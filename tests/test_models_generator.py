@@ -148,3 +148,48 @@ def test_torch_func_gradient_matches_autograd() -> None:
 def test_bad_image_size_is_a_config_error(size: int) -> None:
     with pytest.raises(ConfigError, match="image_size"):
         build_generator(latent_dim=10, channels=3, image_size=size)
+
+
+def _twins(dtype: torch.dtype | None, width: int = 12, size: int = 12) -> tuple[Generator, Generator]:
+    """The same generator twice: one in float64 (the reference), one computing in ``dtype``."""
+    torch.manual_seed(7)
+    computing = build_generator(latent_dim=9, channels=3, image_size=size, width=width)
+    reference = build_generator(latent_dim=9, channels=3, image_size=size, width=width).double()
+    reference.load_state_dict({k: v.double() for k, v in computing.state_dict().items()})
+    computing.compute_dtype = dtype
+    return computing.to(memory_format=torch.channels_last), reference
+
+
+def test_channels_last_computes_what_contiguous_float64_does() -> None:
+    computing, reference = _twins(None)
+    z = torch.randn(13, 9)
+    images = computing(z)
+    assert images.dtype is torch.float32
+    torch.testing.assert_close(images.double(), reference(z.double()), rtol=1e-4, atol=1e-4)
+
+
+def test_a_bf16_generator_returns_float32_images_close_to_float64_and_float32_gradients() -> None:
+    computing, reference = _twins(torch.bfloat16)
+    z = torch.randn(17, 9)
+    images = computing(z)
+    expected = reference(z.double())
+    assert images.dtype is torch.float32
+    error = (images.double() - expected).abs()
+    # bf16 keeps 8 significant bits (relative rounding 2^-9); the standardised images are O(1)
+    assert error.mean() < 0.03 and error.max() < 0.3, (error.mean(), error.max())
+    assert torch.corrcoef(torch.stack([images.double().flatten(), expected.flatten()]))[0, 1] > 0.999
+    weights = torch.randn_like(expected)
+    (images * weights.float()).sum().backward()
+    (expected * weights).sum().backward()
+    for (name, got), want in zip(computing.named_parameters(), reference.parameters()):
+        assert got.grad is not None and got.grad.dtype is torch.float32, name
+        if want.grad.norm() < 1e-9:  # a conv bias ahead of a BatchNorm, which cancels it: both gradients are noise
+            continue
+        cosine = torch.nn.functional.cosine_similarity(got.grad.double().flatten(), want.grad.flatten(), dim=0)
+        assert cosine > 0.99, (name, cosine)
+
+
+def test_without_its_own_dtype_the_generator_follows_the_runs_autocast() -> None:
+    computing, _ = _twins(None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert computing(torch.randn(5, 9)).dtype is torch.bfloat16

@@ -98,3 +98,25 @@ def test_amp_on_a_cpu_without_native_bf16_warns_once(tmp_path, monkeypatch, capl
     assert len(messages) == int(warned)
     if warned:
         assert "no native bf16" in messages[0] and "--amp" in messages[0] and "\n" not in messages[0]
+
+
+@pytest.mark.parametrize(
+    "mode, device, flags, expected",
+    [
+        ("auto", "cpu", "fpu avx2 amx_bf16 amx_tile", torch.bfloat16),
+        ("auto", "cpu", "fpu avx2 avx512_bf16", torch.bfloat16),
+        ("auto", "cpu", "fpu sse2 avx2 fma", None),  # emulated bf16 would be slower than float32
+        ("auto", "cuda", "fpu avx2 amx_bf16", None),  # the presets keep float32 on CUDA
+        ("none", "cpu", "fpu avx2 amx_bf16", None),
+        ("bf16", "cpu", "fpu avx2 amx_bf16", None),  # --amp: the whole run's autocast, not the generator's own
+    ],
+)
+def test_the_generator_computes_in_bf16_by_default_only_where_the_cpu_does(
+    tmp_path, monkeypatch, mode, device, flags, expected
+):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"flags\t\t: {flags}\n")
+    monkeypatch.setattr(runtime, "CPUINFO", cpuinfo)
+    assert runtime.generator_dtype(mode, torch.device(device)) is expected
+    # auto never puts the classifiers under autocast
+    assert runtime.amp_dtype("auto", torch.device(device)) is None
