@@ -13,8 +13,6 @@ BASE_CHANNELS = 128
 # eps=0.8 in the two inner BatchNorms is the authors' setting (inherited from DAFL), not a typo for 1e-5.
 INNER_BN_EPS = 0.8
 LEAKY_SLOPE = 0.2
-# decode[:INNER_LAYERS]: up x2, conv, BN, LeakyReLU, twice (what compute_dtype covers).
-INNER_LAYERS = 8
 # The authors initialise every Conv2d and Linear weight uniformly in [-0.08, 0.08], biases zero.
 INIT_BOUND = 0.08
 
@@ -58,26 +56,23 @@ class Generator(nn.Module):
             nn.Tanh(),
             nn.BatchNorm2d(channels, affine=False),
         )
-        # A dtype the two inner convolutions compute in on their own (autocast), whatever the rest of the run does;
-        # None: the run's precision. They hold nearly all the generator's FLOPs; the projection, the last
-        # convolution and the output BatchNorm stay in float32, so the images the classifiers see are float32.
+        # A dtype the generator computes in on its own (autocast), whatever the rest of the run does; None: the
+        # run's precision. Its images then come back in float32, so the classifiers see them at full precision.
         self.compute_dtype: torch.dtype | None = None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Latent ``[N, latent_dim]`` to images ``[N, channels, image_size, image_size]``."""
+        if self.compute_dtype is None:
+            return self._decode(z)
+        with torch.autocast(z.device.type, dtype=self.compute_dtype):
+            images = self._decode(z)
+        return at_least_float32(images)
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
         x = self.project(z).unflatten(1, (self.width, self.base_size, self.base_size))
         # channels_last from the first feature map on: oneDNN's convolutions run in it without reordering
         # their input at each layer (the eager width-32 generator step took 1.4x as long in NCHW on a 2-core Xeon).
-        x = self.project_norm(x.contiguous(memory_format=torch.channels_last))
-        if self.compute_dtype is None:
-            return self.decode(x)
-        with torch.autocast(z.device.type, dtype=self.compute_dtype):
-            for layer in self.decode[:INNER_LAYERS]:
-                x = layer(x)
-        x = at_least_float32(x)
-        for layer in self.decode[INNER_LAYERS:]:
-            x = layer(x)
-        return x
+        return self.decode(self.project_norm(x.contiguous(memory_format=torch.channels_last)))
 
 
 def _uniform_init(layer: nn.Conv2d | nn.Linear) -> nn.Conv2d | nn.Linear:
