@@ -389,7 +389,11 @@ def harness(run_dir: Path, timed_iterations: int, warmup_iterations: int) -> dic
         "phases_ms": {phase: 1e3 * seconds for phase, seconds in phase_s.items()},
         "phase_share": {phase: seconds / synced_s for phase, seconds in phase_s.items()},
         "peak_memory_mib": peak,
-        "autocast": str(parts.autocast_dtype).removeprefix("torch.") if parts.autocast_dtype else "float32",
+        # the dtype the generator computes in: its own (the default on a CPU with native bf16), else the run's
+        "generator_precision": str(parts.generator.compute_dtype or parts.autocast_dtype or torch.float32).removeprefix(
+            "torch."
+        ),
+        "classifier_precision": str(parts.autocast_dtype or torch.float32).removeprefix("torch."),
         "generator_step_gflop": step_flops / 1e9,
         "generator_step_gflops": step_flops / 1e9 / phase_s["generator_step"],
     }
@@ -473,14 +477,14 @@ def markdown_table(result: dict[str, Any]) -> str:
         "iteration timed with device synchronisation around each phase. Peak: CUDA "
         "`max_memory_allocated` of the last epoch (train) and of the timed iterations (harness); on a CPU "
         "the train process's peak RSS. Generator step GFLOP/s: its counted floating-point work over its median "
-        "time, and that as a share of the matmul peak in the precision the run computes in.",
+        "time, and that as a share of the matmul peak in the precision the generator computes in.",
         "",
         "Matmul peak (2048-square, best of 5): "
         + ", ".join(f"{dtype} {gflops:.0f} GFLOP/s" for dtype, gflops in result["matmul_peak_gflops"].items())
         + ".",
         "",
-        "| setup | mode | precision | student | batch | samples/s train | samples/s harness | iteration ms "
-        "| generator step | student batch | student update | other | generator step GFLOP/s | of peak "
+        "| setup | mode | precision: generator / classifiers | student | batch | samples/s train | samples/s harness "
+        "| iteration ms | generator step | student batch | student update | other | generator step GFLOP/s | of peak "
         "| peak MiB train | peak MiB harness | train wall s |",
         "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -488,7 +492,7 @@ def markdown_table(result: dict[str, Any]) -> str:
     for run in result["runs"]:
         train, measured = run["train"], run.get("harness", {})
         share = measured.get("phase_share", {})
-        precision = measured.get("autocast")
+        precision = measured.get("generator_precision")
         achieved = measured.get("generator_step_gflops")
         peak_gflops = result["matmul_peak_gflops"].get(precision) if precision else None
         peak_train = train.get("peak_memory_mib") if result["device_type"] == "cuda" else train.get("peak_rss_mib")
@@ -498,7 +502,7 @@ def markdown_table(result: dict[str, Any]) -> str:
                 [
                     run["setup"],
                     run["mode"],
-                    precision or "—",
+                    f"{precision} / {measured['classifier_precision']}" if precision else "—",
                     run.get("student_arch", "—"),
                     str(run.get("batch", "—")),
                     _fmt(train.get("samples_per_s"), ".0f"),
