@@ -361,6 +361,7 @@ RUN_FLAGS = [
     "1",
     "--device",
     "cpu",
+    "--no-amp",  # as tiny_overrides, which the in-process runs compared with these use
     "--no-progress",
 ]
 

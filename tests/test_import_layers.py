@@ -32,6 +32,7 @@ ROOMS: dict[str, int] = {
     "distributed": 6,
     "progress": 6,
     "runtime": 6,
+    "cpu_runtime": 6,
     "atomic_io": 6,
     "paths": 6,
     "errors": 7,

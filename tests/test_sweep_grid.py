@@ -165,12 +165,15 @@ def test_train_command_resolves_to_the_cells_config(tmp_path, monkeypatch) -> No
 
 
 def test_an_override_no_flag_can_say_is_refused_unless_it_is_the_presets(tmp_path) -> None:
-    keep = _grid(tmp_path, axes=(), fixed=("runtime.amp=none", "teacher.trust_pickle=false"))
+    keep = _grid(tmp_path, axes=(), fixed=("teacher.trust_pickle=false",))
     argv = keep.train_command(keep.cells()[0], TRAIN_ARGV)
-    assert "--amp-dtype" not in argv and "--trust-pickle" not in argv
-    # A preset that trained in bf16 could not be switched back to none by any train flag.
-    with pytest.raises(ConfigError, match="runtime.amp=none cannot be said with `fastlrwa train`'s --amp-dtype flag"):
-        TRAIN_ARGV.argv({"runtime.amp": "none"}, {"runtime.amp": "bf16"})
+    assert "--trust-pickle" not in argv
+    # A preset that trusted pickles could not be switched back by any train flag (--trust-pickle only says true).
+    with pytest.raises(
+        ConfigError, match="teacher.trust_pickle=false cannot be said with `fastlrwa train`'s --trust-pickle flag"
+    ):
+        TRAIN_ARGV.argv({"teacher.trust_pickle": False}, {"teacher.trust_pickle": True})
+    assert TRAIN_ARGV.argv({"runtime.amp": "none"}, {"runtime.amp": "auto"}) == ["--amp-dtype", "none"]
     assert TRAIN_ARGV.argv({"runtime.amp": "fp16", "runtime.compile": False}, {}) == [
         "--amp-dtype",
         "fp16",
