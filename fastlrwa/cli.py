@@ -78,6 +78,13 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ),
     ("--data-root", "data.data_root", None, _DATA_ROOT_HELP),
     (
+        "--test-data",
+        "data.test_data",
+        None,
+        "DIR or FILE.npz: a labelled test set of your own in place of the dataset's: an ImageFolder tree (a folder "
+        "of images per class) or numpy arrays x (raw pixels) and y (labels), normalised as the teacher was",
+    ),
+    (
         "--teacher",
         "teacher.path",
         None,

@@ -30,6 +30,9 @@ class DataConfig(Options):
     dataset: str = "digits"
     data_root: str | None = None
     download: bool = False
+    # A labelled test set of the user's own in place of the dataset's test split: an ImageFolder tree or an .npz
+    # of arrays x and y (``fastlrwa.data.user_test_set``).
+    test_data: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ import torch.nn as nn
 
 from fastlrwa.config.methods import MethodSpec, method_spec
 from fastlrwa.config.schema import TrainConfig
-from fastlrwa.data import DatasetInfo, DeviceImageSet, dataset_info, load_split
+from fastlrwa.data import ArraySplit, DatasetInfo, DeviceImageSet, dataset_info, load_split
+from fastlrwa.data.user_test_set import load_test_data
 from fastlrwa.distributed import DistributedContext, rank_seed
 from fastlrwa.errors import ConfigError
 from fastlrwa.models import ModelMeta, build_generator, build_model, layer_default_init
@@ -129,6 +130,13 @@ def _check_teacher_serves(spec: MethodSpec, config: TrainConfig, teacher: nn.Mod
         )
 
 
+def _test_split(config: TrainConfig, info: DatasetInfo) -> ArraySplit:
+    """The user's own test set (``--test-data``) where one is given, else the dataset's test split."""
+    if config.data.test_data is not None:
+        return load_test_data(config.data.test_data, info)
+    return load_split(info.name, "test", root=config.data.data_root, download=config.data.download)
+
+
 def build_run(config: TrainConfig, teacher_path: Path, context: DistributedContext) -> RunParts:
     """Every part of the run on ``context.device``; ``teacher_path`` from
     :func:`fastlrwa.commands.teacher.resolve_teacher_path`.
@@ -155,14 +163,7 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
                 "has no BatchNorm layer; use a teacher with BatchNorm (e.g. resnet34, wrn40_2) or "
                 "another method"
             )
-        test_set = (
-            DeviceImageSet(
-                load_split(info.name, "test", root=config.data.data_root, download=config.data.download),
-                device,
-            )
-            if context.is_main
-            else None
-        )
+        test_set = DeviceImageSet(_test_split(config, info), device) if context.is_main else None
         student = build_model(
             config.student.arch, info.num_classes, in_channels=info.channels, image_size=info.image_size
         )
