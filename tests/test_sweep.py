@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fastlrwa.cli import cli, train
+from fastlrwa.cli import cli
 from fastlrwa.commands.sweep_grid import Grid
 from fastlrwa.commands.train import run_train
 from fastlrwa.commands.train_argv import TrainArgv
@@ -145,7 +145,7 @@ def test_an_interrupted_run_is_resumed_not_restarted(tmp_path, lenet_teacher) ->
         seeds="1-2",
         axes=(),
         root=str(root),
-        train_argv=TrainArgv.of(train),
+        train_argv=TrainArgv(),
         fixed=tuple(tiny_fixes(lenet_teacher, epochs)[1::2]),
     )
     paused, finished = grid.cells()

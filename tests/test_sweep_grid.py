@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fastlrwa.cli import cli, train
+from fastlrwa.cli import cli
 from fastlrwa.commands import sweep as sweep_module
 from fastlrwa.commands.sweep import SweepOptions, _sweep_lock, device_plan, run_sweep
 from fastlrwa.commands.sweep_grid import Grid, cell_dir, parse_axis, parse_seeds
@@ -20,7 +20,7 @@ from fastlrwa.config.schema import to_dict
 from fastlrwa.errors import ConfigError
 from fastlrwa.metrics.run_log import MetricsLog
 
-TRAIN_ARGV = TrainArgv.of(train)
+TRAIN_ARGV = TrainArgv()
 
 
 def _grid(

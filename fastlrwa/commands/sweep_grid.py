@@ -1,7 +1,9 @@
 """The grid of a sweep: methods x override cells x seeds, each cell a run directory and a ``train`` command.
 
-``--set KEY=V1,V2`` adds an axis to the grid, ``--fix KEY=VALUE`` an override every run gets. A run's
-directory is named after its cell, so the same grid always finds the same directories:
+``--set KEY=V1,V2`` adds an axis to the grid, ``--fix KEY=VALUE`` an override every run gets. KEY is a dotted
+config key (``generator.lr``) or the ``train`` flag that sets it, without its dashes (``lr-generator``); either
+way the run is named by the key. A run's directory is named after its cell, so the same grid always finds the
+same directories:
 
     ROOT/<method>/<key=value,...>/seed-<seed>     (the middle level only when there are --set axes)
 
@@ -28,15 +30,10 @@ from fastlrwa.config.schema import TrainConfig, apply_overrides, to_dict
 from fastlrwa.config.validate import validate_train_config
 from fastlrwa.errors import ConfigError
 from fastlrwa.metrics.settings import flatten_config, format_value
+from fastlrwa.options import config_key, option_table
 
-# Keys the sweep sets itself, and the flag that sets them instead.
-RESERVED_KEYS = {
-    "method": "--methods",
-    "runtime.seed": "--seeds",
-    "runtime.out": "--root",
-    "runtime.device": "--device",
-    "runtime.progress": "(runs always log to train.log)",
-}
+# Keys the sweep sets itself, and the flag that sets them instead (``Flag.sweep`` of the options table).
+RESERVED_KEYS = {key: row.flag.sweep for key, row in option_table(TrainConfig).items() if row.flag.sweep}
 # Every run logs one line per epoch to its train.log instead of drawing a progress bar.
 CONSTANT_TRAIN_ARGS = ("--no-progress",)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._+=-]")
@@ -81,10 +78,14 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 
 def _key_and_text(assignment: str, flag: str) -> tuple[str, str]:
-    key, equals, text = assignment.partition("=")
-    key, text = key.strip(), text.strip()
-    if not equals or not key or not text:
-        raise ConfigError(f"{flag} {assignment!r} is not KEY=VALUE; e.g. {flag} generator.lr=1e-3")
+    """The config key (a key, or a ``train`` flag with or without its dashes) and the value text."""
+    name, equals, text = assignment.partition("=")
+    name, text = name.strip(), text.strip()
+    if not equals or not name or not text:
+        raise ConfigError(
+            f"{flag} {assignment!r} is not KEY=VALUE; e.g. {flag} generator.lr=1e-3 or {flag} lr-generator=1e-3"
+        )
+    key = config_key(TrainConfig, name)
     if key in RESERVED_KEYS:
         raise ConfigError(f"{flag} {key}: the sweep sets this key itself; use {RESERVED_KEYS[key]}")
     return key, text

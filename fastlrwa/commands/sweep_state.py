@@ -1,7 +1,7 @@
 """What a sweep does with a cell's run directory: start it, skip it, resume it, restart it or refuse.
 
 The directory is compared with the cell's resolved config on every key that changes what is computed
-(``metrics.settings.RUN_LOCAL_KEYS`` are left out: where the run is written, the device, progress
+(the run-local keys, ``config.schema.RUN_LOCAL_KEYS``, are left out: where the run is written, the device, progress
 display, evaluation batching, compilation, a ``--stop-after`` pause, where the data lives):
 
 - NEW: no run files: start it.
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastlrwa.config.schema import TrainConfig, from_dict, to_dict
+from fastlrwa.config.schema import RUN_LOCAL_KEYS, TrainConfig, from_dict, to_dict
 from fastlrwa.errors import ConfigError
 from fastlrwa.metrics.run_log import read_run
-from fastlrwa.metrics.settings import RUN_LOCAL_KEYS, format_value, setting_of
+from fastlrwa.metrics.settings import format_value, setting_of
 from fastlrwa.trainer.run_dir import RunDir
 
 

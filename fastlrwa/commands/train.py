@@ -15,31 +15,13 @@ from typing import Any
 import click
 
 from fastlrwa.commands.teacher import check_teacher_source
-from fastlrwa.config.schema import TrainConfig, apply_overrides, from_dict, to_dict
+from fastlrwa.config.schema import RUN_LOCAL_KEYS, TrainConfig, apply_overrides, from_dict, to_dict
 from fastlrwa.config.validate import setting, validate_train_config
 from fastlrwa.data.catalog import dataset_info
 from fastlrwa.errors import CheckpointError, ConfigError
 from fastlrwa.paths import require_writable_dir
 from fastlrwa.trainer.run_dir import RunDir, fresh_run_dir
 from fastlrwa.trainer.run_lock import run_dir_lock
-
-# Settings a resumed run may change: they do not alter what has been computed so far. The epochs are not
-# among them: the learning-rate schedule spans the epochs set at the start (split a run with --stop-after).
-RESUMABLE_OVERRIDES = frozenset(
-    {
-        "runtime.out",
-        "runtime.device",
-        "runtime.progress",
-        "runtime.eval_batch_size",
-        "runtime.compile",
-        "runtime.compile_mode",
-        "runtime.stop_after",
-        "teacher.trust_pickle",
-        "lrwa.align_every",
-        "diagnostics.grad_norm_every",
-        "diagnostics.sample_grid",
-    }
-)
 
 
 def run_train(
@@ -119,7 +101,9 @@ def _saved_config(run: RunDir) -> dict[str, Any]:
 def _resumed_config(
     run: RunDir, requested: TrainConfig, explicit: set[str], flags: Mapping[str, str] | None
 ) -> TrainConfig:
-    """The run's own config, with only the overrides that are safe on resume taken from the command line."""
+    """The run's own config, with only the overrides that are safe on resume taken from the command line: the
+    run-local ones (``Flag.run_local``), which do not alter what has been computed so far. The epochs are not
+    among them: the learning-rate schedule spans the epochs set at the start (split a run with --stop-after)."""
     saved = from_dict(TrainConfig, _saved_config(run))
     requested_values, saved_values = to_dict(requested), to_dict(saved)
     changes: dict[str, Any] = {}
@@ -129,7 +113,7 @@ def _resumed_config(
         current = saved_values[head][leaf] if leaf else saved_values[head]
         if value == current:
             continue
-        if key not in RESUMABLE_OVERRIDES:
+        if key not in RUN_LOCAL_KEYS:
             why = (
                 (
                     " (the learning-rate schedule spans the epochs the run started with; to split a run into "
@@ -138,7 +122,7 @@ def _resumed_config(
                 if key == "schedule.epochs"
                 else ""
             )
-            changeable = ", ".join(sorted((flags or {}).get(k, k) for k in RESUMABLE_OVERRIDES))
+            changeable = ", ".join(sorted((flags or {}).get(k, k) for k in RUN_LOCAL_KEYS))
             raise ConfigError(
                 f"--resume continues the run as it was configured: {setting(key, current, flags)} cannot change to "
                 f"{value!r}{why}; changeable on resume: {changeable}"

@@ -76,6 +76,16 @@ def validate_train_config(config: TrainConfig, flags: Mapping[str, str] | None =
         )
 
 
+def validate_on_device(config: TrainConfig, device: str, flags: Mapping[str, str] | None = None) -> None:
+    """The checks that need the device a run resolved to (``cuda:0``; ``auto`` is known only once torch is
+    loaded)."""
+    if config.runtime.compile_mode == "reduce-overhead" and device.split(":")[0] != "cuda":
+        raise ConfigError(
+            f"{setting('runtime.compile_mode', config.runtime.compile_mode, flags)} replays CUDA graphs, and this "
+            f"run is on {device}; drop it, or run on a CUDA device"
+        )
+
+
 def validate_pretrain_config(config: PretrainConfig, flags: Mapping[str, str] | None = None) -> None:
     for name in ("epochs", "batch_size", "lr", "eval_batch_size"):
         _positive(name, getattr(config, name), flags)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fastlrwa.kernels.js_variant import JSVariant
-from fastlrwa.options import Options
+from fastlrwa.options import Options, option
 
 GeneratorObjective = Literal["dafl", "dfad", "dfq", "js_priors"]
 
@@ -18,11 +18,13 @@ GeneratorObjective = Literal["dafl", "dfad", "dfq", "js_priors"]
 class GeneratorLossOptions(Options):
     """Weights and variants of the generator objective (paper eq. 9-15, DAFL, DFAD, DFQ)."""
 
-    js_variant: JSVariant = "official"  # official: the authors' code | paper: eq. 10
-    js_temperature: float = 3.0
-    adv: float = 1.0  # weight of the adversarial (disagreement) term
-    oh: float = 1.0  # one-hot loss L_OH
-    a: float = 0.1  # activation loss L_A (gamma)
-    ie: float = 5.0  # batch-entropy loss L_EM (delta)
-    entropy_log_base: float = 10.0  # authors' code uses log10; 2.718281828459045 for the paper's natural log
-    bn: float = 1.0  # DFQ: BatchNorm-statistics matching
+    # official: the authors' code | paper: eq. 10
+    js_variant: JSVariant = option("official", flag="--js-variant", help="Jensen-Shannon form")
+    js_temperature: float = option(3.0, flag="--js-temperature", help="softmax temperature of the JS term")
+    adv: float = option(1.0, flag="--w-adv", help="weight of the adversarial term")
+    oh: float = option(1.0, flag="--w-oh", help="weight of the one-hot prior L_OH")
+    a: float = option(0.1, flag="--w-act", help="weight of the activation prior L_A (gamma)")
+    ie: float = option(5.0, flag="--w-ie", help="weight of the batch-entropy prior L_EM (delta)")
+    # The authors' code uses log10; 2.718281828459045 for the paper's natural log.
+    entropy_log_base: float = option(10.0, flag="--entropy-log-base", help="log base of L_EM (authors: 10)")
+    bn: float = option(1.0, flag="--w-bn", help="weight of DFQ's BatchNorm-statistics loss")

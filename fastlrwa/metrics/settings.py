@@ -1,10 +1,10 @@
 """What makes two runs the same setting, and how a setting is named (pure, no I/O).
 
 A run's ``config.json`` records its whole resolved config. Two runs are seeds of one *setting* when
-their configs agree on every key that changes what is computed; the keys below do not (where the
+their configs agree on every key that changes what is computed; the run-local keys do not (where the
 run is written, which device, the progress display, evaluation batching, compilation, a pause with
-``--stop-after``, where the data lives, how often the LRWA gradient alignment is measured), so they
-never split a setting. The report also ignores the
+``--stop-after``, where the data lives, how often a diagnostic is measured: ``Flag.run_local`` in the
+options table, ``config.schema.RUN_LOCAL_KEYS``), so they never split a setting. The report also ignores the
 method and the seed (kept apart as their own columns) and the teacher's path (the teacher is identified
 by its file's hash in the table block), and the config sections the run's method never reads (the LRWA
 options of an MB-DFKD run: ``config.methods.unread_config_sections``).
@@ -20,24 +20,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fastlrwa.config.methods import unread_config_sections
+from fastlrwa.config.schema import RUN_LOCAL_KEYS
 
-RUN_LOCAL_KEYS = frozenset(
-    {
-        "runtime.out",
-        "runtime.device",
-        "runtime.progress",
-        "runtime.eval_batch_size",
-        "runtime.compile",
-        "runtime.compile_mode",
-        "runtime.stop_after",
-        "teacher.trust_pickle",
-        "data.data_root",
-        "data.download",
-        "lrwa.align_every",
-        "diagnostics.grad_norm_every",
-        "diagnostics.sample_grid",
-    }
-)
 REPORT_IGNORED_KEYS = RUN_LOCAL_KEYS | {"method", "runtime.seed", "teacher.path"}
 
 Setting = tuple[tuple[str, Any], ...]

@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from fastlrwa.config.methods import MethodSpec, method_spec
 from fastlrwa.config.schema import TrainConfig
+from fastlrwa.config.validate import validate_on_device
 from fastlrwa.data import ArraySplit, DatasetInfo, DeviceImageSet, dataset_info, load_split
 from fastlrwa.data.user_test_set import load_test_data
 from fastlrwa.distributed import DistributedContext, rank_seed
@@ -18,6 +19,7 @@ from fastlrwa.models import ModelMeta, build_generator, build_model, layer_defau
 from fastlrwa.models.batchnorm import tracked_batchnorms
 from fastlrwa.models.foreign_teacher import ForeignTeacher
 from fastlrwa.models.teacher_forms import GRAPH_FORMS
+from fastlrwa.options import flag_names
 from fastlrwa.replay import VAE, GenerativeReplay, MemoryBankReplay, ReplayRing, ReplayScheme
 from fastlrwa.runtime import amp_dtype, generator_dtype
 from fastlrwa.trainer.schedule import constant_schedule, cosine_schedule
@@ -149,11 +151,7 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
     with context.fail_together():
         spec = method_spec(config.method)
         autocast = amp_dtype(config.runtime.amp, device)
-        if config.runtime.compile_mode == "reduce-overhead" and device.type != "cuda":
-            raise ConfigError(
-                f"--compile-mode reduce-overhead replays CUDA graphs, and this run is on {device}; "
-                "drop it, or run on a CUDA device"
-            )
+        validate_on_device(config, str(device), flag_names(TrainConfig))
         info = dataset_info(config.data.dataset)
         teacher, teacher_meta = load_frozen_teacher(teacher_path, config.teacher, info, device)
         _check_teacher_serves(spec, config, teacher, teacher_meta)

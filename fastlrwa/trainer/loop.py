@@ -21,11 +21,13 @@ from typing import Any, Iterator
 import torch
 
 from fastlrwa.atomic_io import atomic_torch_save
+from fastlrwa.config.schema import TrainConfig
 from fastlrwa.data import evaluate, predict
 from fastlrwa.errors import NonFiniteLossError
 from fastlrwa.metrics.run_log import MetricsLog
 from fastlrwa.models import ModelMeta, save_model_checkpoint
 from fastlrwa.models.batchnorm import batchnorm_running_stats
+from fastlrwa.options import flag_names, switch_for
 from fastlrwa.progress import EpochProgress
 from fastlrwa.trainer.build import RunParts
 from fastlrwa.trainer.checkpoint import (
@@ -167,9 +169,10 @@ class Trainer:
                 if self.run.checkpoint.exists()
                 else "no checkpoint was written yet, so there is nothing to resume"
             )
-            retry = "lower --lr-student / --lr-generator"
+            flags = flag_names(TrainConfig)
+            retry = f"lower {flags['student.lr']} / {flags['generator.lr']}"
             if self.parts.autocast_dtype is not None or self.parts.generator.compute_dtype is not None:
-                retry += " or run in float32 with --no-amp"
+                retry += f" or run in float32 with {switch_for(TrainConfig, 'runtime.amp', 'none')}"
             raise NonFiniteLossError(
                 f"{name} became {value}{where} at training step {step} (epoch {self.epoch + 1}, around iteration "
                 f"{(step - 1) // max(steps_per_iteration, 1) % iterations + 1}); stopped: {kept}; start again with "

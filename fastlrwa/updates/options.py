@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from fastlrwa.options import Options
+from fastlrwa.options import Options, option
 
 StudentUpdateKind = Literal["plain", "joint", "lrwa"]
 # paper: L_Acq(θ) + L_Ret(θ') (eq. 6) | official: the authors' outer loss, one forward on cat(new, memory) at θ
@@ -32,14 +32,30 @@ class LRWAOptions(Options):
     memory batch) runs on every ``align_every``-th student step of an epoch; 0 turns it off.
     """
 
-    alpha: float = 0.9
-    weight_decay: float = 5e-4
-    objective: Literal[MetaObjective, "released"] = "official"
-    hvp: HvpMode = "exact"
+    alpha: float = option(0.9, flag="--lr-inner", help="LRWA inner step size alpha")
+    weight_decay: float = option(5e-4, flag="--inner-weight-decay", help="LRWA inner-step weight decay lambda")
+    objective: Literal[MetaObjective, "released"] = option(
+        "official",
+        flag="--lrwa-objective",
+        help="LRWA outer objective: official (eq. 6, the authors' outer loss on cat(new, memory)), paper (eq. 6 "
+        "as written), released (what the authors' released code computes: equals mb-dfkd with --joint-objective "
+        "official, no meta-gradient; see README)",
+    )
+    hvp: HvpMode = option("exact", flag="--hvp", help="LRWA Hessian-vector product mode")
     # reverse: reverse-over-reverse (fewer FLOPs and live tensors at paper size, both objectives;
     # BENCHMARKS.md) | forward: forward-over-reverse.
-    exact_method: ExactMethod = "reverse"
-    align_every: int = 10
+    exact_method: ExactMethod = option(
+        "reverse",
+        flag="--exact-method",
+        help="exact HVP by reverse-over-reverse (default: fewer FLOPs and less memory) or forward-over-reverse",
+    )
+    align_every: int = option(
+        10,
+        flag="--align-every",
+        help="log the LRWA gradient alignment grad_cos (one more forward/backward on the memory batch) on every "
+        "N-th student step of an epoch; 0: never",
+        run_local=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -50,4 +66,8 @@ class JointOptions(Options):
     two losses, each batch with its own BatchNorm statistics).
     """
 
-    objective: JointObjective = "official"
+    objective: JointObjective = option(
+        "official",
+        flag="--joint-objective",
+        help="replay baselines: one forward on cat(new, memory) or a sum of two losses",
+    )
