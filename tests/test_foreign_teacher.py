@@ -18,6 +18,7 @@ from fastlrwa.config.presets import train_config
 from fastlrwa.config.schema import TeacherConfig
 from fastlrwa.data import dataset_info
 from fastlrwa.errors import CheckpointError, ConfigError
+from fastlrwa.models.batchnorm import tracked_batchnorms
 from fastlrwa.models.teacher_forms import teacher_form
 from fastlrwa.trainer.teacher import load_frozen_teacher
 
@@ -78,12 +79,42 @@ def test_features_are_the_input_of_the_last_linear_for_the_users_class(saved):
     torch.testing.assert_close(logits, F.linear(reference, model.head.weight, model.head.bias))
 
 
-@pytest.mark.parametrize("form", ["torchscript", "exported"])
-def test_graph_teachers_have_no_features(saved, form):
+def test_a_torchscript_teacher_has_no_features(saved):
     _, paths = saved
-    teacher, _ = load_frozen_teacher(paths[form], _config(paths[form]), DIGITS, torch.device("cpu"))
+    path = paths["torchscript"]
+    teacher, _ = load_frozen_teacher(path, _config(path), DIGITS, torch.device("cpu"))
     logits, features = teacher(torch.randn(3, 1, 32, 32), return_features=True)
     assert features is None and logits.shape == (3, 10)
+
+
+def _batchnorm_inputs(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    seen: list[torch.Tensor] = []
+    layers = [layer for _, layer in tracked_batchnorms(model)]
+    handles = [layer.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0])) for layer in layers]
+    with torch.no_grad():
+        model(x)
+    for handle in handles:
+        handle.remove()
+    return seen
+
+
+def test_an_exported_teacher_has_its_batchnorms_and_head_back_as_modules(saved):
+    model, paths = saved
+    path = paths["exported"]
+    teacher, _ = load_frozen_teacher(path, _config(path), DIGITS, torch.device("cpu"))
+    x = torch.randn(5, 1, 32, 32)
+    _, features = teacher(x, return_features=True)
+    torch.testing.assert_close(features, model.body(x))
+    norms = [layer for _, layer in tracked_batchnorms(teacher)]
+    reference = [layer for _, layer in tracked_batchnorms(model)]
+    assert len(norms) == 3 and not any(layer.training for layer in norms)
+    for got, expected in zip(norms, reference):
+        torch.testing.assert_close(got.running_var, expected.running_var)
+        torch.testing.assert_close(got.eps, expected.eps)
+    # The teacher's input is the run's normalisation, the model's its own: the same mapping as the wrapper's.
+    inner = x * teacher.input_scale + teacher.input_shift
+    for got, expected in zip(_batchnorm_inputs(teacher, x), _batchnorm_inputs(model, inner)):
+        torch.testing.assert_close(got, expected)
 
 
 def _train(tmp_path, teacher, method="mb-dfkd", **extra):
@@ -109,15 +140,22 @@ def test_dfq_reads_the_batchnorm_layers_of_the_users_class(saved, tmp_path):
     assert history[0]["gen_bn"] > 0
 
 
-@pytest.mark.parametrize("form", ["torchscript", "exported"])
-def test_a_graph_teacher_refuses_the_activation_prior_naming_w_act_0(saved, tmp_path, form):
+def test_a_torchscript_teacher_refuses_the_activation_prior_naming_w_act_0(saved, tmp_path):
     _, paths = saved
     with pytest.raises(ConfigError, match="--w-act 0"):
-        _train(tmp_path, paths[form])
+        _train(tmp_path, paths["torchscript"])
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
-def test_a_graph_teacher_refuses_dfq(saved, tmp_path):
+def test_an_exported_teacher_serves_dfq_and_the_activation_prior(saved, tmp_path):
+    _, paths = saved
+    history = _train(tmp_path / "dfq", paths["exported"], method="dfq")
+    assert history[0]["gen_bn"] > 0
+    history = _train(tmp_path / "act", paths["exported"], **{"loss.a": 0.5})
+    assert history[0]["gen_act"] != 0
+
+
+def test_a_torchscript_teacher_refuses_dfq(saved, tmp_path):
     _, paths = saved
     with pytest.raises(ConfigError, match="--teacher-factory"):
         _train(tmp_path, paths["torchscript"], method="dfq")

@@ -7,8 +7,9 @@ The wrapper maps one onto the other, per channel: ``x_t = x * std_d / std_t + (m
 the identity where the two agree.
 
 Features (the activation prior's input): the input of the teacher's last ``nn.Linear``, read with a forward
-pre-hook in the same pass. A TorchScript module takes no hooks and an exported graph has no modules, so they
-have no features (``has_features`` is False) and ``forward(x, return_features=True)`` gives ``None`` for them.
+pre-hook in the same pass (an exported graph's last ``aten.linear`` is made an ``nn.Linear`` when it is loaded:
+``fastlrwa.models.exported_graph``). A TorchScript module takes no hooks, so it has no features
+(``has_features`` is False) and ``forward(x, return_features=True)`` gives ``None`` for it.
 
 The wrapped model stays in eval mode: ``train()`` switches this wrapper alone (an exported graph cannot be
 switched at all, and a frozen teacher's BatchNorm must use its running statistics).
@@ -70,7 +71,7 @@ class ForeignTeacher(nn.Module):
 
 def last_linear(model: nn.Module) -> nn.Linear | None:
     """The last ``nn.Linear`` registered in a Python module (its classifier head), or None: for a TorchScript
-    module (no hooks) and an exported graph (no ``nn.Linear`` left in it)."""
+    module (no hooks) and a module without one."""
     if isinstance(model, torch.jit.ScriptModule):
         return None
     linears = [module for module in model.modules() if isinstance(module, nn.Linear)]

@@ -3,7 +3,8 @@
 - ``torchscript``: a ``torch.jit.save`` archive (a zip with ``code/`` and ``constants.pkl``), read by
   ``torch.jit.load``, whose unpickler rebuilds TorchScript objects only: no Python code of the file runs.
 - ``exported``: a ``torch.export.save`` program (a zip with ``archive_format``), read by ``torch.export.load``
-  (a serialised graph and its weights, no pickled Python).
+  (a serialised graph and its weights, no pickled Python); its BatchNorm and last Linear calls are made
+  modules again (``fastlrwa.models.exported_graph``), for the hooks of DFQ and the activation prior.
 - ``checkpoint``: anything else ``torch.load`` may read: a fastlrwa model file or a state_dict
   (``fastlrwa.models.checkpoint``), or, with a factory, the state_dict of the user's own class
   (``fastlrwa.models.user_factory``).
@@ -22,10 +23,9 @@ import torch
 import torch.nn as nn
 
 from fastlrwa.errors import CheckpointError
+from fastlrwa.models.exported_graph import materialise_modules
 
 TeacherForm = Literal["torchscript", "exported", "checkpoint"]
-# The forms that hold a graph rather than Python modules: no hooks, so no features or BatchNorm inputs.
-GRAPH_FORMS = ("torchscript", "exported")
 
 
 def teacher_form(path: Path) -> TeacherForm:
@@ -55,7 +55,7 @@ def load_graph_teacher(path: Path, form: TeacherForm) -> nn.Module:
                 # torch.jit.load's deprecation notice: the file is what the user has, nothing to act on here.
                 warnings.simplefilter("ignore", FutureWarning)
                 return torch.jit.load(str(path), map_location="cpu")
-        return torch.export.load(str(path)).module()
+        return materialise_modules(torch.export.load(str(path)).module())
     except Exception as error:  # both loaders raise many types on a damaged archive
         fix = "re-save it with torch.jit.save" if form == "torchscript" else "re-save it with torch.export.save"
         raise CheckpointError(

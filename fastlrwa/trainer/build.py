@@ -18,7 +18,6 @@ from fastlrwa.errors import ConfigError
 from fastlrwa.models import ModelMeta, build_generator, build_model, layer_default_init
 from fastlrwa.models.batchnorm import tracked_batchnorms
 from fastlrwa.models.foreign_teacher import ForeignTeacher
-from fastlrwa.models.teacher_forms import GRAPH_FORMS
 from fastlrwa.options import flag_names
 from fastlrwa.replay import VAE, GenerativeReplay, MemoryBankReplay, ReplayRing, ReplayScheme
 from fastlrwa.runtime import amp_dtype, generator_dtype
@@ -116,8 +115,8 @@ def _replay(
 
 
 def _check_teacher_serves(spec: MethodSpec, config: TrainConfig, teacher: nn.Module, meta: ModelMeta) -> None:
-    """A TorchScript or exported teacher has no features and no BatchNorm layers to hook: the priors that read
-    them are refused rather than trained without."""
+    """A TorchScript teacher has no features and no BatchNorm layers to hook (an exported one may lack the
+    features): the priors that read them are refused rather than trained without."""
     if not isinstance(teacher, ForeignTeacher):
         return
     if not teacher.has_features and spec.generator_objective in ("dafl", "js_priors") and config.loss.a != 0:
@@ -125,10 +124,11 @@ def _check_teacher_serves(spec: MethodSpec, config: TrainConfig, teacher: nn.Mod
             f"the activation prior reads the input of the teacher's last nn.Linear, which a {meta.arch} teacher "
             "does not expose; pass --w-act 0, or load the teacher from its own class with --teacher-factory"
         )
-    if spec.generator_objective == "dfq" and meta.arch in GRAPH_FORMS:
+    if spec.generator_objective == "dfq" and meta.arch == "torchscript":
         raise ConfigError(
-            f"dfq matches the inputs of the teacher's BatchNorm layers, which a {meta.arch} teacher does not "
-            "expose; load it from its own class with --teacher-factory, or use another method"
+            "dfq matches the inputs of the teacher's BatchNorm layers, which a torchscript teacher does not "
+            "expose; save it with torch.export.save, or load it from its own class with --teacher-factory, or use "
+            "another method"
         )
 
 
