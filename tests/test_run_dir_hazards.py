@@ -20,8 +20,8 @@ from conftest import TINY_TRAIN_FLAGS, tiny_overrides, without_timing
 from fastlrwa.commands.train import run_train
 from fastlrwa.config.presets import train_config
 from fastlrwa.errors import RunWriteError
+from fastlrwa.metrics.event_log import EventLog
 from fastlrwa.trainer import loop
-from fastlrwa.trainer.loop import Trainer
 from fastlrwa.trainer.run_lock import LOCK_FILE
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -122,23 +122,73 @@ def test_sigterm_checkpoints_the_current_iteration_and_resume_matches(tmp_path, 
     _assert_same_run(out, undisturbed)
 
 
-def test_a_second_signal_stops_at_once_keeping_the_last_checkpoint(tmp_path, lenet_teacher, monkeypatch):
-    original, calls = Trainer._iteration, {"n": 0}
+# A training process whose iteration 3 of epoch 2 sends itself two stop signals, the second before the loop
+# can act on the first: signals sent to oneself are delivered before os.kill returns.
+SIGNALLED_TWICE = """
+import os, signal, sys
+from fastlrwa.cli import cli
+first, second, at = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+original, calls = Trainer._iteration, [0]
+def signalled_twice(self):
+    original(self)
+    calls[0] += 1
+    if calls[0] == at:
+        os.kill(os.getpid(), first)
+        os.kill(os.getpid(), second)
+Trainer._iteration = signalled_twice
+cli(sys.argv[4:], prog_name="fastlrwa")
+"""
 
-    def twice_signalled(self):
-        original(self)
-        calls["n"] += 1
-        if calls["n"] == 3:  # epoch 2, iteration 1: the epoch-1 checkpoint is on disk
-            os.kill(os.getpid(), signal.SIGTERM)
-            os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(Trainer, "_iteration", twice_signalled)
-    overrides = tiny_overrides(tmp_path / "run", lenet_teacher)
-    with pytest.raises(KeyboardInterrupt):
-        run_train(train_config("digits", overrides), explicit=set(overrides))
-    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+@pytest.mark.parametrize(
+    ("first", "second", "code"),
+    [(signal.SIGTERM, signal.SIGTERM, 143), (signal.SIGINT, signal.SIGINT, 130), (signal.SIGINT, signal.SIGTERM, 143)],
+)
+def test_a_second_signal_stops_at_once_keeping_the_last_checkpoint(tmp_path, lenet_teacher, first, second, code):
+    out = tmp_path / "run"
+    argv = _train_command(out, lenet_teacher, "--iters-per-epoch", "4")[3:]
+    stopped = subprocess.run(
+        [sys.executable, "-c", SIGNALLED_TWICE, str(int(first)), str(int(second)), "7", *argv],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert stopped.returncode == code, stopped.stderr
+    errors = _errors(stopped.stderr)
+    assert len(errors) == 1, stopped.stderr
+    assert f"stopped at once by a second {second.name}" in errors[0]
+    assert f"{out / 'checkpoint.pt'} (epoch 1) is kept" in errors[0] and "--resume" in errors[0]
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert (state["epoch"], state["iteration"]) == (1, 0)
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_failed_tensorboard_write_is_one_error_and_resume_logs_every_epoch_once(
+    tmp_path, lenet_teacher, monkeypatch, capfd
+):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    original, calls = EventLog.flush, {"n": 0}
+
+    def full_at_second_epoch(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        original(self)
+
+    monkeypatch.setattr(EventLog, "flush", full_at_second_epoch)
+    overrides = tiny_overrides(tmp_path / "run", lenet_teacher)
+    with pytest.raises(RunWriteError, match="tb could not be written") as raised:
+        run_train(train_config("digits", overrides), explicit=set(overrides))
+    # The events go before the checkpoint: the epoch whose events are missing is trained again on resume.
+    assert "(epoch 1) is kept" in str(raised.value) and "No space left on device" in str(raised.value)
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert "Traceback" not in capfd.readouterr().err
+    monkeypatch.undo()
+    run_train(train_config("digits", overrides), resume=True, explicit=set(overrides))
+    scalars = EventAccumulator(str(tmp_path / "run" / "tb")).Reload().Scalars("test_accuracy")
+    assert [event.step for event in scalars] == [1, 2]
+    assert [record["epoch"] for record in _records(tmp_path / "run")] == [1, 2]
 
 
 def test_a_failed_checkpoint_write_is_one_error_naming_the_kept_epoch(tmp_path, lenet_teacher, monkeypatch):
@@ -174,17 +224,32 @@ def _mount_tmpfs(where: Path, size_mb: int) -> bool:
     return mounted.returncode == 0
 
 
+def _fill(disk: Path, left: int) -> Path:
+    """A file that leaves ``left`` bytes of ``disk`` free."""
+    free = os.statvfs(disk)
+    filler = disk / "filler"
+    filler.write_bytes(b"\1" * (free.f_bavail * free.f_frsize - left))
+    return filler
+
+
 def test_a_full_disk_ends_in_one_line_and_resume_after_freeing_space_matches(tmp_path, lenet_teacher, undisturbed):
     disk = tmp_path / "disk"
     if not _mount_tmpfs(disk, 8):
         pytest.skip("mounting a small tmpfs needs root; the injected-OSError test covers the message")
     try:
         out = disk / "run"
+        for left in (0, 4096):  # nothing left: the lock's pid cannot be written; one page: config.json cannot
+            filler = _fill(disk, left)
+            full = _train(out, lenet_teacher)
+            assert full.returncode == 4, full.stderr
+            errors = _errors(full.stderr)
+            assert len(errors) == 1 and "could not be written (No space left on device)" in errors[0], full.stderr
+            assert ("lock" if left == 0 else "config.json") in errors[0] and "run the same command again" in errors[0]
+            assert not out.exists()  # the run created the folder and leaves none behind
+            filler.unlink()
         paused = _train(out, lenet_teacher, "--stop-after", "1")
         assert paused.returncode == 0, paused.stderr
-        free = os.statvfs(disk)
-        filler = disk / "filler"
-        filler.write_bytes(b"\1" * (free.f_bavail * free.f_frsize - 4096))
+        filler = _fill(disk, 4096)
         before = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
         full = _train(out, lenet_teacher, "--resume")
         assert full.returncode == 4, full.stderr

@@ -20,8 +20,9 @@ from fastlrwa.metrics import run_stats
 from fastlrwa.progress import EpochProgress, epoch_progress
 from fastlrwa.runtime import environment_versions, seed_everything
 from fastlrwa.trainer.build import RunParts, build_run
-from fastlrwa.trainer.loop import StopRequested, Trainer
+from fastlrwa.trainer.loop import StoppedAtOnce, StopRequested, Trainer
 from fastlrwa.trainer.run_dir import RunDir
+from fastlrwa.trainer.write_guard import guarded_write
 
 
 def distil(config: TrainConfig, run: RunDir, *, resume: bool) -> list[dict[str, Any]]:
@@ -90,6 +91,14 @@ def _train(config: TrainConfig, run: RunDir, context: DistributedContext, *, res
                 f"stopped by {stop} at epoch {trainer.epoch + 1}, iteration {trainer.iteration}; checkpoint saved in "
                 f"{run.checkpoint}; continue with: {_command(context)} --out {run.root} --resume"
             ) from None
+        except StoppedAtOnce as stop:
+            error = Terminated if stop.signum == signal.SIGTERM else Interrupted
+            again = (
+                f"continue with: {_command(context)} --out {run.root} --resume"
+                if run.checkpoint.exists()
+                else "start it again"
+            )
+            raise error(f"stopped at once by a second {stop}; {trainer.kept_checkpoint()}; {again}") from None
 
     accuracies = [record["test_accuracy"] for record in history]
     if accuracies and len(accuracies) < config.schedule.epochs:
@@ -121,6 +130,12 @@ def _start_run_dir(run: RunDir, parts: RunParts, teacher_sha256: str, progress: 
         f"{parts.info.name}) -> {config.student.arch} student, {config.schedule.epochs} epochs"
         + (f", {parts.context.world_size} processes" if parts.context.is_distributed else "")
     )
+    with guarded_write(run.config, "nothing of this run was written yet", "run the same command again"):
+        _write_config(run, parts, teacher_sha256, teacher.accuracy)
+
+
+def _write_config(run: RunDir, parts: RunParts, teacher_sha256: str, teacher_accuracy: float) -> None:
+    config = parts.config
     atomic_write_json(
         run.config,
         {
@@ -131,7 +146,7 @@ def _start_run_dir(run: RunDir, parts: RunParts, teacher_sha256: str, progress: 
             "teacher_arch": parts.teacher_meta.arch,
             "teacher_path": str(parts.teacher_path),
             "teacher_sha256": teacher_sha256,
-            "teacher_accuracy": teacher.accuracy,
+            "teacher_accuracy": teacher_accuracy,
             "seed": config.runtime.seed,
             "epochs": config.schedule.epochs,
             "world_size": parts.context.world_size,

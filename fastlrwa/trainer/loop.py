@@ -24,6 +24,7 @@ from fastlrwa.atomic_io import atomic_torch_save
 from fastlrwa.config.schema import TrainConfig
 from fastlrwa.data import evaluate, predict
 from fastlrwa.errors import NonFiniteLossError
+from fastlrwa.metrics.event_log import EventLog
 from fastlrwa.metrics.run_log import MetricsLog
 from fastlrwa.models import ModelMeta, save_model_checkpoint
 from fastlrwa.models.batchnorm import batchnorm_running_stats
@@ -65,10 +66,21 @@ class StopRequested(Exception):
         self.signum = signum
 
 
+class StoppedAtOnce(KeyboardInterrupt):
+    """A second SIGINT or SIGTERM: the run stopped where it was; the last checkpoint on disk is kept.
+
+    A ``KeyboardInterrupt``, so that no ``except Exception`` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 @contextmanager
 def _stop_request() -> Iterator[dict[str, int]]:
     """The first SIGINT or SIGTERM asks the loop to stop at the next safe point (``stop`` holds its number);
-    a second one of either stops at once. SIGTERM is what batch schedulers send before they kill a job."""
+    a second one of either stops at once (``StoppedAtOnce``, naming the second signal, which sets the exit
+    code). SIGTERM is what batch schedulers send before they kill a job."""
     request = {"stop": 0}
     previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
 
@@ -76,7 +88,7 @@ def _stop_request() -> Iterator[dict[str, int]]:
         if request["stop"]:
             for number, old in previous.items():
                 signal.signal(number, old)
-            raise KeyboardInterrupt
+            raise StoppedAtOnce(signum)
         request["stop"] = signum
 
     try:
@@ -107,7 +119,7 @@ class Trainer:
         self.epoch_train_time = 0.0
         self.teacher = TeacherFile(parts.teacher_path, file_sha256(parts.teacher_path))
         self.started_wall = 0.0
-        self._writer = None
+        self._events: EventLog | None = None  # opened at the first epoch's end
         self._saved: tuple[int, int] | None = None  # (epoch, iteration) of the checkpoint on disk
         self._teacher_test_predictions: torch.Tensor | None = None  # computed at the first evaluation
         grid = self.config.diagnostics.sample_grid
@@ -135,15 +147,17 @@ class Trainer:
         self._saved = (self.epoch, self.iteration)
         self.context.barrier()
 
+    def kept_checkpoint(self) -> str:
+        """What a run that ends now leaves to resume from, for its last line."""
+        if self._saved is None:
+            return "no checkpoint was written yet, so there is nothing to resume"
+        epoch, iteration = self._saved
+        where = f"epoch {epoch}" + (f", iteration {iteration} of epoch {epoch + 1}" if iteration else "")
+        return f"the last good checkpoint {self.run.checkpoint} ({where}) is kept"
+
     def _guarded(self, path):
         """A failed write of ``path`` ends the run as one line naming the checkpoint still on disk."""
-        if self._saved is None:
-            kept = "no checkpoint was written yet, so there is nothing to resume"
-        else:
-            epoch, iteration = self._saved
-            where = f"epoch {epoch}" + (f", iteration {iteration} of epoch {epoch + 1}" if iteration else "")
-            kept = f"the last good checkpoint {self.run.checkpoint} ({where}) is kept"
-        return guarded_write(path, kept, f"continue with --out {self.run.root} --resume")
+        return guarded_write(path, self.kept_checkpoint(), f"continue with --out {self.run.root} --resume")
 
     def load_checkpoint(self) -> None:
         """Restore the run from its checkpoint (see :mod:`fastlrwa.trainer.checkpoint`)."""
@@ -281,8 +295,8 @@ class Trainer:
 
     def _publish(self, record: dict[str, Any]) -> None:
         if self.context.is_main:
-            # The metrics line goes first: a crash before the checkpoint leaves a line that --resume truncates,
-            # never a checkpoint whose epoch has no line.
+            # The epoch's files go before the checkpoint: a crash or a failed write before it leaves lines that
+            # --resume truncates (and events it hides), never a checkpoint whose epoch has no line.
             with self._guarded(self.run.metrics):
                 self.metrics_log.append(record)
             with self._guarded(self.run.student):
@@ -296,29 +310,31 @@ class Trainer:
                         "method": self.config.method,
                     },
                 )
+            self._write_events(record)
         self.save_checkpoint()
         if not self.context.is_main:
             return
-        with self._guarded(self.run.tensorboard):
-            writer = self._tensorboard()
-            for key, value in record.items():
-                if key != "epoch" and isinstance(value, (int, float)):
-                    writer.add_scalar(key, value, record["epoch"])
-            self._write_images(writer, record)
-            writer.flush()
         self.progress.log(
             f"epoch {record['epoch']}/{self.config.schedule.epochs}  test acc {record['test_accuracy']:.2f}%  "
             + format_live(record, LIVE_KEYS)
             + f"  {record['samples_per_s']:.0f} samples/s"
         )
 
-    def _write_images(self, writer, record: dict[str, Any]) -> None:
-        """The class histogram (one bucket per class) and the grid of samples from the fixed latents."""
+    def _write_events(self, record: dict[str, Any]) -> None:
+        """The epoch's scalars, its class histogram (one bucket per class) and the grid of samples from the fixed
+        latents, for TensorBoard."""
         epoch = record["epoch"]
+        if self._events is None:
+            # A resumed run logs again the epochs after its checkpoint: their older events are hidden.
+            self._events = EventLog(self.run.tensorboard, first_step=epoch)
+        for key, value in record.items():
+            if key != "epoch" and isinstance(value, (int, float)):
+                self._events.scalar(key, value, epoch)
         counts = record.get(CLASS_HISTOGRAM, [])
         if sum(counts) > 0:
-            writer.add_histogram_raw(
+            self._events.histogram_raw(
                 CLASS_HISTOGRAM,
+                epoch,
                 min=0,
                 max=len(counts) - 1,
                 num=sum(counts),
@@ -326,19 +342,12 @@ class Trainer:
                 sum_squares=sum(k * k * c for k, c in enumerate(counts)),
                 bucket_limits=[k + 0.5 for k in range(len(counts))],
                 bucket_counts=counts,
-                global_step=epoch,
             )
         if self._sample_latents is not None:
-            writer.add_image(
-                "generated_samples", image_grid(generated_samples(self.parts.generator, self._sample_latents)), epoch
-            )
-
-    def _tensorboard(self):
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(log_dir=str(self.run.tensorboard), purge_step=self.epoch)
-        return self._writer
+            samples = generated_samples(self.parts.generator, self._sample_latents)
+            self._events.image("generated_samples", image_grid(samples), epoch)
+        with self._guarded(self.run.tensorboard):
+            self._events.flush()
 
     # ----- the run -------------------------------------------------------------------------------------------------
     def fit(self) -> list[dict[str, Any]]:
@@ -347,26 +356,21 @@ class Trainer:
         last = min(s.epochs, self.config.runtime.stop_after or s.epochs)
         self.started_wall = time.perf_counter() - (self.history[-1]["wall_time_s"] if self.history else 0.0)
         with _stop_request() as request:
-            try:
-                while self.epoch < last:
-                    self.progress.start_epoch(self.epoch + 1, s.epochs, s.iters_per_epoch)
-                    if self.parts.device.type == "cuda":
-                        torch.cuda.reset_peak_memory_stats(self.parts.device)
-                    self.progress.advance(self.iteration)
-                    while self.iteration < s.iters_per_epoch:
-                        started = time.perf_counter()
-                        self._iteration()
-                        self.iteration += 1
-                        if self.parts.device.type == "cuda" and self.iteration == s.iters_per_epoch:
-                            torch.cuda.synchronize(self.parts.device)
-                        self.epoch_train_time += time.perf_counter() - started
-                        self.progress.advance(1, format_live(self.stats.live(), LIVE_KEYS))
-                        if self.context.any_rank(bool(request["stop"])):
-                            self.save_checkpoint()
-                            raise StopRequested(request["stop"] or signal.SIGINT)
-                    self._publish(self._finish_epoch())
-            finally:
-                if self._writer is not None:
-                    with self._guarded(self.run.tensorboard):
-                        self._writer.close()
+            while self.epoch < last:
+                self.progress.start_epoch(self.epoch + 1, s.epochs, s.iters_per_epoch)
+                if self.parts.device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(self.parts.device)
+                self.progress.advance(self.iteration)
+                while self.iteration < s.iters_per_epoch:
+                    started = time.perf_counter()
+                    self._iteration()
+                    self.iteration += 1
+                    if self.parts.device.type == "cuda" and self.iteration == s.iters_per_epoch:
+                        torch.cuda.synchronize(self.parts.device)
+                    self.epoch_train_time += time.perf_counter() - started
+                    self.progress.advance(1, format_live(self.stats.live(), LIVE_KEYS))
+                    if self.context.any_rank(bool(request["stop"])):
+                        self.save_checkpoint()
+                        raise StopRequested(request["stop"] or signal.SIGINT)
+                self._publish(self._finish_epoch())
         return self.history

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from fastlrwa.errors import ConfigError
+from fastlrwa.trainer.write_guard import guarded_write
 
 LOCK_FILE = ".lock"
 
@@ -38,9 +39,10 @@ def run_dir_lock(root: Path) -> Iterator[None]:
                 f"{root} is in use by another fastlrwa process (pid {holder}); wait for it to end or stop it, "
                 "or choose another --out"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         try:
+            with guarded_write(lock, "nothing of this run was written", "run the same command again"):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
             yield
         finally:
             # A run that failed before writing anything leaves no folder behind, as without the lock.
