@@ -127,6 +127,7 @@ def test_sigterm_checkpoints_the_current_iteration_and_resume_matches(tmp_path, 
 SIGNALLED_TWICE = """
 import os, signal, sys
 from fastlrwa.cli import cli
+from fastlrwa.trainer.loop import Trainer
 first, second, at = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 original, calls = Trainer._iteration, [0]
 def signalled_twice(self):
