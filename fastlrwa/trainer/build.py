@@ -121,7 +121,7 @@ def _check_teacher_serves(spec: MethodSpec, config: TrainConfig, teacher: nn.Mod
         return
     if not teacher.has_features and spec.generator_objective in ("dafl", "js_priors") and config.loss.a != 0:
         raise ConfigError(
-            f"the activation prior reads the input of the teacher's last nn.Linear, which a {meta.arch} teacher "
+            f"the activation prior reads the input of the teacher's last nn.Linear, which this {meta.arch} teacher "
             "does not expose; pass --w-act 0, or load the teacher from its own class with --teacher-factory"
         )
     if spec.generator_objective == "dfq" and meta.arch == "torchscript":
