@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from fastlrwa.errors import ConfigError
 from fastlrwa.models.spectral_norm import spectral_norm
-from fastlrwa.runtime import at_least_float32
+from fastlrwa.runtime import at_least_float32, autocast_to
 
 BASE_CHANNELS = 128
 # eps=0.8 in the two inner BatchNorms is the authors' setting (inherited from DAFL), not a typo for 1e-5.
@@ -64,7 +64,7 @@ class Generator(nn.Module):
         """Latent ``[N, latent_dim]`` to images ``[N, channels, image_size, image_size]``."""
         if self.compute_dtype is None:
             return self._decode(z)
-        with torch.autocast(z.device.type, dtype=self.compute_dtype):
+        with autocast_to(z.device.type, self.compute_dtype):
             images = self._decode(z)
         return at_least_float32(images)
 
