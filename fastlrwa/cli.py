@@ -24,8 +24,8 @@ from fastlrwa.config.schema import ARCH_CHOICES, DATA_ROOT_HELP, DEVICE_HELP, Pr
 from fastlrwa.cpu_runtime import configure_thread_waiting, keep_freed_memory
 from fastlrwa.data.catalog import DATASET_NAMES
 from fastlrwa.errors import Interrupted, UserFacingError
-from fastlrwa.metrics.settings import flatten_config
 from fastlrwa.options import choices_of, flag_names
+from fastlrwa.run_log.settings import flatten_config
 
 # Everything imported above is torch-free: torch, torchvision and scikit-learn (~5 s together) are imported by
 # a command once its input has been checked, so a typo is answered in about a second.

@@ -1,4 +1,4 @@
-"""The two-sample intervals of fastlrwa.metrics.compare against their formulas written out here.
+"""The two-sample intervals of fastlrwa.report.intervals against their formulas written out here.
 
 Welch: the interval computed by hand with scipy.stats.t (and checked against scipy's own Welch test).
 Bootstrap: seeded, so repeatable; its coverage of a known difference on synthetic normal data, and its
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from fastlrwa.metrics.compare import Interval, bootstrap_interval, difference, welch_interval
+from fastlrwa.report.intervals import Interval, bootstrap_interval, difference, welch_interval
 
 
 @pytest.fixture

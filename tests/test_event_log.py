@@ -10,8 +10,8 @@ import random
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fastlrwa.metrics import event_log
-from fastlrwa.metrics.event_log import EventLog
+from fastlrwa.run_log import event_log
+from fastlrwa.run_log.event_log import EventLog
 
 
 def _scalars(directory, tag):

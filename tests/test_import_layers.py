@@ -1,7 +1,7 @@
 """The house reads top-down: no module imports one from a room above its own.
 
-commands -> trainer -> metrics, export -> config -> updates / replay / losses -> models / data / kernels
--> the foundation (errors, options, runtime, ...). Imports are read from the source with ``ast``, those
+commands -> trainer -> report, export -> run_log -> config -> updates / replay / losses -> models / data /
+kernels -> the foundation (errors, options, runtime, ...). Imports are read from the source with ``ast``, those
 inside functions included (a lazy import runs upward just the same).
 """
 
@@ -20,25 +20,26 @@ ROOMS: dict[str, int] = {
     "cli": 0,
     "commands": 0,
     "trainer": 1,
-    "metrics": 2,
+    "report": 2,
     "export": 2,
-    "config": 3,
-    "updates": 4,
-    "replay": 4,
-    "losses": 4,
-    "models": 5,
-    "data": 5,
-    "kernels": 5,
-    "distributed": 6,
-    "progress": 6,
-    "runtime": 6,
-    "cpu_runtime": 6,
-    "atomic_io": 6,
-    "paths": 6,
-    "errors": 7,
-    "options": 7,
-    "lazy": 7,
-    "__init__": 7,
+    "run_log": 3,
+    "config": 4,
+    "updates": 5,
+    "replay": 5,
+    "losses": 5,
+    "models": 6,
+    "data": 6,
+    "kernels": 6,
+    "distributed": 7,
+    "progress": 7,
+    "runtime": 7,
+    "cpu_runtime": 7,
+    "atomic_io": 7,
+    "paths": 7,
+    "errors": 8,
+    "options": 8,
+    "lazy": 8,
+    "__init__": 8,
 }
 
 

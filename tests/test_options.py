@@ -16,8 +16,8 @@ from fastlrwa.config.presets import train_config
 from fastlrwa.config.schema import PretrainConfig, RuntimeConfig, TrainConfig, field_type, from_dict, to_dict
 from fastlrwa.errors import ConfigError
 from fastlrwa.losses.options import GeneratorLossOptions
-from fastlrwa.metrics.settings import flatten_config
 from fastlrwa.options import OptionError, choices_of, literal_choices
+from fastlrwa.run_log.settings import flatten_config
 from fastlrwa.updates.options import JointOptions, LRWAOptions
 
 

@@ -25,8 +25,8 @@ from fastlrwa.config.presets import train_config
 from fastlrwa.config.schema import RUN_LOCAL_KEYS, PretrainConfig, TrainConfig, apply_overrides, to_dict
 from fastlrwa.config.validate import validate_on_device
 from fastlrwa.errors import ConfigError
-from fastlrwa.metrics.settings import REPORT_IGNORED_KEYS, flatten_config
 from fastlrwa.options import Options, config_key, flag_names, literal_choices, option, option_table, run_local_keys
+from fastlrwa.run_log.settings import REPORT_IGNORED_KEYS, flatten_config
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """`fastlrwa report` on synthetic run directories: JSON, markdown, CSV and the command line.
 
 Expected cells come from the paper's definition written out here (statistics module), not from
-fastlrwa.metrics.table.
+fastlrwa.report.table.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from fastlrwa.cli import cli
 from fastlrwa.commands.report import run_report
 from fastlrwa.errors import ConfigError, UserFacingError
-from fastlrwa.metrics.run_log import MetricsLog
+from fastlrwa.run_log.metrics_file import MetricsLog
 
 PERCENTILES = (0, 20, 40, 60, 80)
 TEACHER_ACCURACY = 97.45

@@ -1,7 +1,7 @@
 """`fastlrwa report` comparisons: settings told apart by their config, pairs, baselines, equal training time.
 
 Expected numbers are computed here from the per-epoch accuracies with the paper's definitions and the
-Welch formula written out (scipy.stats.t), not with fastlrwa.metrics.
+Welch formula written out (scipy.stats.t), not with fastlrwa.report.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from fastlrwa.cli import cli
 from fastlrwa.commands.report import run_report
 from fastlrwa.config.schema import TrainConfig, to_dict
 from fastlrwa.errors import ConfigError, UserFacingError
-from fastlrwa.metrics.plot import plot_learning_curves
-from fastlrwa.metrics.run_log import MetricsLog, read_run
+from fastlrwa.report.plot import plot_learning_curves
+from fastlrwa.run_log.metrics_file import MetricsLog, read_run
 
 EPOCHS = 12
 

@@ -12,8 +12,8 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgb
 
 from fastlrwa.errors import ConfigError
-from fastlrwa.metrics.plot import plot_learning_curves, save_figure
-from fastlrwa.metrics.run_log import RunRecord
+from fastlrwa.report.plot import plot_learning_curves, save_figure
+from fastlrwa.run_log.metrics_file import RunRecord
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

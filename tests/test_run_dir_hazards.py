@@ -20,7 +20,7 @@ from conftest import TINY_TRAIN_FLAGS, tiny_overrides, without_timing
 from fastlrwa.commands.train import run_train
 from fastlrwa.config.presets import train_config
 from fastlrwa.errors import RunWriteError
-from fastlrwa.metrics.event_log import EventLog
+from fastlrwa.run_log.event_log import EventLog
 from fastlrwa.trainer import loop
 from fastlrwa.trainer.run_lock import LOCK_FILE
 

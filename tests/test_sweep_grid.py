@@ -18,7 +18,7 @@ from fastlrwa.commands.sweep_state import CellState, inspect_cell
 from fastlrwa.commands.train_argv import TrainArgv
 from fastlrwa.config.schema import to_dict
 from fastlrwa.errors import ConfigError
-from fastlrwa.metrics.run_log import MetricsLog
+from fastlrwa.run_log.metrics_file import MetricsLog
 
 TRAIN_ARGV = TrainArgv()
 

@@ -16,8 +16,8 @@ from fastlrwa.config.schema import TrainConfig, to_dict
 from fastlrwa.data import dataset_info, evaluate
 from fastlrwa.distributed import DistributedContext
 from fastlrwa.errors import CheckpointError, Interrupted, Terminated
-from fastlrwa.metrics import run_stats
 from fastlrwa.progress import EpochProgress, epoch_progress
+from fastlrwa.report.table import run_stats
 from fastlrwa.runtime import environment_versions, seed_everything
 from fastlrwa.trainer.build import RunParts, build_run
 from fastlrwa.trainer.loop import StoppedAtOnce, StopRequested, Trainer

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from fastlrwa.atomic_io import atomic_write_text
 from fastlrwa.errors import ConfigError, UserFacingError
-from fastlrwa.metrics.plot import image_format, plot_learning_curves, save_figure
-from fastlrwa.metrics.report import Report, build_report, read_runs
 from fastlrwa.paths import require_writable_file
+from fastlrwa.report.build import Report, build_report, read_runs
+from fastlrwa.report.plot import image_format, plot_learning_curves, save_figure
 
 
 def _write(what: str, path: str | os.PathLike, write: Callable[[Path], object]) -> None:

@@ -38,9 +38,9 @@ from fastlrwa.commands.sweep_pool import DevicePlan, Finished, Job, Pool, visibl
 from fastlrwa.commands.sweep_state import CellState, Inspection, inspect_cell
 from fastlrwa.commands.train_argv import TrainArgv
 from fastlrwa.errors import ConfigError, UserFacingError
-from fastlrwa.metrics.report import build_report, read_runs
-from fastlrwa.metrics.run_log import read_run
-from fastlrwa.metrics.table import run_stats
+from fastlrwa.report.build import build_report, read_runs
+from fastlrwa.report.table import run_stats
+from fastlrwa.run_log.metrics_file import read_run
 
 LOG_FILE = "train.log"
 LOCK_FILE = ".sweep.lock"

@@ -7,7 +7,7 @@ same directories:
 
     ROOT/<method>/<key=value,...>/seed-<seed>     (the middle level only when there are --set axes)
 
-with the values written as the report writes them (``metrics.settings.format_value``: 1e-3 and 0.001 are
+with the values written as the report writes them (``run_log.settings.format_value``: 1e-3 and 0.001 are
 the same directory, ``generator.lr=0.001``). Fixed overrides are not in the name: a changed ``--fix``
 meets directories holding another configuration, which the sweep refuses to touch.
 
@@ -29,8 +29,8 @@ from fastlrwa.config.presets import DEFAULT_TRAIN_PRESET, train_config
 from fastlrwa.config.schema import TrainConfig, apply_overrides, to_dict
 from fastlrwa.config.validate import validate_train_config
 from fastlrwa.errors import ConfigError
-from fastlrwa.metrics.settings import flatten_config, format_value
 from fastlrwa.options import config_key, option_table
+from fastlrwa.run_log.settings import flatten_config, format_value
 
 # Keys the sweep sets itself, and the flag that sets them instead (``Flag.sweep`` of the options table).
 RESERVED_KEYS = {key: row.flag.sweep for key, row in option_table(TrainConfig).items() if row.flag.sweep}

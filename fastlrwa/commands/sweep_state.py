@@ -22,8 +22,8 @@ from typing import Any
 
 from fastlrwa.config.schema import RUN_LOCAL_KEYS, TrainConfig, from_dict, to_dict
 from fastlrwa.errors import ConfigError
-from fastlrwa.metrics.run_log import read_run
-from fastlrwa.metrics.settings import format_value, setting_of
+from fastlrwa.run_log.metrics_file import read_run
+from fastlrwa.run_log.settings import format_value, setting_of
 from fastlrwa.trainer.run_dir import RunDir
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from fastlrwa.config.schema import TrainConfig
 from fastlrwa.errors import ConfigError
-from fastlrwa.metrics.settings import format_value
 from fastlrwa.options import TableRow, option_table
+from fastlrwa.run_log.settings import format_value
 
 
 def said(row: TableRow, value: Any) -> list[str] | None:

@@ -24,12 +24,12 @@ from fastlrwa.atomic_io import atomic_torch_save
 from fastlrwa.config.schema import TrainConfig
 from fastlrwa.data import evaluate, predict
 from fastlrwa.errors import NonFiniteLossError
-from fastlrwa.metrics.event_log import EventLog
-from fastlrwa.metrics.run_log import MetricsLog
 from fastlrwa.models import ModelMeta, save_model_checkpoint
 from fastlrwa.models.batchnorm import batchnorm_running_stats
 from fastlrwa.options import flag_names, switch_for
 from fastlrwa.progress import EpochProgress
+from fastlrwa.run_log.event_log import EventLog
+from fastlrwa.run_log.metrics_file import MetricsLog
 from fastlrwa.trainer.build import RunParts
 from fastlrwa.trainer.checkpoint import (
     RunPosition,

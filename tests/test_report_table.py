@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from fastlrwa.metrics.table import (
+from fastlrwa.report.table import (
     PERCENTILES,
     acc_max,
     aggregate_runs,

@@ -14,10 +14,10 @@ the pairs:
   same cell, and ``--compare generator.lr=0.001`` each learning rate against 0.001 for the same method.
 
 Two views: *equal epochs* compares the cells of the runs as they are, *equal training time*
-(``metrics.equal_time``) compares the runs cut at the same training time. The quantities are the mean
+(``report.equal_time``) compares the runs cut at the same training time. The quantities are the mean
 μ and the population variance σ² of the test accuracy past the 80th percentile of epochs (Table 1's
 last columns), and in the equal-time view also the accuracy reached at the budget; each difference
-comes with Welch and bootstrap intervals (``metrics.compare``).
+comes with Welch and bootstrap intervals (``report.intervals``).
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from itertools import combinations
 from typing import Any
 
 from fastlrwa.errors import ConfigError, UserFacingError
-from fastlrwa.metrics.compare import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Difference, difference
-from fastlrwa.metrics.equal_time import accuracies_within, default_budget
-from fastlrwa.metrics.settings import Setting, same_cell
-from fastlrwa.metrics.summary import AggregateSummary, Block
-from fastlrwa.metrics.table import percentile_stats
+from fastlrwa.report.equal_time import accuracies_within, default_budget
+from fastlrwa.report.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Difference, difference
+from fastlrwa.report.summary import AggregateSummary, Block
+from fastlrwa.report.table import percentile_stats
+from fastlrwa.run_log.settings import Setting, same_cell
 
 COMPARED_PERCENTILE = 80
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from itertools import accumulate
 
 from fastlrwa.errors import UserFacingError
-from fastlrwa.metrics.run_log import METRICS_FILE, RunRecord
+from fastlrwa.run_log.metrics_file import METRICS_FILE, RunRecord
 
 
 def training_clock(record: RunRecord) -> list[float]:

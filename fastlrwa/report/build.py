@@ -1,5 +1,5 @@
 """The report of ``fastlrwa report`` and ``fastlrwa sweep``: Table 1 of the paper for a set of runs, and the
-differences between settings over seeds with their confidence intervals (``metrics.comparisons``)."""
+differences between settings over seeds with their confidence intervals (``report.comparisons``)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from fastlrwa.errors import ConfigError, UserFacingError
-from fastlrwa.metrics.compare import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
-from fastlrwa.metrics.comparisons import Comparison, build_comparisons
-from fastlrwa.metrics.diagnostics import diagnostics_document, render_diagnostics
-from fastlrwa.metrics.render import render_csv, render_markdown, report_document
-from fastlrwa.metrics.render_compare import (
+from fastlrwa.report.comparisons import Comparison, build_comparisons
+from fastlrwa.report.diagnostics import diagnostics_document, render_diagnostics
+from fastlrwa.report.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from fastlrwa.report.render import render_csv, render_markdown, report_document
+from fastlrwa.report.render_compare import (
     comparisons_document,
     render_comparisons_csv,
     render_comparisons_markdown,
 )
-from fastlrwa.metrics.run_log import METRICS_FILE, RunRecord, read_run
-from fastlrwa.metrics.summary import AggregateSummary, RunSummary, summarise_runs, table_groups
+from fastlrwa.report.summary import AggregateSummary, RunSummary, summarise_runs, table_groups
+from fastlrwa.run_log.metrics_file import METRICS_FILE, RunRecord, read_run
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def build_report(
     equal_time: bool = False,
     time_budget_s: float | None = None,
 ) -> Report:
-    """Table 1 of ``records`` and the differences between its settings (see ``metrics.comparisons``).
+    """Table 1 of ``records`` and the differences between its settings (see ``report.comparisons``).
 
     ``compare`` names the baseline (a method and/or ``key=value``); without it, settings that differ
     only in their method are compared pairwise. ``equal_time`` adds the comparison at equal training

@@ -21,10 +21,10 @@ from matplotlib.ticker import MaxNLocator
 
 from fastlrwa.atomic_io import atomic_write_with
 from fastlrwa.errors import ConfigError
-from fastlrwa.metrics.run_log import RunRecord
-from fastlrwa.metrics.settings import differing_keys, setting_name, setting_of
-from fastlrwa.metrics.summary import Block, runs_label
-from fastlrwa.metrics.table import cumulative_mean
+from fastlrwa.report.summary import Block, runs_label
+from fastlrwa.report.table import cumulative_mean
+from fastlrwa.run_log.metrics_file import RunRecord
+from fastlrwa.run_log.settings import differing_keys, setting_name, setting_of
 
 
 def _colours(names: Sequence[str]) -> dict[str, tuple[float, ...]]:

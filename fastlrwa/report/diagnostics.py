@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fastlrwa.metrics.run_log import RunRecord
+from fastlrwa.run_log.metrics_file import RunRecord
 
 # (metrics key, column heading): agreements are fractions of samples, the entropy is normalised to [0, 1].
 DIAGNOSTIC_COLUMNS = (

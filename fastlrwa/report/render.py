@@ -7,9 +7,9 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fastlrwa.metrics.settings import Setting, cell_label, setting_name
-from fastlrwa.metrics.summary import AggregateSummary, Block, RunSummary, TableGroup, runs_label
-from fastlrwa.metrics.table import PERCENTILES, MeanStd
+from fastlrwa.report.summary import AggregateSummary, Block, RunSummary, TableGroup, runs_label
+from fastlrwa.report.table import PERCENTILES, MeanStd
+from fastlrwa.run_log.settings import Setting, cell_label, setting_name
 
 MARKDOWN_LEGEND = (
     "μ and σ² past the n-th percentile: mean and population variance (%²) of the student's test accuracy (%) "

@@ -3,7 +3,7 @@
 Runs are grouped into *blocks* like the paper's table: one per (dataset, teacher, student), the
 teacher identified by its file's hash where config.json records it, since runs distilled from
 different teachers are not comparable. A *setting* is a block, a method, the rest of the recorded
-config (``metrics.settings``: e.g. two generator learning rates of one sweep are two settings) and
+config (``run_log.settings``: e.g. two generator learning rates of one sweep are two settings) and
 the number of logged epochs E: runs of one setting differ only in their seed, so their cells can be
 averaged. Keeping E in the key stops a run that stopped early from being averaged with finished
 ones (its percentiles cover different epochs).
@@ -19,9 +19,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fastlrwa.metrics.run_log import RunRecord
-from fastlrwa.metrics.settings import Setting, differing_keys, setting_of
-from fastlrwa.metrics.table import AggregateStats, RunStats, aggregate_runs, run_stats
+from fastlrwa.report.table import AggregateStats, RunStats, aggregate_runs, run_stats
+from fastlrwa.run_log.metrics_file import RunRecord
+from fastlrwa.run_log.settings import Setting, differing_keys, setting_of
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fastlrwa.errors import ConfigError, UserFacingError
-from fastlrwa.metrics.run_log import MetricsLog, read_run
+from fastlrwa.run_log.metrics_file import MetricsLog, read_run
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_cut_last_line_is_ignored_with_a_warning(tmp_path: Path, rng: random.Ran
     whole_line = json.dumps(_epoch_record(rng, 6))
     with open(tmp_path / "metrics.jsonl", "a") as handle:
         handle.write(whole_line[: len(whole_line) // 2])
-    with caplog.at_level(logging.WARNING, logger="fastlrwa.metrics.run_log"):
+    with caplog.at_level(logging.WARNING, logger="fastlrwa.run_log.metrics_file"):
         run = read_run(tmp_path)
     assert run.accuracies == [record["test_accuracy"] for record in records]
     assert "line 6" in caplog.text and "metrics.jsonl" in caplog.text

@@ -9,10 +9,10 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fastlrwa.metrics.compare import Difference, Interval
-from fastlrwa.metrics.comparisons import Comparison, QuantityDifference
-from fastlrwa.metrics.settings import setting_name
-from fastlrwa.metrics.summary import AggregateSummary, Block
+from fastlrwa.report.comparisons import Comparison, QuantityDifference
+from fastlrwa.report.intervals import Difference, Interval
+from fastlrwa.report.summary import AggregateSummary, Block
+from fastlrwa.run_log.settings import setting_name
 
 VIEW_TITLES = {"epochs": "equal epochs", "equal_time": "equal training time"}
 
