@@ -53,14 +53,19 @@ def test_every_method_runs_two_epochs(method, tmp_path, lenet_teacher, bn_teache
     assert any((tmp_path / method / "tb").iterdir())
 
 
-@pytest.mark.parametrize("method", ["lrwa-mb", "pre-dfkd"])
-def test_resume_reproduces_an_uninterrupted_run(method, tmp_path, lenet_teacher):
-    full = _run(tmp_path / "full", lenet_teacher, method=method, **{"schedule.epochs": 4})
-    first = _run(tmp_path / "split", lenet_teacher, method=method, **{"schedule.epochs": 4, "runtime.stop_after": 2})
+# The augmented run draws its random maps from the run's generator: a resume must restore that too.
+AUGMENTED = {"augment.shift": 2, "augment.rotate": 15.0, "augment.flip": True}
+
+
+@pytest.mark.parametrize(
+    ("method", "extra"), [("lrwa-mb", {}), ("pre-dfkd", {}), ("mb-dfkd", AUGMENTED)], ids=["lrwa-mb", "pre-dfkd", "aug"]
+)
+def test_resume_reproduces_an_uninterrupted_run(method, extra, tmp_path, lenet_teacher):
+    extra = {"method": method, "schedule.epochs": 4, **extra}
+    full = _run(tmp_path / "full", lenet_teacher, **extra)
+    first = _run(tmp_path / "split", lenet_teacher, **extra, **{"runtime.stop_after": 2})
     assert len(first) == 2
-    resumed = _run(
-        tmp_path / "split", lenet_teacher, method=method, resume=True, **{"schedule.epochs": 4, "runtime.stop_after": 0}
-    )
+    resumed = _run(tmp_path / "split", lenet_teacher, resume=True, **extra, **{"runtime.stop_after": 0})
     key = ("epoch", "test_accuracy", "loss_student", "loss_generator")
     assert [[r[k] for k in key] for r in resumed] == [[r[k] for k in key] for r in full]
     assert [line["epoch"] for line in _lines(tmp_path / "split")] == [1, 2, 3, 4]

@@ -1,8 +1,9 @@
 """The typed configuration of a distillation run and of teacher pretraining.
 
 One frozen dataclass per concern; ``TrainConfig`` composes them, the options of each update and loss
-among them (``LRWAOptions``, ``JointOptions``, ``GeneratorLossOptions``, kept next to their code). A field
-with a fixed set of values is a ``Literal``, checked when the dataclass is built (``fastlrwa.options``).
+among them (``LRWAOptions``, ``JointOptions``, ``StudentAugmentOptions``, ``GeneratorLossOptions``, kept
+next to their code). A field with a fixed set of values is a ``Literal``, checked when the dataclass is
+built (``fastlrwa.options``).
 Presets (``presets.py``) are plain nested dicts of overrides applied to these defaults, and CLI flags
 are dotted-path overrides on top (``schedule.epochs=4``), so every value a run used is visible in
 ``config.json``. Each field's flag, help and run-local mark are declared with it (``fastlrwa.options.option``):
@@ -23,7 +24,7 @@ from fastlrwa.errors import ConfigError
 from fastlrwa.losses.options import GeneratorLossOptions
 from fastlrwa.models.names import CLASSIFIER_NAMES
 from fastlrwa.options import OptionError, Options, field_types, option, run_local_keys
-from fastlrwa.updates.options import JointOptions, LRWAOptions
+from fastlrwa.updates.options import JointOptions, LRWAOptions, StudentAugmentOptions
 
 # auto: the generator in bf16 on a CPU that computes bf16 natively, float32 everywhere else (runtime.generator_dtype)
 AmpMode = Literal["auto", "none", "bf16", "fp16"]
@@ -261,6 +262,7 @@ class TrainConfig(Options):
     loss: GeneratorLossOptions = field(default_factory=GeneratorLossOptions)
     lrwa: LRWAOptions = field(default_factory=LRWAOptions)
     joint: JointOptions = field(default_factory=JointOptions)
+    augment: StudentAugmentOptions = field(default_factory=StudentAugmentOptions)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)

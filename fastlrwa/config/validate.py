@@ -64,6 +64,9 @@ def validate_train_config(config: TrainConfig, flags: Mapping[str, str] | None =
     if spec.replay == "generative":
         for name in ("vae_latent", "vae_lr", "replay_batch"):
             _positive(f"replay.{name}", getattr(r, name), flags)
+    _positive("augment.shift", config.augment.shift, flags, allow_zero=True)
+    if not 0 <= config.augment.rotate <= 180:
+        raise ConfigError(f"{setting('augment.rotate', config.augment.rotate, flags)}: must be in [0, 180] degrees")
     _positive("lrwa.align_every", config.lrwa.align_every, flags, allow_zero=True)
     _positive("runtime.eval_batch_size", config.runtime.eval_batch_size, flags)
     _positive("diagnostics.grad_norm_every", config.diagnostics.grad_norm_every, flags, allow_zero=True)

@@ -2,7 +2,8 @@
 
 ``load_split`` reads a split into host memory (uint8 images at the model's input size),
 ``DeviceImageSet`` keeps it on the training device and normalises batches on the fly,
-``random_crop_flip`` augments a batch on the device and ``evaluate`` measures test accuracy
+``random_crop_flip`` augments a batch of real images on the device, ``random_affine`` and ``affine_warp``
+shift, rotate and flip a synthetic one, and ``evaluate`` measures test accuracy
 (``predict``: a model's predicted classes on a whole set).
 The names below are imported on first use (``fastlrwa.lazy``): ``catalog`` is torch-free.
 """
@@ -10,6 +11,8 @@ The names below are imported on first use (``fastlrwa.lazy``): ``catalog`` is to
 from fastlrwa.lazy import lazy_exports
 
 _EXPORTS = {
+    "affine_warp": "fastlrwa.data.augment",
+    "random_affine": "fastlrwa.data.augment",
     "random_crop_flip": "fastlrwa.data.augment",
     "DATASET_NAMES": "fastlrwa.data.catalog",
     "DatasetInfo": "fastlrwa.data.catalog",

@@ -1,6 +1,9 @@
-"""Standard train-time augmentation (random crop after zero padding, horizontal flip), batched on the device."""
+"""Augmentation on the device: the train-time random crop and flip of real images, and the random affine maps
+(shift, rotation, flip) of synthetic batches."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -43,3 +46,46 @@ def random_crop_flip(
 
     flat_index = (rows.unsqueeze(2) * padded_w + cols.unsqueeze(1)).view(n, 1, h * w).expand(n, c, h * w)
     return padded.flatten(2).gather(2, flat_index).view(n, c, h, w)
+
+
+def random_affine(
+    n: int,
+    height: int,
+    width: int,
+    *,
+    shift: int,
+    rotate: float,
+    flip: bool,
+    device: torch.device,
+    rng: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``n`` random affine maps for :func:`affine_warp`, as ``F.affine_grid``'s ``[n, 2, 3]`` matrices.
+
+    Each maps an output pixel to the input point it samples: a rotation about the image centre by an angle
+    uniform in ``[-rotate, rotate]`` degrees, a mirror left-right with probability 1/2 where ``flip``, then a
+    translation of whole pixels, each axis uniform in ``-shift..shift``. Angles are taken in pixel space, so
+    a rotation of a non-square image stays a rotation. Random numbers come from ``rng`` (on ``device``)
+    and are drawn for every part, whichever of them is off, so a run draws the same count every step.
+    """
+    angle = (torch.rand(n, device=device, generator=rng) * 2 - 1) * math.radians(rotate)
+    mirror = torch.randint(0, 2, (n,), device=device, generator=rng)
+    offsets = torch.randint(-shift, shift + 1, (n, 2), device=device, generator=rng).float()
+    sign = 1.0 - 2.0 * mirror.float() if flip else torch.ones(n, device=device)
+    cos, sin = angle.cos(), angle.sin()
+    # affine_grid's coordinates run over [-1, 1] on each axis: a pixel is 2 / width wide and 2 / height high.
+    theta = torch.stack(
+        [
+            torch.stack([cos * sign, -sin * (height / width), offsets[:, 0] * (2 / width)], dim=1),
+            torch.stack([sin * sign * (width / height), cos, offsets[:, 1] * (2 / height)], dim=1),
+        ],
+        dim=1,
+    )
+    return theta
+
+
+def affine_warp(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Resample each image of an ``[N, C, H, W]`` float batch under its map of :func:`random_affine`, bilinear,
+    with the border pixels repeated outside the image: a shift by whole pixels without rotation moves the
+    pixels unchanged, and no constant fill (zero is not black in a normalised image) is invented."""
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -221,7 +221,14 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
     )
     compile, cuda_graphs = config.runtime.compile, config.runtime.compile_mode == "reduce-overhead"
     student_batch = make_student_batch(
-        generator, teacher, autocast_dtype=autocast, compile=compile, cuda_graphs=cuda_graphs
+        generator,
+        teacher,
+        autocast_dtype=autocast,
+        compile=compile,
+        cuda_graphs=cuda_graphs,
+        augment=config.augment,
+        image_size=(info.image_size, info.image_size),
+        rng=rng,
     )
     student_update = StudentUpdate(
         student,

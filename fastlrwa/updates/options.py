@@ -1,5 +1,6 @@
 """The options of each student update, one frozen dataclass per update: ``LRWAOptions`` for the meta
-update of ``lrwa.py``, ``JointOptions`` for the replay baselines' update of ``student_grads.py``.
+update of ``lrwa.py``, ``JointOptions`` for the replay baselines' update of ``student_grads.py``, and
+``StudentAugmentOptions`` for the augmentation of the synthetic batches the student trains on (``student_batch.py``).
 
 They live in this torch-free module beside the updates so that the command line can check them, and
 offer their choices, before torch is imported (``fastlrwa.options``).
@@ -71,3 +72,26 @@ class JointOptions(Options):
         flag="--joint-objective",
         help="replay baselines: one forward on cat(new, memory) or a sum of two losses",
     )
+
+
+@dataclass(frozen=True)
+class StudentAugmentOptions(Options):
+    """Random shifts, rotations and flips of each generated batch before the teacher labels it and the student
+    trains on it: ZSKD's augmentation of its transfer set, applied per sample to the synthetic batches. The
+    teacher's logits are those of the augmented images, so every augmented sample carries its own target.
+
+    ``shift``: the largest translation in pixels (whole pixels, each axis drawn uniformly from
+    ``-shift..shift``); ``rotate``: the largest rotation in degrees (uniform in ``[-rotate, rotate]``);
+    ``flip``: mirror left-right with probability 1/2. All zero (the default, the authors' setting): the batch
+    is the generator's output unchanged and no random numbers are drawn for it.
+    """
+
+    shift: int = option(0, flag="--augment-shift", help="student batches: largest random shift in pixels (0: none)")
+    rotate: float = option(
+        0.0, flag="--augment-rotate", help="student batches: largest random rotation in degrees (0: none)"
+    )
+    flip: bool = option(False, flag="--augment-flip", help="student batches: random left-right flips")
+
+    @property
+    def enabled(self) -> bool:
+        return self.shift > 0 or self.rotate > 0 or self.flip

@@ -8,6 +8,11 @@ product run outside autocast. The generator stays in train mode, as in the autho
 BatchNorm layers normalise with the batch statistics and move their running statistics, and its
 spectral norms take a power-iteration step.
 
+With augmentation (``StudentAugmentOptions``) each image is shifted, rotated and flipped at random before the
+teacher sees it, ZSKD's transfer-set augmentation: the student trains on the augmented images and the teacher's
+logits on them. The random maps are drawn outside the compiled graph from the run's generator, so that a resumed
+run draws the same ones.
+
 Under CUDA graphs (``cuda_graphs``) the graph's outputs live in memory that the next replay
 overwrites, and the memory bank keeps the last student batch of an epoch by reference: the batch is
 copied out of the graph's memory before it is returned.
@@ -21,7 +26,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from fastlrwa.data.augment import affine_warp, random_affine
 from fastlrwa.runtime import at_least_float32, autocast_to, compiled
+from fastlrwa.updates.options import StudentAugmentOptions
 
 StudentBatch = Callable[[Tensor], tuple[Tensor, Tensor]]
 
@@ -33,29 +40,62 @@ def make_student_batch(
     autocast_dtype: torch.dtype | None,
     compile: bool,
     cuda_graphs: bool = False,
+    augment: StudentAugmentOptions | None = None,
+    image_size: tuple[int, int] | None = None,
+    rng: torch.Generator | None = None,
 ) -> StudentBatch:
-    """``batch(z) -> (images, teacher logits)`` for latents ``z``; compiled (fullgraph) when ``compile``."""
-    device_type = next(generator.parameters()).device.type
+    """``batch(z) -> (images, teacher logits)`` for latents ``z``; compiled (fullgraph) when ``compile``.
 
-    def batch(z: Tensor) -> tuple[Tensor, Tensor]:
-        with torch.no_grad(), autocast_to(device_type, autocast_dtype):
+    ``augment``: the random maps applied to the generator's ``image_size`` (height, width) images, drawn from
+    ``rng``; None or all off: the images as generated.
+    """
+    device = next(generator.parameters()).device
+
+    def batch(z: Tensor, theta: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        with torch.no_grad(), autocast_to(device.type, autocast_dtype):
             images = at_least_float32(generator(z))
+            if theta is not None:
+                images = affine_warp(images, theta)
             teacher_logits = at_least_float32(teacher(images))
         return images, teacher_logits
 
-    if not compile:
-        return batch
-    if not cuda_graphs:
-        return compiled(batch, fullgraph=True, dynamic=False)
-    graph = compiled(batch, fullgraph=True, dynamic=False, mode="reduce-overhead")
+    core = batch
+    if compile:
+        graphs = {"mode": "reduce-overhead"} if cuda_graphs else {}
+        core = compiled(batch, fullgraph=True, dynamic=False, **graphs)
+    if cuda_graphs:
+        core = _out_of_graph(core, generator, teacher)
+    if augment is None or not augment.enabled:
+        return core
+    if image_size is None:
+        raise ValueError("an augmented student batch needs the image size")
+    height, width = image_size
+
+    def augmented(z: Tensor) -> tuple[Tensor, Tensor]:
+        theta = random_affine(
+            z.shape[0],
+            height,
+            width,
+            shift=augment.shift,
+            rotate=augment.rotate,
+            flip=augment.flip,
+            device=device,
+            rng=rng,
+        )
+        return core(z, theta)
+
+    return augmented
+
+
+def _out_of_graph(graph: StudentBatch, generator: nn.Module, teacher: nn.Module) -> StudentBatch:
     # The generator's running statistics and power-iteration vectors are updated in place by every call:
     # static addresses keep those updates inside the graph instead of disabling it.
     for buffer in [*generator.buffers(), *teacher.buffers()]:
         torch._dynamo.mark_static_address(buffer)
 
-    def batch_out_of_graph(z: Tensor) -> tuple[Tensor, Tensor]:
+    def batch_out_of_graph(z: Tensor, theta: Tensor | None = None) -> tuple[Tensor, Tensor]:
         torch.compiler.cudagraph_mark_step_begin()
-        images, teacher_logits = graph(z)
+        images, teacher_logits = graph(z, theta)
         return images.clone(), teacher_logits.clone()
 
     return batch_out_of_graph
