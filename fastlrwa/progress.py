@@ -25,11 +25,15 @@ class EpochProgress:
         self._task = None
 
     def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        self.start(f"epoch {epoch}/{epochs}", steps)
+
+    def start(self, description: str, steps: int) -> None:
+        """A bar of ``steps`` for a stage of the run (an epoch, the synthesis of ZSKD's impressions)."""
         if self._progress is None:
             return
         if self._task is not None:
             self._progress.remove_task(self._task)
-        self._task = self._progress.add_task(f"epoch {epoch}/{epochs}", total=steps, info="")
+        self._task = self._progress.add_task(description, total=steps, info="")
 
     def advance(self, steps: int = 1, info: str | None = None) -> None:
         if self._progress is None or self._task is None:

@@ -2,7 +2,8 @@
 
 The trainer has one loop; a method only picks its three parts. DFKD* and the replay methods share
 the JS + priors generator objective of the paper (eq. 9-15); they differ in how the student is
-updated and what it replays.
+updated and what it replays. ZSKD, the anchor the others are compared with, has no generator: its samples are
+data impressions synthesised once before training (``impressions``) and the student learns them by KD.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from fastlrwa.options import Options
 from fastlrwa.updates.options import StudentUpdateKind
 
 ReplayKind = Literal["none", "memory", "generative"]
+# Where the student's samples come from: a generator trained with one of the objectives, or a fixed set of
+# data impressions built before training.
+SampleSource = Literal[GeneratorObjective, "impressions"]
 
 
 @dataclass(frozen=True)
 class MethodSpec(Options):
-    generator_objective: GeneratorObjective
+    generator_objective: SampleSource
     student_update: StudentUpdateKind
     replay: ReplayKind
     description: str
@@ -35,6 +39,7 @@ METHODS: dict[str, MethodSpec] = {
     "pre-dfkd": MethodSpec("js_priors", "joint", "generative", "PRE-DFKD: generative (VAE) replay, L_Acq + L_Ret"),
     "lrwa-mb": MethodSpec("js_priors", "lrwa", "memory", "Ours-1: LRWA meta update + memory bank"),
     "lrwa-gr": MethodSpec("js_priors", "lrwa", "generative", "Ours-2: LRWA meta update + generative replay"),
+    "zskd": MethodSpec("impressions", "kd", "none", "ZSKD: data impressions from the teacher, then KD at T = 20"),
 }
 
 
@@ -52,5 +57,9 @@ def unread_config_sections(method: str) -> tuple[str, ...]:
     spec = METHODS.get(method)
     if spec is None:
         return ()
-    unread = tuple(f"{update}." for update in ("lrwa", "joint") if spec.student_update != update)
+    unread = tuple(f"{update}." for update in ("lrwa", "joint", "kd") if spec.student_update != update)
+    if spec.generator_objective == "impressions":
+        unread += ("generator.", "loss.", "schedule.gen_steps")
+    else:
+        unread += ("impressions.",)
     return unread + (("replay.",) if spec.replay == "none" else ())

@@ -21,10 +21,10 @@ from typing import Any, Literal, Mapping, Union
 from fastlrwa.config.methods import METHODS
 from fastlrwa.data.catalog import DATASET_NAMES
 from fastlrwa.errors import ConfigError
-from fastlrwa.losses.options import GeneratorLossOptions
+from fastlrwa.losses.options import GeneratorLossOptions, ImpressionOptions
 from fastlrwa.models.names import CLASSIFIER_NAMES
 from fastlrwa.options import OptionError, Options, field_types, option, run_local_keys
-from fastlrwa.updates.options import JointOptions, LRWAOptions, StudentAugmentOptions
+from fastlrwa.updates.options import JointOptions, KDOptions, LRWAOptions, StudentAugmentOptions
 
 # auto: the generator in bf16 on a CPU that computes bf16 natively, float32 everywhere else (runtime.generator_dtype)
 AmpMode = Literal["auto", "none", "bf16", "fp16"]
@@ -127,7 +127,12 @@ class TeacherConfig(Options):
 @dataclass(frozen=True)
 class StudentConfig(Options):
     arch: str = option("resnet18", flag="--student", help=f"student architecture: {ARCH_CHOICES}")
-    lr: float = option(0.1, flag="--lr-student", help="student SGD learning rate")
+    # sgd: the authors' (with momentum and weight decay) | adam: ZSKD's transfer (weight decay applied as L2, betas
+    # 0.9 / 0.999, no momentum flag)
+    optimizer: Literal["sgd", "adam"] = option(
+        "sgd", flag="--student-optimizer", help="student optimiser: SGD with momentum (the authors') or Adam (ZSKD's)"
+    )
+    lr: float = option(0.1, flag="--lr-student", help="student learning rate")
     momentum: float = option(0.9, flag="--momentum", help="student SGD momentum")
     weight_decay: float = option(5e-4, flag="--weight-decay", help="student weight decay")
     schedule: Literal["cosine", "constant"] = option(
@@ -263,6 +268,8 @@ class TrainConfig(Options):
     lrwa: LRWAOptions = field(default_factory=LRWAOptions)
     joint: JointOptions = field(default_factory=JointOptions)
     augment: StudentAugmentOptions = field(default_factory=StudentAugmentOptions)
+    kd: KDOptions = field(default_factory=KDOptions)
+    impressions: ImpressionOptions = field(default_factory=ImpressionOptions)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastlrwa.config.methods import method_spec
 from fastlrwa.config.schema import PretrainConfig, TrainConfig
+from fastlrwa.data.catalog import dataset_info
 from fastlrwa.errors import ConfigError
 
 
@@ -34,7 +35,9 @@ def validate_train_config(config: TrainConfig, flags: Mapping[str, str] | None =
     for name in ("epochs", "iters_per_epoch", "batch_size", "student_steps"):
         _positive(f"schedule.{name}", getattr(s, name), flags)
     _positive("schedule.gen_steps", s.gen_steps, flags, allow_zero=True)
-    if spec.generator_objective != "dafl" and s.gen_steps == 0:
+    if spec.generator_objective == "impressions":
+        _validate_impressions(config, flags)
+    elif spec.generator_objective != "dafl" and s.gen_steps == 0:
         raise ConfigError(
             f"method {config.method} trains its generator adversarially: "
             f"{setting('schedule.gen_steps', 0, flags)} must be >= 1"
@@ -76,6 +79,32 @@ def validate_train_config(config: TrainConfig, flags: Mapping[str, str] | None =
         raise ConfigError(
             f"{setting('runtime.compile_mode', config.runtime.compile_mode, flags)} sets how the "
             f"compiled steps run; add {(flags or {}).get('runtime.compile', 'runtime.compile=true')}"
+        )
+
+
+def _validate_impressions(config: TrainConfig, flags: Mapping[str, str] | None) -> None:
+    """ZSKD: no generator to step, impressions that split evenly over the classes and the betas."""
+    if config.schedule.gen_steps != 0:
+        raise ConfigError(
+            f"method {config.method} trains no generator: "
+            f"{setting('schedule.gen_steps', config.schedule.gen_steps, flags)} has nothing to step; drop it"
+        )
+    i = config.impressions
+    for name in ("count", "steps", "lr", "temperature", "chunk"):
+        _positive(f"impressions.{name}", getattr(i, name), flags)
+    _positive("impressions.shift", i.shift, flags, allow_zero=True)
+    _positive("kd.temperature", config.kd.temperature, flags)
+    try:
+        betas = i.beta_values()
+    except ValueError:
+        betas = ()
+    if not betas or min(betas) <= 0:
+        raise ConfigError(f"{setting('impressions.betas', i.betas, flags)}: must be positive numbers, e.g. 1.0,0.1")
+    classes = dataset_info(config.data.dataset).num_classes
+    if i.count % (classes * len(betas)):
+        raise ConfigError(
+            f"{setting('impressions.count', i.count, flags)}: must split evenly over the {classes} classes and the "
+            f"{len(betas)} betas, a multiple of {classes * len(betas)}"
         )
 
 

@@ -21,9 +21,11 @@ from fastlrwa.models.foreign_teacher import ForeignTeacher
 from fastlrwa.options import flag_names
 from fastlrwa.replay import VAE, GenerativeReplay, MemoryBankReplay, ReplayRing, ReplayScheme
 from fastlrwa.runtime import amp_dtype, generator_dtype
+from fastlrwa.trainer.impressions import class_vectors
 from fastlrwa.trainer.schedule import constant_schedule, cosine_schedule
 from fastlrwa.trainer.teacher import load_frozen_teacher
 from fastlrwa.updates.generator_update import GeneratorUpdate
+from fastlrwa.updates.impression_batch import ImpressionBatches
 from fastlrwa.updates.student_batch import StudentBatch, make_student_batch
 from fastlrwa.updates.student_update import StudentUpdate
 
@@ -50,9 +52,12 @@ class RunParts:
     replay: ReplayScheme | None
     test_set: DeviceImageSet | None  # rank 0 only
     rng: torch.Generator
-    generator_update: GeneratorUpdate
+    # None for ZSKD, whose samples are its impressions (``impressions``, filled in by the trainer) and whose
+    # generator is built but never trained or used.
+    generator_update: GeneratorUpdate | None
     student_batch: StudentBatch
     student_update: StudentUpdate
+    impressions: ImpressionBatches | None = None
 
     def shared_state_owners(self) -> dict[str, object]:
         """Everything whose ``state_dict`` is the same on every rank and goes into a checkpoint once, by key.
@@ -116,7 +121,10 @@ def _replay(
 
 def _check_teacher_serves(spec: MethodSpec, config: TrainConfig, teacher: nn.Module, meta: ModelMeta) -> None:
     """A TorchScript teacher has no features and no BatchNorm layers to hook (an exported one may lack the
-    features): the priors that read them are refused rather than trained without."""
+    features): the priors that read them are refused rather than trained without; ZSKD needs the last linear
+    layer's weights."""
+    if spec.generator_objective == "impressions":
+        class_vectors(teacher, meta.arch)
     if not isinstance(teacher, ForeignTeacher):
         return
     if not teacher.has_features and spec.generator_objective in ("dafl", "js_priors") and config.loss.a != 0:
@@ -186,13 +194,7 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
     generator.train()
     context.broadcast_module_state_(student)
 
-    student_optimizer = torch.optim.SGD(
-        student.parameters(),
-        lr=config.student.lr,
-        momentum=config.student.momentum,
-        weight_decay=config.student.weight_decay,
-        fused=True,
-    )
+    student_optimizer = _student_optimizer(config, student)
     generator_optimizer = torch.optim.Adam(
         generator.parameters(),
         lr=config.generator.lr,
@@ -207,17 +209,21 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
 
     # The generator step is plain autograd: DDP averages its gradients during the backward (and
     # broadcasts rank 0's generator once); the student step's torch.func gradients are averaged explicitly.
-    generator_update = GeneratorUpdate(
-        context.data_parallel(generator),
-        teacher,
-        student,
-        objective=spec.generator_objective,
-        weights=config.loss,
-        optimizer=generator_optimizer,
-        autocast_dtype=autocast,
-        scaler=generator_scaler,
-        compile=config.runtime.compile,
-        grad_norm_every=config.diagnostics.grad_norm_every,
+    generator_update = (
+        None
+        if spec.generator_objective == "impressions"
+        else GeneratorUpdate(
+            context.data_parallel(generator),
+            teacher,
+            student,
+            objective=spec.generator_objective,
+            weights=config.loss,
+            optimizer=generator_optimizer,
+            autocast_dtype=autocast,
+            scaler=generator_scaler,
+            compile=config.runtime.compile,
+            grad_norm_every=config.diagnostics.grad_norm_every,
+        )
     )
     compile, cuda_graphs = config.runtime.compile, config.runtime.compile_mode == "reduce-overhead"
     student_batch = make_student_batch(
@@ -236,6 +242,7 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
         student_optimizer,
         lrwa=config.lrwa,
         joint=config.joint,
+        kd=config.kd,
         autocast_dtype=autocast,
         scaler=student_scaler,
         compile=compile,
@@ -265,4 +272,37 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
         generator_update=generator_update,
         student_batch=student_batch,
         student_update=student_update,
+        impressions=_impression_batches(config, spec, info, teacher, device, rng, autocast),
+    )
+
+
+def _student_optimizer(config: TrainConfig, student: nn.Module) -> torch.optim.Optimizer:
+    """The authors' fused SGD with momentum, or ZSKD's Adam (weight decay as L2, as torch.optim.Adam applies it)."""
+    s = config.student
+    if s.optimizer == "adam":
+        return torch.optim.Adam(student.parameters(), lr=s.lr, weight_decay=s.weight_decay, foreach=True)
+    return torch.optim.SGD(student.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay, fused=True)
+
+
+def _impression_batches(
+    config: TrainConfig,
+    spec: MethodSpec,
+    info: DatasetInfo,
+    teacher: nn.Module,
+    device: torch.device,
+    rng: torch.Generator,
+    autocast: torch.dtype | None,
+) -> ImpressionBatches | None:
+    if spec.generator_objective != "impressions":
+        return None
+    shape = (1, info.channels, 1, 1)
+    return ImpressionBatches(
+        teacher,
+        torch.tensor(info.mean, device=device).view(shape),
+        torch.tensor(info.std, device=device).view(shape),
+        batch_size=config.schedule.batch_size,
+        shift=config.impressions.shift,
+        flip=config.impressions.flip,
+        rng=rng,
+        autocast_dtype=autocast,
     )

@@ -46,6 +46,7 @@ from fastlrwa.trainer.diagnostics import (
     normalised_entropy,
 )
 from fastlrwa.trainer.epoch_stats import EpochStats, format_live
+from fastlrwa.trainer.impressions import load_or_synthesise
 from fastlrwa.trainer.run_dir import RunDir
 from fastlrwa.trainer.teacher import file_sha256
 from fastlrwa.trainer.write_guard import guarded_write
@@ -125,7 +126,7 @@ class Trainer:
         grid = self.config.diagnostics.sample_grid
         self._sample_latents = (
             fixed_latents(grid, self.config.generator.latent_dim, self.config.runtime.seed, parts.device)
-            if grid > 0 and self.context.is_main
+            if grid > 0 and self.context.is_main and parts.generator_update is not None
             else None
         )
 
@@ -202,7 +203,7 @@ class Trainer:
 
     def _iteration(self) -> None:
         p = self.parts
-        gen_steps = self.config.schedule.gen_steps
+        gen_steps = self.config.schedule.gen_steps if p.generator_update is not None else 0
         for step in range(gen_steps):
             images, teacher_logits, student_logits, logged = p.generator_update.step(
                 self._latent(), index=self.iteration * gen_steps + step
@@ -214,7 +215,7 @@ class Trainer:
             self.stats.add(logged)
         steps = self.config.schedule.student_steps
         for step in range(steps):
-            images, teacher_logits = p.student_batch(self._latent())
+            images, teacher_logits = p.impressions() if p.impressions is not None else p.student_batch(self._latent())
             self.stats.count(CLASS_HISTOGRAM, teacher_logits.argmax(dim=1), p.info.num_classes)
             memory = p.replay.sample() if p.replay is not None and p.replay.is_ready() else (None, None)
             self.stats.add(p.student_update.step(images, teacher_logits, *memory, index=self.iteration * steps + step))
@@ -349,6 +350,25 @@ class Trainer:
         with self._guarded(self.run.tensorboard):
             self._events.flush()
 
+    def _build_impressions(self) -> None:
+        """ZSKD's transfer set, read from the run directory or synthesised (and kept there) before the first epoch;
+        every rank builds the same set, rank 0 alone keeps the file."""
+        p = self.parts
+        path = self.run.impressions if self.context.is_main else None
+        pixels = load_or_synthesise(
+            path,
+            p.teacher,
+            p.teacher_meta.arch,
+            p.info,
+            self.config.impressions,
+            self.config.runtime.seed,
+            self.teacher.sha256,
+            p.device,
+            self.progress,
+            self.progress.log,
+        )
+        p.impressions.use(pixels)
+
     # ----- the run -------------------------------------------------------------------------------------------------
     def fit(self) -> list[dict[str, Any]]:
         """Train until the configured number of epochs; checkpoint every epoch and on Ctrl-C."""
@@ -356,6 +376,8 @@ class Trainer:
         last = min(s.epochs, self.config.runtime.stop_after or s.epochs)
         self.started_wall = time.perf_counter() - (self.history[-1]["wall_time_s"] if self.history else 0.0)
         with _stop_request() as request:
+            if self.parts.impressions is not None and self.epoch < last:
+                self._build_impressions()
             while self.epoch < last:
                 self.progress.start_epoch(self.epoch + 1, s.epochs, s.iters_per_epoch)
                 if self.parts.device.type == "cuda":

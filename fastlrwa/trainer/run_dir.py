@@ -35,6 +35,11 @@ class RunDir:
         return self.root / "student.pt"
 
     @property
+    def impressions(self) -> Path:
+        """ZSKD's data impressions, synthesised once per run."""
+        return self.root / "impressions.pt"
+
+    @property
     def tensorboard(self) -> Path:
         return self.root / "tb"
 
@@ -68,7 +73,7 @@ class RunDir:
 
     def clear(self) -> None:
         """Remove the files of a previous run (only the run's own files; anything else in the folder stays)."""
-        for path in (self.config, self.metrics, self.checkpoint, self.student):
+        for path in (self.config, self.metrics, self.checkpoint, self.student, self.impressions):
             path.unlink(missing_ok=True)
         shutil.rmtree(self.tensorboard, ignore_errors=True)
 

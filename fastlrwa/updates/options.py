@@ -1,6 +1,7 @@
 """The options of each student update, one frozen dataclass per update: ``LRWAOptions`` for the meta
-update of ``lrwa.py``, ``JointOptions`` for the replay baselines' update of ``student_grads.py``, and
-``StudentAugmentOptions`` for the augmentation of the synthetic batches the student trains on (``student_batch.py``).
+update of ``lrwa.py``, ``JointOptions`` for the replay baselines' update of ``student_grads.py``,
+``StudentAugmentOptions`` for the augmentation of the synthetic batches the student trains on (``student_batch.py``),
+and ``KDOptions`` for the soft-target distillation of ZSKD's transfer.
 
 They live in this torch-free module beside the updates so that the command line can check them, and
 offer their choices, before torch is imported (``fastlrwa.options``).
@@ -13,7 +14,7 @@ from typing import Literal
 
 from fastlrwa.options import Options, option
 
-StudentUpdateKind = Literal["plain", "joint", "lrwa"]
+StudentUpdateKind = Literal["plain", "joint", "lrwa", "kd"]
 # paper: L_Acq(θ) + L_Ret(θ') (eq. 6) | official: the authors' outer loss, one forward on cat(new, memory) at θ
 MetaObjective = Literal["paper", "official"]
 JointObjective = Literal["official", "paper"]
@@ -95,3 +96,11 @@ class StudentAugmentOptions(Options):
     @property
     def enabled(self) -> bool:
         return self.shift > 0 or self.rotate > 0 or self.flip
+
+
+@dataclass(frozen=True)
+class KDOptions(Options):
+    """The soft-target distillation of ZSKD's transfer (Hinton et al.): the cross-entropy between the teacher's and
+    the student's softmax at ``temperature``, scaled by ``temperature**2`` (ZSKD: 20)."""
+
+    temperature: float = option(20.0, flag="--kd-temperature", help="zskd: softmax temperature of the KD loss")

@@ -5,6 +5,7 @@
   MAE(S(x_mem), t_mem)], two forwards, each with its own BatchNorm batch statistics; ``official``
   (the authors' code): one forward on cat(x_new, x_mem) and the MAE over all its logits.
 * ``lrwa``: :func:`fastlrwa.updates.lrwa.lrwa_grads`, options in ``LRWAOptions``.
+* ``kd`` (ZSKD): ∇ T² CE(softmax(t_new / T), softmax(S(x_new) / T)), ``KDOptions``.
 
 The LRWA objective ``released`` is what the authors' released LRWA step computes: it calls
 ``higher.innerloop_ctx`` with ``copy_initial_weights=True`` (higher's default), so its retention loss
@@ -28,7 +29,7 @@ from fastlrwa.losses import distill
 from fastlrwa.updates.amp import Precision, scaled_grad
 from fastlrwa.updates.functional import StudentGrads, TensorDict, build_grads, distill_loss, student_logits
 from fastlrwa.updates.lrwa import lrwa_grads
-from fastlrwa.updates.options import JointOptions, LRWAOptions, StudentUpdateKind
+from fastlrwa.updates.options import JointOptions, KDOptions, LRWAOptions, StudentUpdateKind
 
 
 def plain_grads(
@@ -44,6 +45,27 @@ def plain_grads(
     """∇ L_Acq: the update of the methods without replay. ``aux``: ``loss``, ``loss_acq``."""
     precision = Precision(x_new.device.type, amp_dtype, loss_scale)
     grads, loss = scaled_grad(partial(distill_loss, model), precision)(params, buffers, x_new, t_new)
+    return grads, {"loss": loss, "loss_acq": loss}
+
+
+def kd_grads(
+    model: nn.Module,
+    params: TensorDict,
+    buffers: TensorDict,
+    x_new: Tensor,
+    t_new: Tensor,
+    *,
+    options: KDOptions,
+    amp_dtype: Optional[torch.dtype] = None,
+    loss_scale: Optional[Tensor] = None,
+) -> tuple[TensorDict, TensorDict]:
+    """∇ of ZSKD's transfer loss, soft-target KD at ``options.temperature``. ``aux``: ``loss``, ``loss_acq``."""
+    precision = Precision(x_new.device.type, amp_dtype, loss_scale)
+
+    def loss_fn(params: TensorDict, buffers: TensorDict, x: Tensor, t: Tensor) -> Tensor:
+        return distill.soft_cross_entropy(student_logits(model, params, buffers, x), t, options.temperature)
+
+    grads, loss = scaled_grad(loss_fn, precision)(params, buffers, x_new, t_new)
     return grads, {"loss": loss, "loss_acq": loss}
 
 
@@ -115,6 +137,7 @@ def make_student_grads(
     *,
     lrwa: LRWAOptions = LRWAOptions(),
     joint: JointOptions = JointOptions(),
+    kd: KDOptions = KDOptions(),
     align: bool = False,
     amp_dtype: Optional[torch.dtype] = None,
     compile: bool = False,
@@ -123,7 +146,7 @@ def make_student_grads(
     """The trainer's one entry point: the gradient function of student update ``kind``, built once.
 
     ``lrwa`` applies to ``lrwa`` (with ``objective="released"`` the result is the joint step of
-    ``RELEASED_AS_JOINT``: see the module docstring), ``joint`` to ``joint``; ``align`` asks an
+    ``RELEASED_AS_JOINT``: see the module docstring), ``joint`` to ``joint``, ``kd`` to ``kd``; ``align`` asks an
     ``lrwa`` update for the alignment cosine. ``amp_dtype``: autocast dtype or ``None`` (as from
     ``fastlrwa.runtime.amp_dtype``); with float16 pass ``loss_scale`` to each call (see
     ``fastlrwa.updates.amp``). ``compile``: build it with ``torch.compile(fullgraph=True)`` once.
@@ -135,6 +158,8 @@ def make_student_grads(
         grads_fn = partial(plain_grads, model, amp_dtype=amp_dtype)
     elif kind == "joint":
         grads_fn = partial(joint_grads, model, options=joint, amp_dtype=amp_dtype)
+    elif kind == "kd":
+        grads_fn = partial(kd_grads, model, options=kd, amp_dtype=amp_dtype)
     elif kind != "lrwa":
         raise ValueError(f"no student update {kind!r}; the updates are: {', '.join(get_args(StudentUpdateKind))}")
     else:

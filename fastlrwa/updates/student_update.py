@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn as nn
 
-from fastlrwa.updates.options import JointOptions, LRWAOptions, StudentUpdateKind
+from fastlrwa.updates.options import JointOptions, KDOptions, LRWAOptions, StudentUpdateKind
 from fastlrwa.updates.student_grads import install_grads, make_student_grads
 
 # The names under which the step's aux values are logged.
@@ -33,6 +33,7 @@ class StudentUpdate:
         *,
         lrwa: LRWAOptions,
         joint: JointOptions,
+        kd: KDOptions = KDOptions(),
         autocast_dtype: torch.dtype | None,
         scaler: torch.amp.GradScaler,
         compile: bool,
@@ -49,9 +50,10 @@ class StudentUpdate:
         self.scaler = scaler
         self._ones = torch.ones((), device=next(student.parameters()).device)
         common = {"amp_dtype": autocast_dtype, "compile": compile, "cuda_graphs": cuda_graphs}
-        self.plain = make_student_grads("plain", student, **common)
+        # The update without replay: ZSKD's KD, the MAE acquisition step of every other method.
+        self.plain = make_student_grads("kd" if kind == "kd" else "plain", student, kd=kd, **common)
         self.with_replay = (
-            None if kind == "plain" else make_student_grads(kind, student, lrwa=lrwa, joint=joint, **common)
+            None if kind in ("plain", "kd") else make_student_grads(kind, student, lrwa=lrwa, joint=joint, **common)
         )
         # Built lazily by torch.compile, so an update whose probe never runs never compiles it.
         probes = kind == "lrwa" and lrwa.objective != "released" and lrwa.align_every > 0
