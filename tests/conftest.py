@@ -69,6 +69,19 @@ def tiny_overrides(out: Path, teacher: Path, **extra) -> dict:
     return overrides
 
 
+# With tiny_overrides, a ZSKD run of a few seconds: 60 impressions (3 a class and beta), 4 steps, 3 batches
+# an epoch.
+ZSKD_TINY = {
+    "method": "zskd",
+    "schedule.gen_steps": 0,
+    "schedule.student_steps": 1,
+    "schedule.iters_per_epoch": 3,
+    "schedule.batch_size": 20,
+    "impressions.count": 60,
+    "impressions.steps": 4,
+    "impressions.chunk": 25,
+}
+
 # `fastlrwa train` flags for a run of about a second: one iteration of one student step at toy sizes. Flags given
 # after these override them (click keeps the last value).
 TINY_TRAIN_FLAGS = [

@@ -129,7 +129,8 @@ def test_nested_overrides_equal_dotted_ones():
 
 
 def test_methods_are_compositions():
-    assert set(METHODS) == {"dafl", "dfad", "dfq", "dfkd", "mb-dfkd", "pre-dfkd", "lrwa-mb", "lrwa-gr"}
+    assert set(METHODS) == {"dafl", "dfad", "dfq", "dfkd", "mb-dfkd", "pre-dfkd", "lrwa-mb", "lrwa-gr", "zskd"}
+    assert method_spec("zskd").generator_objective == "impressions" and method_spec("zskd").student_update == "kd"
     assert method_spec("lrwa-mb").student_update == "lrwa" and method_spec("lrwa-mb").replay == "memory"
     assert method_spec("lrwa-gr").replay == "generative"
     assert method_spec("mb-dfkd").student_update == "joint"

@@ -153,6 +153,7 @@ def test_run_local_keys_are_the_ones_resume_and_the_report_leave_alone():
         "data.data_root",
         "data.download",
         "lrwa.align_every",
+        "impressions.chunk",
         "diagnostics.grad_norm_every",
         "diagnostics.sample_grid",
     }
