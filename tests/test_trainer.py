@@ -36,7 +36,7 @@ def _lines(out):
 def test_every_method_runs_two_epochs(method, tmp_path, lenet_teacher, bn_teacher):
     teacher = bn_teacher if method == "dfq" else lenet_teacher
     zskd = METHODS[method].generator_objective == "impressions"
-    history = _run(tmp_path / method, teacher, method=method, **(ZSKD_TINY if zskd else {}))
+    history = _run(tmp_path / method, teacher, **{"method": method, **(ZSKD_TINY if zskd else {})})
     lines = _lines(tmp_path / method)
     assert [line["epoch"] for line in lines] == [1, 2] == [h["epoch"] for h in history]
     for line in lines:
