@@ -59,7 +59,8 @@ def unread_config_sections(method: str) -> tuple[str, ...]:
         return ()
     unread = tuple(f"{update}." for update in ("lrwa", "joint", "kd") if spec.student_update != update)
     if spec.generator_objective == "impressions":
-        unread += ("generator.", "loss.", "schedule.gen_steps")
+        # its transfer set has augmentation of its own (impressions.shift, impressions.flip)
+        unread += ("generator.", "loss.", "augment.", "schedule.gen_steps")
     else:
         unread += ("impressions.",)
     return unread + (("replay.",) if spec.replay == "none" else ())
