@@ -23,9 +23,10 @@ from fastlrwa.config.presets import DEFAULT_TRAIN_PRESET, PRETRAIN_PRESETS, TRAI
 from fastlrwa.config.schema import ARCH_CHOICES, DATA_ROOT_HELP, DEVICE_HELP, PretrainConfig, TrainConfig, to_dict
 from fastlrwa.cpu_runtime import configure_thread_waiting, keep_freed_memory
 from fastlrwa.data.catalog import DATASET_NAMES
-from fastlrwa.errors import Interrupted, UserFacingError
+from fastlrwa.errors import UserFacingError
 from fastlrwa.options import choices_of, flag_names
 from fastlrwa.run_log.settings import flatten_config
+from fastlrwa.trainer.stop_signals import stop_at_once, stop_error, stop_name
 
 # Everything imported above is torch-free: torch, torchvision and scikit-learn (~5 s together) are imported by
 # a command once its input has been checked, so a typo is answered in about a second.
@@ -34,10 +35,11 @@ from fastlrwa.run_log.settings import flatten_config
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
-        except KeyboardInterrupt:
-            # Where a command has no Ctrl-C handling of its own (loading, compiling): the same line and code.
-            return self._fail(Interrupted("stopped by Ctrl-C"))
+            with stop_at_once():
+                return super().invoke(ctx)
+        except KeyboardInterrupt as stop:
+            # Where a command has no Ctrl-C or SIGTERM handling of its own (imports, compiling): one line, the code.
+            return self._fail(stop_error(stop)(f"stopped by {stop_name(stop)}"))
         except UserFacingError as error:
             return self._fail(error)
 

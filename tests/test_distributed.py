@@ -32,6 +32,7 @@ from fastlrwa.models.batchnorm import batchnorm_running_stats
 from fastlrwa.runtime import seed_everything
 from fastlrwa.trainer.build import build_run
 from fastlrwa.trainer.loop import Trainer
+from fastlrwa.trainer.run_lock import LOCK_FILE, run_dir_lock
 from fastlrwa.updates.student_update import StudentUpdate
 
 WORLD = 2
@@ -254,6 +255,34 @@ def test_only_rank_0_resolves_the_teacher_and_every_rank_trains_with_it(tmp_path
     _on_two_ranks(_teacher_worker, _free_port(), lenet_teacher, tmp_path)
     assert sorted(p.name for p in tmp_path.glob("resolved_by_rank*")) == ["resolved_by_rank0"]
     assert [json.loads((tmp_path / f"epochs{r}.json").read_text()) for r in range(WORLD)] == [[1], [1]]
+
+
+def _automatic_run_dir_worker(rank: int, port: int, teacher: Path, out: Path) -> None:
+    """Trains without --out; records the run directory each rank trained with."""
+    torch.set_num_threads(1)
+    _join_as(rank, port)
+    original = distill_command._train
+
+    def recorded(config, run, *args, **kwargs):
+        (out / f"run_dir{rank}.txt").write_text(f"{run.root} {config.runtime.out}")
+        return original(config, run, *args, **kwargs)
+
+    distill_command._train = recorded
+    overrides = tiny_overrides(out / "runs" / "digits", teacher, **{"runtime.device": "cpu", "schedule.epochs": 1})
+    run_train(train_config("digits", overrides), explicit=set(overrides) - {"runtime.out"})
+
+
+def test_every_rank_trains_in_the_run_directory_rank_0_chose_and_holds(tmp_path, lenet_teacher):
+    """runs/digits is held by another process and holds no run yet: rank 0 takes runs/digits-2, while a rank
+    looking without the lock sees runs/digits free; every rank must train in rank 0's."""
+    busy = tmp_path / "runs" / "digits"
+    with run_dir_lock(busy):
+        _on_two_ranks(_automatic_run_dir_worker, _free_port(), lenet_teacher, tmp_path)
+        chosen = tmp_path / "runs" / "digits-2"
+        for rank in range(WORLD):
+            assert (tmp_path / f"run_dir{rank}.txt").read_text() == f"{chosen} {chosen}"
+        assert [line["epoch"] for line in _lines(chosen)] == [1]
+        assert sorted(path.name for path in busy.iterdir()) == [LOCK_FILE]
 
 
 def _nan_worker(rank: int, ports: list[int], teacher: Path, out: Path) -> None:

@@ -266,3 +266,111 @@ def test_a_full_disk_ends_in_one_line_and_resume_after_freeing_space_matches(tmp
         _assert_same_run(out, undisturbed)
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+# ----- the automatic run directory, chosen by processes started together ----------------------------------------
+# A process that waits for the word go, then takes the first free of BASE, BASE-2, ... and fills it as a run does.
+CLAIMS_ONE = """
+import sys, time
+from pathlib import Path
+from fastlrwa.trainer.run_lock import fresh_run_dir_lock
+sys.stdin.readline()
+with fresh_run_dir_lock(Path(sys.argv[1])) as run:
+    print(run.root, flush=True)
+    time.sleep(0.02)
+    run.config.write_text("{}")
+"""
+
+
+def test_processes_started_together_never_choose_the_same_run_directory(tmp_path):
+    base, taken = tmp_path / "runs" / "digits", []
+    for _ in range(15):
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", CLAIMS_ONE, str(base)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            )
+            for _ in range(3)
+        ]
+        for process in processes:  # all three are waiting: the word reaches them within microseconds
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        chosen = [process.communicate(timeout=60)[0].strip() for process in processes]
+        assert all(process.returncode == 0 for process in processes)
+        assert len(set(chosen)) == 3 and not set(chosen) & set(taken), chosen
+        taken += chosen
+    # Each took the first name free when it looked: the names are BASE, BASE-2, ... with none skipped for good.
+    assert sorted(taken) == sorted([str(base)] + [f"{base}-{number}" for number in range(2, 46)])
+
+
+def test_two_trainings_started_together_without_out_get_a_directory_each(tmp_path, lenet_teacher):
+    command = [sys.executable, "-m", "fastlrwa", "train", "--teacher", str(lenet_teacher), *TINY_TRAIN_FLAGS]
+    processes = [subprocess.Popen(command, cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [process.communicate(timeout=300)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    said = sorted(line.split()[2] for output in outputs for line in output.splitlines() if "run directory:" in line)
+    assert said == [str(Path("runs") / "digits"), str(Path("runs") / "digits-2")]
+    for name in said:
+        assert [record["epoch"] for record in _records(tmp_path / name)] == [1]
+
+
+# ----- a stop while the run loads ----------------------------------------------------------------------------------
+# A training process that says when it reaches the slow part of loading (building the run, or reading the
+# checkpoint to resume from) and waits there, long enough for a signal to arrive.
+SLOW_TO_LOAD = """
+import sys, time
+from fastlrwa.cli import cli
+from fastlrwa.commands import distill
+from fastlrwa.trainer.loop import Trainer
+slow = sys.argv[1]
+def waits(original):
+    def waiting(*args, **kwargs):
+        print("loading", file=sys.stderr, flush=True)
+        time.sleep(60)
+        return original(*args, **kwargs)
+    return waiting
+if slow == "build":
+    distill.build_run = waits(distill.build_run)
+else:
+    Trainer.load_checkpoint = waits(Trainer.load_checkpoint)
+cli(sys.argv[2:], prog_name="fastlrwa")
+"""
+
+
+def _run_files(out: Path) -> dict[str, bytes]:
+    """Every file of the run but the lock, which records the pid of its last holder."""
+    return {path.name: path.read_bytes() for path in out.iterdir() if path.is_file() and path.name != LOCK_FILE}
+
+
+def _stopped_while_loading(slow: str, out: Path, teacher: Path, *extra: str) -> tuple[int, list[str]]:
+    argv = _train_command(out, teacher, *extra)[3:]
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_TO_LOAD, slow, *argv], stderr=subprocess.PIPE, text=True, env=ENV
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.stderr.readline() != "loading\n":
+            pass
+        process.send_signal(signal.SIGTERM)
+        rest = process.communicate(timeout=60)[1]
+    finally:
+        process.kill()
+    return process.returncode, _errors(rest)
+
+
+def test_sigterm_while_loading_ends_in_one_line_and_writes_nothing(tmp_path, lenet_teacher):
+    out = tmp_path / "run"
+    code, errors = _stopped_while_loading("build", out, lenet_teacher)
+    assert code == 143 and len(errors) == 1, errors
+    assert "stopped by SIGTERM while loading, before the first iteration" in errors[0]
+    assert "nothing of this run was written" in errors[0]
+    assert not out.exists()  # the folder the run created for its lock is gone with it
+
+    assert _train(out, lenet_teacher, "--stop-after", "1").returncode == 0
+    before = _run_files(out)
+    code, errors = _stopped_while_loading("resume", out, lenet_teacher, "--resume")
+    assert code == 143 and len(errors) == 1, errors
+    assert f"its checkpoint {out / 'checkpoint.pt'} is kept as it was" in errors[0] and "continue it" in errors[0]
+    assert _run_files(out) == before
+    resumed = _train(out, lenet_teacher, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert [record["epoch"] for record in _records(out)] == [1, 2]

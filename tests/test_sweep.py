@@ -11,6 +11,8 @@ import json
 import os
 import signal
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,6 +21,8 @@ import pytest
 from click.testing import CliRunner
 
 from fastlrwa.cli import cli
+from fastlrwa.commands import sweep as sweep_command
+from fastlrwa.commands import sweep_state
 from fastlrwa.commands.sweep_grid import Grid
 from fastlrwa.commands.train import run_train
 from fastlrwa.commands.train_argv import TrainArgv
@@ -249,3 +253,79 @@ def test_ctrl_c_checkpoints_and_resume_finishes(tmp_path, lenet_teacher) -> None
     )
     log = (run_dir / "train.log").read_text()
     assert "resuming " in log and log.count("=== fastlrwa sweep") == 2
+
+
+def _hold(run_dir: Path) -> subprocess.Popen:
+    """Another process training in ``run_dir``, as far as its lock can tell."""
+    code = (
+        "import sys, time; from pathlib import Path; from fastlrwa.trainer.run_lock import run_dir_lock\n"
+        "with run_dir_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(600)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    return holder
+
+
+def _dfad_two_seeds(root: Path, teacher: Path) -> tuple[list[str], Grid]:
+    fixes = tiny_fixes(teacher, 2)
+    args = ["--methods", "dfad", "--seeds", "0-1", *fixes, "--root", str(root), "--device", "cpu", "--jobs", "2"]
+    grid = Grid.parse(
+        preset=None,
+        methods="dfad",
+        seeds="0-1",
+        axes=(),
+        root=str(root),
+        train_argv=TrainArgv(),
+        fixed=tuple(fixes[1::2]),
+    )
+    return args, grid
+
+
+def test_a_run_another_process_holds_is_busy_not_failed_and_the_next_sweep_runs_it(tmp_path, lenet_teacher) -> None:
+    """The held run was paused after an epoch (it looks interrupted), so a sweep without --resume that took it
+    for an interrupted run would refuse to start."""
+    root = tmp_path / "sw"
+    args, grid = _dfad_two_seeds(root, lenet_teacher)
+    held, free = grid.cells()
+    run_train(apply_overrides(held.config, {"runtime.stop_after": 1}))
+    holder = _hold(held.run_dir)
+    try:
+        busy = _sweep(args)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert busy.exit_code == 75, busy.output
+    assert " FAILED " not in busy.stderr and busy.stderr.count("] started ") == 1
+    assert f"busy    {held.name}: held by pid {holder.pid}, not started" in busy.stderr
+    assert f" done    {free.name} " in busy.stderr and len(_accuracies(free.run_dir)) == 2
+    assert len(_accuracies(held.run_dir)) == 1 and not (held.run_dir / "train.log").exists()
+    last = busy.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        f"error: 1 run(s) busy in other processes, not started here: {held.name} (pid {holder.pid}); 1/2 finished; "
+        "once those processes end, continue with: fastlrwa sweep "
+    ), last
+    # The holder is gone: the run is what it left, an interrupted run, continued by --resume.
+    resumed = _sweep([*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.stderr.count("] started ") == 1 and len(_accuracies(held.run_dir)) == 2
+
+
+def test_a_run_taken_by_another_process_as_it_starts_is_busy(tmp_path, lenet_teacher, monkeypatch) -> None:
+    """The sweep looks at the lock just before starting a run; a process that takes it in between is seen in
+    the run's one-line refusal (here the sweep is made not to look)."""
+    root = tmp_path / "sw"
+    args, grid = _dfad_two_seeds(root, lenet_teacher)
+    held, free = grid.cells()
+    monkeypatch.setattr(sweep_state, "lock_holder", lambda run_dir: None)
+    monkeypatch.setattr(sweep_command, "lock_holder", lambda run_dir: None)
+    holder = _hold(held.run_dir)
+    try:
+        busy = _sweep(args)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert busy.exit_code == 75, busy.output
+    assert " FAILED " not in busy.stderr and busy.stderr.count("] started ") == 2
+    assert f"busy    {held.name}: held by pid {holder.pid}\n" in busy.stderr
+    assert "is in use by another fastlrwa process" in (held.run_dir / "train.log").read_text()
+    assert len(_accuracies(free.run_dir)) == 2 and not (held.run_dir / "metrics.jsonl").exists()

@@ -3,34 +3,64 @@ the teacher, the parts, the loop, and the lines the user reads."""
 
 from __future__ import annotations
 
-import signal
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
 from fastlrwa import __version__
 from fastlrwa.atomic_io import atomic_write_json
 from fastlrwa.commands.teacher import cached_teacher_hint, resolve_teacher_path
-from fastlrwa.config.schema import TrainConfig, to_dict
+from fastlrwa.config.schema import TrainConfig, apply_overrides, to_dict
 from fastlrwa.data import dataset_info, evaluate
 from fastlrwa.distributed import DistributedContext
-from fastlrwa.errors import CheckpointError, Interrupted, Terminated
+from fastlrwa.errors import CheckpointError
 from fastlrwa.progress import EpochProgress, epoch_progress
 from fastlrwa.report.table import run_stats
 from fastlrwa.runtime import environment_versions, seed_everything
 from fastlrwa.trainer.build import RunParts, build_run
-from fastlrwa.trainer.loop import StoppedAtOnce, StopRequested, Trainer
+from fastlrwa.trainer.loop import Trainer
 from fastlrwa.trainer.run_dir import RunDir
+from fastlrwa.trainer.stop_signals import StoppedAtOnce, StopRequested, stop_error, stop_name
 from fastlrwa.trainer.write_guard import guarded_write
 
 
 def distil(config: TrainConfig, run: RunDir, *, resume: bool) -> list[dict[str, Any]]:
     """Train (or resume) the run in ``run``; returns the per-epoch metric records."""
+    with _stopped_while_loading(run, resume=resume):
+        context = DistributedContext.from_environment(config.runtime.device)
     # No rank writes into the run directory before all have agreed on the teacher below, so they all pass
     # or all fail with the same message.
-    with DistributedContext.from_environment(config.runtime.device) as context:
-        return _train(config, run, context, resume=resume)
+    with context:
+        with _stopped_while_loading(run, resume=resume):
+            config, run = _agreed_run_dir(config, run, context)
+            # Before the run's progress bar exists: a first-use teacher pretraining shows a bar of its own.
+            teacher_path = _agreed_teacher_path(config, context)
+        return _train(config, run, context, teacher_path, resume=resume)
+
+
+@contextmanager
+def _stopped_while_loading(run: RunDir, *, resume: bool) -> Iterator[None]:
+    """A Ctrl-C or SIGTERM before the first iteration (data, teacher, building) stops at once: nothing has been
+    trained, and nothing of the run has been written but its lock, which is given back on the way out."""
+    try:
+        yield
+    except StoppedAtOnce as stop:
+        kept = f"its checkpoint {run.checkpoint} is kept as it was" if resume else "nothing of this run was written"
+        raise stop_error(stop)(
+            f"stopped by {stop_name(stop)} while loading, before the first iteration; {kept}; "
+            "run the same command again to " + ("continue it" if resume else "start it")
+        ) from None
+
+
+def _agreed_run_dir(config: TrainConfig, run: RunDir, context: DistributedContext) -> tuple[TrainConfig, RunDir]:
+    """Rank 0's run directory on every rank. Rank 0 chose it and holds it; a directory chosen automatically can
+    differ on another rank, which looked without the lock (a candidate another job had just taken looks free)."""
+    out = context.broadcast_object(config.runtime.out)
+    if out == config.runtime.out:
+        return config, run
+    return apply_overrides(config, {"runtime.out": out}), RunDir(Path(out))
 
 
 def _agreed_teacher_path(config: TrainConfig, context: DistributedContext) -> Path:
@@ -61,44 +91,59 @@ def _build(config: TrainConfig, teacher_path: Path, context: DistributedContext)
         raise CheckpointError(f"{error}; {hint}") from None
 
 
-def _train(config: TrainConfig, run: RunDir, context: DistributedContext, *, resume: bool) -> list[dict[str, Any]]:
-    # Before the run's progress bar exists: a first-use teacher pretraining shows a bar of its own.
-    teacher_path = _agreed_teacher_path(config, context)
+def _ready_trainer(
+    config: TrainConfig,
+    run: RunDir,
+    context: DistributedContext,
+    teacher_path: Path,
+    progress: EpochProgress,
+    *,
+    resume: bool,
+) -> Trainer:
+    """The trainer at the run's start, or where its checkpoint left it."""
+    parts = _build(config, teacher_path, context)
+    trainer = Trainer(parts, run, progress)
+    if resume:
+        with context.fail_together():
+            trainer.load_checkpoint()
+        if trainer.epoch >= config.schedule.epochs:
+            progress.log(
+                f"{run.root} has finished all {config.schedule.epochs} epochs: nothing to train "
+                f"(see `fastlrwa report {run.root}`)"
+            )
+        else:
+            progress.log(f"resuming {run.root} at epoch {trainer.epoch + 1} (iteration {trainer.iteration})")
+    elif context.is_main:
+        _start_run_dir(run, parts, trainer.teacher.sha256, progress)
+    return trainer
+
+
+def _train(
+    config: TrainConfig, run: RunDir, context: DistributedContext, teacher_path: Path, *, resume: bool
+) -> list[dict[str, Any]]:
     # Seeded after the teacher: a run is the same whether its teacher was cached or just trained. The same
     # seed on every rank makes the models start identical; each rank's own stream is seeded in build_run.
     seed_everything(config.runtime.seed)
 
     with epoch_progress(config.runtime.progress, silent=not context.is_main) as progress:
-        parts = _build(config, teacher_path, context)
-        trainer = Trainer(parts, run, progress)
-        if resume:
-            with context.fail_together():
-                trainer.load_checkpoint()
-            if trainer.epoch >= config.schedule.epochs:
-                progress.log(
-                    f"{run.root} has finished all {config.schedule.epochs} epochs: nothing to train "
-                    f"(see `fastlrwa report {run.root}`)"
-                )
-            else:
-                progress.log(f"resuming {run.root} at epoch {trainer.epoch + 1} (iteration {trainer.iteration})")
-        elif context.is_main:
-            _start_run_dir(run, parts, trainer.teacher.sha256, progress)
+        with _stopped_while_loading(run, resume=resume):
+            trainer = _ready_trainer(config, run, context, teacher_path, progress, resume=resume)
         try:
             history = trainer.fit()
         except StopRequested as stop:
-            error = Terminated if stop.signum == signal.SIGTERM else Interrupted
-            raise error(
+            raise stop_error(stop)(
                 f"stopped by {stop} at epoch {trainer.epoch + 1}, iteration {trainer.iteration}; checkpoint saved in "
                 f"{run.checkpoint}; continue with: {_command(context)} --out {run.root} --resume"
             ) from None
         except StoppedAtOnce as stop:
-            error = Terminated if stop.signum == signal.SIGTERM else Interrupted
             again = (
                 f"continue with: {_command(context)} --out {run.root} --resume"
                 if run.checkpoint.exists()
                 else "start it again"
             )
-            raise error(f"stopped at once by a second {stop}; {trainer.kept_checkpoint()}; {again}") from None
+            raise stop_error(stop)(
+                f"stopped at once by a second {stop}; {trainer.kept_checkpoint()}; {again}"
+            ) from None
 
     accuracies = [record["test_accuracy"] for record in history]
     if accuracies and len(accuracies) < config.schedule.epochs:

@@ -8,8 +8,9 @@ The story of one invocation:
 3. the teachers the runs need are resolved once, here (a first-use teacher is trained once, not by
    every run at the same time);
 4. the runs go through a pool of ``--jobs`` processes (``sweep_pool``), each logging to
-   ``RUN/train.log``; a failed run is reported with its log and the others go on; Ctrl-C stops them
-   with checkpoints and says how to continue;
+   ``RUN/train.log``; a failed run is reported with its log and the others go on; a run another process
+   trains (a person's ``train --resume``, a SLURM task) is busy, neither started nor a failure; Ctrl-C stops
+   them with checkpoints and says how to continue;
 5. Table 1 of the finished runs, with the differences between settings and their intervals, is
    written to ROOT/report.md (also printed), report.csv, compare.csv and report.json.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import datetime
 import fcntl
 import os
+import re
 import shlex
 import sys
 from collections.abc import Iterator, Sequence
@@ -41,6 +43,7 @@ from fastlrwa.errors import ConfigError, UserFacingError
 from fastlrwa.report.build import build_report, read_runs
 from fastlrwa.report.table import run_stats
 from fastlrwa.run_log.metrics_file import read_run
+from fastlrwa.trainer.run_lock import IN_USE, lock_holder
 
 LOG_FILE = "train.log"
 LOCK_FILE = ".sweep.lock"
@@ -53,6 +56,13 @@ class SweepInterrupted(UserFacingError):
 
 class SweepFailed(UserFacingError):
     exit_code = 1
+
+
+class SweepBusy(UserFacingError):
+    """Every run this sweep could start has finished, but some were busy in other processes: try again later
+    (``EX_TEMPFAIL`` of sysexits.h)."""
+
+    exit_code = 75
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,7 @@ def _plan(cells: Sequence[Cell], resume: bool) -> list[tuple[Cell, Inspection]]:
             f"{cell.run_dir} is not this sweep's run: {state.problem}{more}; nothing was started: "
             "choose another --root, or move that directory away"
         )
+    # A busy run is not interrupted: another process trains it now, and this sweep leaves it alone.
     interrupted = [(cell, state) for cell, state in inspected if state.state is CellState.INTERRUPTED]
     if interrupted and not resume:
         cell, state = interrupted[0]
@@ -162,18 +173,31 @@ def _resolve_teachers(cells: Sequence[Cell]) -> None:
 
 
 class _Progress:
-    """One line per event on stderr: which runs are running, done and failed."""
+    """One line per event on stderr: which runs are running, done, failed and busy."""
 
     def __init__(self, total: int, skipped: int) -> None:
         self.total = total
         self.done = skipped
         self.failed: list[tuple[Cell, Finished]] = []
+        self.busy: list[tuple[Cell, str]] = []  # (cell, the pid that holds it)
         self.stopped: list[Cell] = []
         self.paused: list[Cell] = []
         self.running = 0
 
     def _counts(self) -> str:
-        return f"[{self.done}/{self.total} done, {self.running} running, {len(self.failed)} failed]"
+        busy = f", {len(self.busy)} busy" if self.busy else ""
+        return f"[{self.done}/{self.total} done, {self.running} running, {len(self.failed)} failed{busy}]"
+
+    def found_busy(self, cell: Cell, holder: str) -> None:
+        self.busy.append((cell, holder))
+        _say(f"{self._counts()} busy    {cell.name}: held by pid {holder}, not started")
+
+    def ready(self, job: Job) -> bool:
+        """Whether the cell is still free just before its run starts (another process may have taken it)."""
+        holder = lock_holder(job.tag.run_dir)
+        if holder is not None:
+            self.found_busy(job.tag, holder)
+        return holder is None
 
     def started(self, job: Job, gpu: str | None) -> None:
         self.running += 1
@@ -196,6 +220,9 @@ class _Progress:
         elif finished.stopped:
             self.stopped.append(cell)
             _say(f"{self._counts()} stopped {cell.name}")
+        elif holder := _refused_as_busy(finished.job) or state.holder:  # taken between ready() and the start
+            self.busy.append((cell, holder))
+            _say(f"{self._counts()} busy    {cell.name}: held by pid {holder}")
         else:
             self.failed.append((cell, finished))
             reason = state.problem or _last_error(finished.job)
@@ -229,6 +256,18 @@ def _complete(cell: Cell) -> bool:
 def _result_line(cell: Cell) -> str:
     accuracies = read_run(cell.run_dir).accuracies
     return f"final {accuracies[-1]:.2f}%, >80th μ {run_stats(accuracies).percentiles[80].mean:.2f}"
+
+
+def _refused_as_busy(job: Job) -> str | None:
+    """The holder's pid when the run ended refusing a directory another process holds (its one line)."""
+    line = _last_error(job)
+    found = re.search(r"\(pid (\w+)\)", line) if IN_USE in line else None
+    return found.group(1) if found else None
+
+
+def _busy_line(busy: Sequence[tuple[Cell, str]]) -> str:
+    named = ", ".join(f"{cell.name} (pid {holder})" for cell, holder in busy[:5]) + (" ..." if len(busy) > 5 else "")
+    return f"{len(busy)} run(s) busy in other processes, not started here: {named}"
 
 
 def _last_error(job: Job) -> str:
@@ -270,20 +309,23 @@ def _write_report(grid: Grid, cells: Sequence[Cell], compare: str | None, out: I
 
 
 def run_sweep(grid: Grid, options: SweepOptions, train_argv: TrainArgv, *, out: IO[str] | None = None) -> None:
-    """Run (or continue) the sweep; see the module docstring. Raises ``SweepFailed`` when a run failed and
-    ``SweepInterrupted`` on Ctrl-C, after writing the table of the runs finished so far."""
+    """Run (or continue) the sweep; see the module docstring. Raises ``SweepFailed`` when a run failed,
+    ``SweepInterrupted`` on Ctrl-C and ``SweepBusy`` when runs were busy in other processes, after writing the
+    table of the runs finished so far."""
     out = out or sys.stdout
     cells = grid.cells()
     inspected = _plan(cells, options.resume)
-    todo = [(cell, state) for cell, state in inspected if state.state is not CellState.DONE]
+    busy = [(cell, state.holder) for cell, state in inspected if state.state is CellState.BUSY]
+    todo = [(cell, state) for cell, state in inspected if state.state not in (CellState.DONE, CellState.BUSY)]
     commands = {
         cell.run_dir: grid.train_command(cell, train_argv, *_extra_arguments(state.state)) for cell, state in todo
     }
-    skipped = len(cells) - len(todo)
+    skipped = len(cells) - len(todo) - len(busy)
     if options.dry_run:
         _say(
             f"sweep {grid.root}: {len(cells)} runs, {skipped} finished, {len(todo)} to run "
             f"({sum(state.state is CellState.INTERRUPTED for _, state in todo)} to resume)"
+            + (f"; {_busy_line(busy)}" if busy else "")
         )
         for cell, _ in todo:
             out.write(shlex.join(["fastlrwa", *commands[cell.run_dir]]) + "\n")
@@ -299,10 +341,19 @@ def run_sweep(grid: Grid, options: SweepOptions, train_argv: TrainArgv, *, out: 
             f"sweep {grid.root}: {len(cells)} runs ({len(grid.methods)} methods x {len(grid.value_cells())} cells x "
             f"{len(grid.seeds)} seeds); {skipped} already finished, {len(todo)} to run, {jobs} at a time on {where}"
         )
+        progress = _Progress(len(cells), skipped)
+        for cell, holder in busy:
+            progress.found_busy(cell, holder)
         if todo:
             _resolve_teachers([cell for cell, _ in todo])
-        progress = _Progress(len(cells), skipped)
-        pool = Pool(jobs, plan, on_start=progress.started, on_finish=progress.finished, on_stop=progress.stopping)
+        pool = Pool(
+            jobs,
+            plan,
+            on_start=progress.started,
+            on_finish=progress.finished,
+            on_stop=progress.stopping,
+            ready=progress.ready,
+        )
         program = [sys.executable, "-m", "fastlrwa"]
         never_started = pool.run(
             [
@@ -316,18 +367,24 @@ def run_sweep(grid: Grid, options: SweepOptions, train_argv: TrainArgv, *, out: 
             ]
         )
         _write_report(grid, cells, options.compare, out)
+    busy_note = f"; {_busy_line(progress.busy)}" if progress.busy else ""
     if pool.stop_requests:
         raise SweepInterrupted(
             f"stopped: {len(progress.stopped)} run(s) stopped at their last checkpoint, "
-            f"{len(never_started)} not started, {progress.done}/{len(cells)} finished; "
+            f"{len(never_started)} not started, {progress.done}/{len(cells)} finished{busy_note}; "
             f"continue with: {continue_with}"
         )
     if progress.failed:
         logs = "; ".join(str(finished.job.log_path) for _, finished in progress.failed[:3])
         raise SweepFailed(
             f"{len(progress.failed)} of {len(cells)} runs failed (logs: {logs}"
-            f"{' ...' if len(progress.failed) > 3 else ''}); fix the cause and continue with: "
+            f"{' ...' if len(progress.failed) > 3 else ''}){busy_note}; fix the cause and continue with: "
             f"{continue_with} (finished runs are skipped)"
+        )
+    if progress.busy:
+        raise SweepBusy(
+            f"{_busy_line(progress.busy)}; {progress.done}/{len(cells)} finished; once those processes end, "
+            f"continue with: {continue_with} (finished runs are skipped)"
         )
     if progress.paused:
         _say(f"{len(progress.paused)} run(s) paused by --stop-after; continue with: {continue_with}")

@@ -121,6 +121,7 @@ class Pool:
         on_start: Callable[[Job, str | None], None],
         on_finish: Callable[[Finished], None],
         on_stop: Callable[[int, int], None],
+        ready: Callable[[Job], bool] = lambda job: True,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.jobs = jobs
@@ -128,6 +129,7 @@ class Pool:
         self.on_start = on_start
         self.on_finish = on_finish
         self.on_stop = on_stop  # (signals received so far, processes asked to stop)
+        self.ready = ready  # asked just before a job starts; a job it declines is dropped (it says why)
         self.environ = dict(os.environ if environ is None else environ)
         self.stop_requests = 0
         self._running: list[_Running] = []
@@ -182,7 +184,9 @@ class Pool:
                         self.stop_requests = received[0]
                         self._stop_children()
                     while pending and len(self._running) < self.jobs and not received[0]:
-                        self._start(pending.popleft())
+                        job = pending.popleft()
+                        if self.ready(job):
+                            self._start(job)
                     time.sleep(POLL_SECONDS)
                     self._reap()
             except BaseException:

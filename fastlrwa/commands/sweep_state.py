@@ -10,6 +10,8 @@ display, evaluation batching, compilation, a ``--stop-after`` pause, where the d
 - RESTART: the same config, unfinished, no checkpoint (the run died before its first epoch ended):
   nothing to keep, ``train --force`` starts it again.
 - CONFLICT: another configuration, or run files without a readable config.json: never touched.
+- BUSY: unfinished, and another process trains in it now (it holds the run's lock, ``trainer.run_lock``): not
+  started, reported as busy; the next invocation sees what that process left.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from fastlrwa.errors import ConfigError
 from fastlrwa.run_log.metrics_file import read_run
 from fastlrwa.run_log.settings import format_value, setting_of
 from fastlrwa.trainer.run_dir import RunDir
+from fastlrwa.trainer.run_lock import lock_holder
 
 
 class CellState(enum.Enum):
@@ -33,6 +36,7 @@ class CellState(enum.Enum):
     INTERRUPTED = "interrupted"
     RESTART = "restart"
     CONFLICT = "conflict"
+    BUSY = "busy"
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Inspection:
     state: CellState
     epochs_done: int
     problem: str = ""  # why a CONFLICT is one
+    holder: str = ""  # the pid of the process a BUSY run belongs to
 
 
 def _difference(saved: dict[str, Any], expected: dict[str, Any]) -> str | None:
@@ -70,8 +75,9 @@ def _epochs_logged(run: RunDir) -> int:
 def inspect_cell(run_dir: Path, expected: TrainConfig) -> Inspection:
     """The state of ``run_dir`` for a cell whose resolved config is ``expected`` (see the module docstring)."""
     run = RunDir(run_dir)
+    holder = lock_holder(run_dir)
     if not run.holds_run():
-        return Inspection(CellState.NEW, 0)
+        return Inspection(CellState.BUSY, 0, holder=holder) if holder else Inspection(CellState.NEW, 0)
     saved = _saved_config(run)
     if saved is None:
         return Inspection(CellState.CONFLICT, 0, f"{run.config} is missing or unreadable next to run files")
@@ -81,4 +87,6 @@ def inspect_cell(run_dir: Path, expected: TrainConfig) -> Inspection:
     epochs = _epochs_logged(run)
     if epochs >= expected.schedule.epochs:
         return Inspection(CellState.DONE, epochs)
+    if holder:
+        return Inspection(CellState.BUSY, epochs, holder=holder)
     return Inspection(CellState.INTERRUPTED if run.checkpoint.is_file() else CellState.RESTART, epochs)

@@ -21,7 +21,7 @@ from fastlrwa.data.catalog import dataset_info
 from fastlrwa.errors import CheckpointError, ConfigError
 from fastlrwa.paths import require_writable_dir
 from fastlrwa.trainer.run_dir import RunDir, fresh_run_dir
-from fastlrwa.trainer.run_lock import run_dir_lock
+from fastlrwa.trainer.run_lock import fresh_run_dir_lock, run_dir_lock
 
 
 def run_train(
@@ -38,12 +38,17 @@ def run_train(
     ``runtime.out`` the run gets a fresh directory); ``flags``: how the command spells each key, for messages.
     Under torchrun every process calls it with the same arguments (see :mod:`fastlrwa.distributed`).
     """
-    config, run = prepare_train(config, resume=resume, force=force, explicit=explicit, flags=flags)
+    config, run, base = _checked(config, resume=resume, force=force, explicit=explicit, flags=flags)
     from fastlrwa.commands.distill import distil  # torch and the trainer: only once every check above passed
 
-    # Under torchrun rank 0 alone holds the run directory: it is the only rank that writes into it.
+    # Under torchrun rank 0 alone holds the run directory: it is the only rank that writes into it, and the
+    # other ranks take the directory it chose (distil).
     if os.environ.get("RANK", "0") != "0":
         return distil(config, run, resume=resume)
+    if base is not None:
+        with fresh_run_dir_lock(base) as run:
+            _announce(run)
+            return distil(apply_overrides(config, {"runtime.out": str(run.root)}), run, resume=False)
     with run_dir_lock(run.root):
         # Taken after the checks, re-checked under the lock: a run that finished or started meanwhile is seen.
         if resume:
@@ -63,9 +68,32 @@ def prepare_train(
 ) -> tuple[TrainConfig, RunDir]:
     """The config a run will use and its directory, after every check that needs no work.
 
-    Every rank of a torchrun makes them on the same files before any rank writes, so all pass or all fail.
+    Without ``--out``, the directory is the one free now; two runs started at once get one each (``run_train``).
     """
+    config, run, base = _checked(config, resume=resume, force=force, explicit=explicit, flags=flags)
+    if base is not None:
+        _announce(run)
+    return config, run
+
+
+def _announce(run: RunDir) -> None:
+    if os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 speaks
+        click.echo(f"run directory: {run.root} (choose one with --out)", err=True)
+
+
+def _checked(
+    config: TrainConfig,
+    *,
+    resume: bool,
+    force: bool,
+    explicit: Iterable[str],
+    flags: Mapping[str, str] | None,
+) -> tuple[TrainConfig, RunDir, Path | None]:
+    """The config, its run directory and, when the directory is chosen automatically, the name it is chosen
+    from (``runs/NAME``). Every rank of a torchrun makes them on the same files before any rank writes, so
+    all pass or all fail."""
     explicit = set(explicit)
+    base = None
     if "runtime.out" not in explicit:
         if resume:
             raise ConfigError("--resume needs --out RUN, the run directory to continue")
@@ -73,7 +101,8 @@ def prepare_train(
             raise ConfigError(
                 "--force replaces the run in an --out you name; without --out every run gets a fresh directory"
             )
-        config = apply_overrides(config, {"runtime.out": str(fresh_run_dir(Path(config.runtime.out)).root)})
+        base = Path(config.runtime.out)
+        config = apply_overrides(config, {"runtime.out": str(fresh_run_dir(base).root)})
     run = RunDir(Path(config.runtime.out))
     if resume:
         run.check_resumable()
@@ -83,9 +112,7 @@ def prepare_train(
         run.check_fresh(to_dict(config), force=force)
     require_writable_dir(run.root, "--out")
     check_teacher_source(config.teacher, dataset_info(config.data.dataset))
-    if "runtime.out" not in explicit and os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 speaks
-        click.echo(f"run directory: {run.root} (choose one with --out)", err=True)
-    return config, run
+    return config, run, base
 
 
 def _saved_config(run: RunDir) -> dict[str, Any]:

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import signal
 import time
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -48,61 +47,13 @@ from fastlrwa.trainer.diagnostics import (
 from fastlrwa.trainer.epoch_stats import EpochStats, format_live
 from fastlrwa.trainer.impressions import load_or_synthesise
 from fastlrwa.trainer.run_dir import RunDir
+from fastlrwa.trainer.stop_signals import StopRequested, stop_request
 from fastlrwa.trainer.teacher import file_sha256
 from fastlrwa.trainer.write_guard import guarded_write
 
 WATCHED_LOSSES = ("loss_student", "loss_generator")
 LIVE_KEYS = ("loss_student", "loss_generator", "grad_cos", "agree_gen")
 CLASS_HISTOGRAM = "gen_class_hist"
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class StopRequested(Exception):
-    """Ctrl-C or SIGTERM arrived; a checkpoint was written at the last safe point."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-class StoppedAtOnce(KeyboardInterrupt):
-    """A second SIGINT or SIGTERM: the run stopped where it was; the last checkpoint on disk is kept.
-
-    A ``KeyboardInterrupt``, so that no ``except Exception`` on the way swallows it."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextmanager
-def _stop_request() -> Iterator[dict[str, int]]:
-    """The first SIGINT or SIGTERM asks the loop to stop at the next safe point (``stop`` holds its number);
-    a second one of either stops at once (``StoppedAtOnce``, naming the second signal, which sets the exit
-    code). SIGTERM is what batch schedulers send before they kill a job."""
-    request = {"stop": 0}
-    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-
-    def handler(signum: int, frame: Any) -> None:
-        if request["stop"]:
-            for number, old in previous.items():
-                signal.signal(number, old)
-            raise StoppedAtOnce(signum)
-        request["stop"] = signum
-
-    try:
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, handler)
-    except ValueError:  # not the main thread: no signal handling, the signals behave as usual
-        yield request
-        return
-    try:
-        yield request
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 class Trainer:
@@ -375,7 +326,7 @@ class Trainer:
         s = self.config.schedule
         last = min(s.epochs, self.config.runtime.stop_after or s.epochs)
         self.started_wall = time.perf_counter() - (self.history[-1]["wall_time_s"] if self.history else 0.0)
-        with _stop_request() as request:
+        with stop_request() as request:
             if self.parts.impressions is not None and self.epoch < last:
                 self._build_impressions()
             while self.epoch < last:

@@ -26,12 +26,13 @@ from fastlrwa.data import DatasetInfo, DeviceImageSet, dataset_info, evaluate, l
 from fastlrwa.data.dali import DaliTrainBatches, load_split_with
 from fastlrwa.data.dali_sources import dali_source
 from fastlrwa.distributed import DistributedContext, rank_seed
-from fastlrwa.errors import ConfigError, Interrupted, NonFiniteLossError
+from fastlrwa.errors import ConfigError, NonFiniteLossError
 from fastlrwa.models import ModelMeta, build_model, save_model_checkpoint
 from fastlrwa.models.batchnorm import batchnorm_running_stats
 from fastlrwa.progress import epoch_progress
 from fastlrwa.runtime import amp_dtype, autocast_to, compiled, environment_versions, resolve_device, seed_everything
 from fastlrwa.trainer.schedule import cosine_schedule
+from fastlrwa.trainer.stop_signals import stop_error, stop_name
 
 
 class TrainBatches(Protocol):
@@ -108,14 +109,15 @@ def _train_batches(config: PretrainConfig, context: DistributedContext) -> Train
 
 
 @contextmanager
-def _stopped_by_ctrl_c(current_epoch: Callable[[], int], epochs: int) -> Iterator[None]:
-    """Ctrl-C ends as one line and exit code 130, as in ``train``; a half-trained teacher is never written."""
+def _stopped_by_signal(current_epoch: Callable[[], int], epochs: int) -> Iterator[None]:
+    """Ctrl-C (or SIGTERM) ends as one line and exit code 130 (143), as in ``train``; a half-trained teacher is
+    never written."""
     try:
         yield
-    except KeyboardInterrupt:
-        raise Interrupted(
-            f"stopped in epoch {current_epoch()}/{epochs} of teacher pretraining; nothing was saved (a teacher is "
-            "written when its training ends); run the same command again to train it"
+    except KeyboardInterrupt as stop:
+        raise stop_error(stop)(
+            f"stopped by {stop_name(stop)} in epoch {current_epoch()}/{epochs} of teacher pretraining; nothing was "
+            "saved (a teacher is written when its training ends); run the same command again to train it"
         ) from None
 
 
@@ -127,7 +129,7 @@ def pretrain_teacher(config: PretrainConfig, context: DistributedContext | None 
     Under torchrun pass the ``context``: each rank trains on its shard with DDP, rank 0 evaluates and
     writes the files and returns the metrics (the other ranks return None). Without one, it runs in this
     process alone, whatever the environment (``train`` pretrains its teacher this way on rank 0).
-    Ctrl-C stops with ``Interrupted`` and writes nothing.
+    Ctrl-C stops with ``Interrupted`` (SIGTERM with ``Terminated``) and writes nothing.
     """
     context = context or DistributedContext(0, 1, 0, resolve_device(config.device))
     device = context.device
@@ -175,7 +177,7 @@ def pretrain_teacher(config: PretrainConfig, context: DistributedContext | None 
     epoch = 0
     with (
         epoch_progress(config.progress and context.is_main, silent=not context.is_main) as progress,
-        _stopped_by_ctrl_c(lambda: epoch, config.epochs),
+        _stopped_by_signal(lambda: epoch, config.epochs),
     ):
         for epoch in range(1, config.epochs + 1):
             model.train()

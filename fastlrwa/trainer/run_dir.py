@@ -1,15 +1,18 @@
 """The files of a run directory, and the rule that a run is never overwritten by accident.
 
 An ``--out`` the user names is protected (``--resume`` or ``--force``); without one, a run takes the
-first of ``runs/NAME``, ``runs/NAME-2``, ``runs/NAME-3``... that holds no run, so a command can be run twice.
+first of ``runs/NAME``, ``runs/NAME-2``, ``runs/NAME-3``... that holds no run and that no other process holds
+(``run_lock.fresh_run_dir_lock``), so a command can be run twice, or twice at once.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from fastlrwa.errors import ConfigError
 
@@ -78,13 +81,16 @@ class RunDir:
         shutil.rmtree(self.tensorboard, ignore_errors=True)
 
 
-def fresh_run_dir(base: Path) -> RunDir:
-    """``base`` if it is free, else the first free of ``base-2``, ``base-3``, ...
+def run_dir_candidates(base: Path) -> Iterator[RunDir]:
+    """``base``, ``base-2``, ``base-3``, ...: the names an automatic run directory is chosen from."""
+    yield RunDir(base)
+    for number in itertools.count(2):
+        yield RunDir(base.with_name(f"{base.name}-{number}"))
 
-    Nothing is created: under torchrun every rank picks before any rank writes, so all pick the same.
+
+def fresh_run_dir(base: Path) -> RunDir:
+    """The first free of :func:`run_dir_candidates`, as it looks now: the name ``--print-config`` shows.
+
+    A run takes its directory with ``run_lock.fresh_run_dir_lock``, which is race-free, and may get a later one.
     """
-    candidate, number = RunDir(base), 1
-    while not candidate.is_free():
-        number += 1
-        candidate = RunDir(base.with_name(f"{base.name}-{number}"))
-    return candidate
+    return next(candidate for candidate in run_dir_candidates(base) if candidate.is_free())
