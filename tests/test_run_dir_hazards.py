@@ -23,6 +23,7 @@ from fastlrwa.errors import RunWriteError
 from fastlrwa.run_log.event_log import EventLog
 from fastlrwa.trainer import loop
 from fastlrwa.trainer.run_lock import LOCK_FILE
+from fastlrwa.trainer.stop_signals import StoppedAtOnce, stop_at_once, stop_error
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 # Two epochs of many short iterations: a signal sent after the first epoch's line lands inside the second.
@@ -374,3 +375,19 @@ def test_sigterm_while_loading_ends_in_one_line_and_writes_nothing(tmp_path, len
     resumed = _train(out, lenet_teacher, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert [record["epoch"] for record in _records(out)] == [1, 2]
+
+
+def test_an_error_a_stop_leaves_behind_is_that_stop():
+    """A SIGTERM that lands inside an import leaves the module half imported; its next use fails (numpy's with a
+    RecursionError). That failure is the stop, not a traceback."""
+    with pytest.raises(StoppedAtOnce) as stopped:
+        with stop_at_once():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+            except StoppedAtOnce:
+                pass  # swallowed on the way, as an import machinery may
+            raise RecursionError("maximum recursion depth exceeded")
+    assert stopped.value.signum == signal.SIGTERM and stop_error(stopped.value).exit_code == 143
+    with pytest.raises(RecursionError):  # with no stop signal, an error is itself
+        with stop_at_once():
+            raise RecursionError("maximum recursion depth exceeded")

@@ -70,13 +70,24 @@ def _handling(handler: Any) -> Iterator[bool]:
 @contextmanager
 def stop_at_once() -> Iterator[None]:
     """Inside the block the first SIGINT or SIGTERM raises ``StoppedAtOnce``, SIGTERM included (whose default
-    ends the process with no word and no cleanup: no lock given back, no line saying what is kept)."""
+    ends the process with no word and no cleanup: no lock given back, no line saying what is kept).
+
+    Raised where the program is, the stop can break what it interrupts (a module half imported fails again on
+    its next use, numpy's with a ``RecursionError``): whatever error leaves the block after a stop signal is
+    that stop."""
+    received = {"signum": 0}
 
     def handler(signum: int, frame: Any) -> None:
+        received["signum"] = signum
         raise StoppedAtOnce(signum)
 
     with _handling(handler):
-        yield
+        try:
+            yield
+        except Exception as error:
+            if not received["signum"] or isinstance(error, Interrupted):
+                raise
+            raise StoppedAtOnce(received["signum"]) from None
 
 
 @contextmanager
