@@ -44,12 +44,10 @@ ROOMS: dict[str, int] = {
 
 
 def _modules() -> dict[str, Path]:
-    """Every module of the installed package by dotted name (``kernels/`` installs as ``fastlrwa.kernels``)."""
+    """Every module of the package by dotted name."""
     found = {}
     for path in sorted((ROOT / "fastlrwa").rglob("*.py")):
         found[".".join(path.relative_to(ROOT).with_suffix("").parts)] = path
-    for path in sorted((ROOT / "kernels").rglob("*.py")):
-        found["fastlrwa." + ".".join(path.relative_to(ROOT).with_suffix("").parts)] = path
     return found
 
 
@@ -110,3 +108,11 @@ def test_an_upward_import_would_be_caught(tmp_path):
     path.write_text("from fastlrwa.trainer.build import RunParts\n")
     [(line, imported)] = _imports("fastlrwa.losses.distill", path)
     assert ROOMS[_room(imported)] < ROOMS[_room("fastlrwa.losses.distill")]
+
+
+def test_every_package_is_installed():
+    """Each folder of the package is listed in pyproject.toml's packages, so that a wheel carries it."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "fastlrwa").rglob("__init__.py")}
+    assert folders == listed
