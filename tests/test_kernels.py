@@ -397,17 +397,22 @@ def test_interpreter_works_after_triton_was_imported_for_the_gpu(monkeypatch: py
 
 @requires_triton
 def test_compiled_and_interpreted_kernels_coexist(monkeypatch: pytest.MonkeyPatch) -> None:
-    """TRITON_INTERPRET is honoured per call: both kernel flavours can be loaded in one process."""
+    """TRITON_INTERPRET is honoured per launch: both kernel flavours live in one process, each calling its
+    helpers in its own flavour."""
     from triton.runtime.interpreter import InterpretedFunction
     from triton.runtime.jit import JITFunction
 
-    interpreted = kernel_backend.kernel_module("_mae_triton")
+    from fastlrwa.kernels import mae
+
+    interpreted = mae._forward_kernel.in_mode(kernel_backend.interpreter_requested())
     monkeypatch.delenv("TRITON_INTERPRET")
-    compiled = kernel_backend.kernel_module("_mae_triton")
-    assert isinstance(interpreted._mae_forward_kernel, InterpretedFunction)
-    assert isinstance(compiled._mae_forward_kernel, JITFunction)
+    compiled = mae._forward_kernel.in_mode(kernel_backend.interpreter_requested())
+    assert isinstance(interpreted, InterpretedFunction) and isinstance(compiled, JITFunction)
+    assert isinstance(interpreted.fn.__globals__["row_sum"], InterpretedFunction)
+    assert isinstance(compiled.fn.__globals__["row_sum"], JITFunction)
+    assert compiled.fn.__globals__["TILE_ELEMENTS"].value == mae.TILE_ELEMENTS
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert kernel_backend.kernel_module("_mae_triton") is interpreted
+    assert mae._forward_kernel.in_mode(kernel_backend.interpreter_requested()) is interpreted
 
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from fastlrwa.kernels import backend as kernel_backend
+from fastlrwa.kernels import js, mae
 from fastlrwa.kernels.launch import row_blocks
 
 pytestmark = [
@@ -56,20 +57,18 @@ def compiled_flavour(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_kernels_build_for_sm90(logits_type: str, cols: int) -> None:
     import triton.language as tl
 
-    mae = kernel_backend.kernel_module("_mae_triton")
-    js = kernel_backend.kernel_module("_js_triton")
     acc = tl.float64 if logits_type == "fp64" else tl.float32
     built = []
     blocks = row_blocks(4096, cols, torch.device("cpu"), mae.TILE_ELEMENTS)
     shape = {"BLOCK_ROWS": blocks.block_rows, "BLOCK_COLS": blocks.block_cols}
-    built.append(_build(mae._mae_forward_kernel, logits_type, {"ACC": acc, **shape}, blocks.num_warps))
+    built.append(_build(mae._forward_kernel.in_mode(False), logits_type, {"ACC": acc, **shape}, blocks.num_warps))
     backward = {"ACC": acc, "WRITE_A": True, "WRITE_B": True, **shape}
-    built.append(_build(mae._mae_backward_kernel, logits_type, backward, blocks.num_warps))
+    built.append(_build(mae._backward_kernel.in_mode(False), logits_type, backward, blocks.num_warps))
     blocks = row_blocks(4096, cols, torch.device("cpu"), js.TILE_ELEMENTS)
     shape = {"BLOCK_ROWS": blocks.block_rows, "BLOCK_COLS": blocks.block_cols}
     for official in (False, True):
         forward = {"OFFICIAL": official, "ACC": acc, "SINGLE_CHUNK": blocks.num_chunks == 1, **shape}
-        built.append(_build(js._js_forward_kernel, logits_type, forward, blocks.num_warps))
+        built.append(_build(js._forward_kernel.in_mode(False), logits_type, forward, blocks.num_warps))
         backward = {"OFFICIAL": official, "ACC": acc, "WRITE_A": True, "WRITE_B": False, **shape}
-        built.append(_build(js._js_backward_kernel, logits_type, backward, blocks.num_warps))
+        built.append(_build(js._backward_kernel.in_mode(False), logits_type, backward, blocks.num_warps))
     assert all(asm["cubin"] for asm in built)

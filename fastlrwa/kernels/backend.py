@@ -10,18 +10,13 @@ its ATen ops have forward-mode rules: Dynamo refuses an ``autograd.Function`` wi
 ``jvp`` and a custom op cannot register one, so a kernel would make ``torch.func.jvp`` through
 the loss fail in a compiled step. Measured and argued in BENCHMARKS.md ("Loss kernels").
 
-Triton reads ``TRITON_INTERPRET`` once, when ``@triton.jit`` decorates a function. So that the
-variable counts when a kernel is called, not when some earlier import happened to load it, each
-kernel module is loaded on first use, once per mode (``kernel_module``): compiled kernels for the
-GPU and interpreted ones for the CPU can live in one process (one pytest run, say).
+Which mode a Triton kernel runs in (compiled or interpreted) is asked at each launch: see ``triton_jit``.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import sys
-from types import ModuleType
 
 import torch
 
@@ -61,33 +56,3 @@ def use_triton(backend: str, tensor: torch.Tensor) -> bool:
             "(for correctness checks; it is slow), or use backend='auto'"
         )
     return True
-
-
-_kernel_modules: dict[tuple[str, bool], ModuleType] = {}
-
-
-def kernel_module(module_name: str) -> ModuleType:
-    """The ``@triton.jit`` module ``module_name`` (``_mae_triton``, ...) in the mode asked for now."""
-    interpreted = interpreter_requested()
-    key = (module_name, interpreted)
-    if key not in _kernel_modules:
-        _kernel_modules[key] = _import_in_mode(module_name, interpreted)
-    return _kernel_modules[key]
-
-
-def _import_in_mode(module_name: str, interpreted: bool) -> ModuleType:
-    import triton
-
-    origin = importlib.util.find_spec(f"{__package__}.{module_name}").origin
-    qualified = f"{__package__}.{module_name}{'_interpreted' if interpreted else ''}"
-    spec = importlib.util.spec_from_file_location(qualified, origin)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[qualified] = module
-    try:
-        with triton.knobs.runtime.scope():
-            triton.knobs.runtime.interpret = interpreted
-            spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[qualified]
-        raise
-    return module

@@ -12,6 +12,7 @@ import contextlib
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch._C import _functorch
@@ -102,3 +103,16 @@ def kernel_op(name: str, launch: Callable, fake: Callable) -> Callable:
         return (launch if launch_directly(*(arg for arg in args if isinstance(arg, torch.Tensor))) else op)(*args)
 
     return call
+
+
+def input_grad_buffers(
+    a: torch.Tensor, b: torch.Tensor, need_a: bool, need_b: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient buffers shaped like ``a`` and ``b``, an unneeded one empty (a custom op returns tensors)."""
+    return a.new_empty(a.shape if need_a else (0,)), b.new_empty(b.shape if need_b else (0,))
+
+
+def input_grads_shapes(grad_loss: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *options: Any) -> tuple:
+    """The fake of every ``*_input_grads`` op (``kernel_op``): its arguments are ``grad_loss, a, b, ...,
+    need_a, need_b``, its outputs the two gradient buffers."""
+    return input_grad_buffers(a, b, *options[-2:])

@@ -6,11 +6,16 @@ kernel and has its own backward (w.r.t. ``g``; zero a.e. w.r.t. the logits) and 
 forward-mode rule (``jvp``), which makes reverse-over-reverse and forward-over-reverse
 Hessian-vector products through a network and this loss exact. Under torch.compile the loss is
 the torch expression instead (see ``backend.use_triton``).
+
+In this file, top to bottom: the torch reference, the Triton kernels (inputs are (rows, cols) with contiguous
+columns; sums accumulate in fp32 for fp32/bf16/fp16 inputs and in fp64 when an input is fp64, the precision
+the float64 tests check against) and their launches, the custom ops, and the autograd Functions with their
+jvp and vmap rules.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -18,8 +23,21 @@ from torch import Tensor
 
 from . import backend as backends
 from .batching import fold, unfold
-from .launch import as_rows, kernel_op
+from .launch import as_rows, input_grads_shapes, kernel_op, row_blocks
+from .triton_jit import (
+    accumulator_dtype,
+    column_chunk,
+    jit,
+    launch_input_grads,
+    launch_rows,
+    load_tile,
+    row_block,
+    row_sum,
+)
 from .validation import check_logit_pair
+
+if TYPE_CHECKING:  # bound in the kernels' scope when they are first launched (triton_jit)
+    import triton.language as tl
 
 
 def mae_reference(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
@@ -27,30 +45,91 @@ def mae_reference(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
     return F.l1_loss(student_logits, teacher_logits)
 
 
+TILE_ELEMENTS = 4096
+
+
+@jit
+def _forward_kernel(
+    a_ptr,
+    b_ptr,
+    row_loss_ptr,
+    rows,
+    cols,
+    stride_a,
+    stride_b,
+    inv_count,
+    ACC: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr,
+    BLOCK_COLS: tl.constexpr,
+):
+    row, row_mask, row64 = row_block(rows, BLOCK_ROWS)
+    total = tl.full((BLOCK_ROWS, BLOCK_COLS), 0.0, ACC)
+    for start in range(0, cols, BLOCK_COLS):
+        col, mask = column_chunk(start, row_mask, cols, BLOCK_COLS)
+        total += tl.abs(
+            load_tile(a_ptr, row64, col, mask, stride_a, ACC) - load_tile(b_ptr, row64, col, mask, stride_b, ACC)
+        )
+    tl.store(row_loss_ptr + row, row_sum(total) * inv_count, mask=row_mask)
+
+
+@jit
+def _backward_kernel(
+    g_ptr,
+    a_ptr,
+    b_ptr,
+    rows,
+    cols,
+    stride_a,
+    stride_b,
+    grad_a_ptr,
+    grad_b_ptr,
+    rows_per_group,
+    inv_count,
+    ACC: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr,
+    BLOCK_COLS: tl.constexpr,
+    WRITE_A: tl.constexpr,
+    WRITE_B: tl.constexpr,
+):
+    row, row_mask, row64 = row_block(rows, BLOCK_ROWS)
+    scale = tl.load(g_ptr + row // rows_per_group, mask=row_mask, other=0.0).to(ACC) * inv_count
+    for start in range(0, cols, BLOCK_COLS):
+        col, mask = column_chunk(start, row_mask, cols, BLOCK_COLS)
+        a = load_tile(a_ptr, row64, col, mask, stride_a, ACC)
+        b = load_tile(b_ptr, row64, col, mask, stride_b, ACC)
+        # sign(0) = 0, as torch.sign and F.l1_loss's backward have it.
+        grad = scale[:, None] * ((a > b).to(ACC) - (a < b).to(ACC))
+        offset = row64[:, None] * cols + col[None, :]
+        if WRITE_A:
+            tl.store(grad_a_ptr + offset, grad.to(grad_a_ptr.dtype.element_ty), mask=mask)
+        if WRITE_B:
+            tl.store(grad_b_ptr + offset, (-grad).to(grad_b_ptr.dtype.element_ty), mask=mask)
+
+
 def _launch_row_loss(a: Tensor, b: Tensor, inv_count: float) -> Tensor:
-    return backends.kernel_module("_mae_triton").mae_row_loss(a, b, inv_count)
+    """Per-row ``sum(|a - b|) * inv_count`` in the accumulator dtype, for (rows, cols) inputs."""
+    row_loss = a.new_empty(a.shape[0], dtype=accumulator_dtype(a, b)[1])
+    launch_rows(
+        _forward_kernel, row_blocks(*a.shape, a.device, TILE_ELEMENTS), a, b, row_loss_ptr=row_loss, inv_count=inv_count
+    )
+    return row_loss
 
 
 def _launch_input_grads(
     grad_loss: Tensor, a: Tensor, b: Tensor, inv_count: float, need_a: bool, need_b: bool
 ) -> tuple[Tensor, Tensor]:
-    return backends.kernel_module("_mae_triton").mae_input_grads(grad_loss, a, b, inv_count, need_a, need_b)
+    """``g[group] * sign(a - b) * inv_count`` and its negation; an unneeded one is an empty tensor."""
+    return launch_input_grads(_backward_kernel, TILE_ELEMENTS, grad_loss, a, b, need_a, need_b, inv_count=inv_count)
 
 
 def _row_loss_shapes(a: Tensor, b: Tensor, inv_count: float) -> Tensor:
     return a.new_empty(a.shape[0], dtype=torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32))
 
 
-def _input_grads_shapes(
-    grad_loss: Tensor, a: Tensor, b: Tensor, inv_count: float, need_a: bool, need_b: bool
-) -> tuple[Tensor, Tensor]:
-    return a.new_empty(a.shape if need_a else (0,)), b.new_empty(b.shape if need_b else (0,))
-
-
 # The launches as custom ops: a per-sample fallback for batched gradients and an opaque node for
 # FakeTensor tracing (see launch.launch_directly for when they are skipped).
 _row_loss = kernel_op("fastlrwa::mae_row_loss", _launch_row_loss, _row_loss_shapes)
-_input_grads = kernel_op("fastlrwa::mae_input_grads", _launch_input_grads, _input_grads_shapes)
+_input_grads = kernel_op("fastlrwa::mae_input_grads", _launch_input_grads, input_grads_shapes)
 
 
 def _sign_dot(a: Tensor, b: Tensor, u: Tensor, num_groups: int, dtype: torch.dtype) -> Tensor:
