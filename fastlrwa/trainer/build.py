@@ -127,16 +127,18 @@ def _check_teacher_serves(spec: MethodSpec, config: TrainConfig, teacher: nn.Mod
         class_vectors(teacher, meta.arch)
     if not isinstance(teacher, ForeignTeacher):
         return
+    flags = flag_names(TrainConfig)
     if not teacher.has_features and spec.generator_objective in ("dafl", "js_priors") and config.loss.a != 0:
         raise ConfigError(
             f"the activation prior reads the input of the teacher's last nn.Linear, which this {meta.arch} teacher "
-            "does not expose; pass --w-act 0, or load the teacher from its own class with --teacher-factory"
+            f"does not expose; pass {flags['loss.a']} 0, or load the teacher from its own class with "
+            f"{flags['teacher.factory']}"
         )
     if spec.generator_objective == "dfq" and meta.arch == "torchscript":
         raise ConfigError(
             "dfq matches the inputs of the teacher's BatchNorm layers, which a torchscript teacher does not "
-            "expose; save it with torch.export.save, or load it from its own class with --teacher-factory, or use "
-            "another method"
+            f"expose; save it with torch.export.save, or load it from its own class with {flags['teacher.factory']}, "
+            "or use another method"
         )
 
 

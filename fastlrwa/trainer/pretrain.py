@@ -29,6 +29,7 @@ from fastlrwa.distributed import DistributedContext, rank_seed
 from fastlrwa.errors import ConfigError, NonFiniteLossError
 from fastlrwa.models import ModelMeta, build_model, save_model_checkpoint
 from fastlrwa.models.batchnorm import batchnorm_running_stats
+from fastlrwa.options import flag_names
 from fastlrwa.progress import epoch_progress
 from fastlrwa.runtime import amp_dtype, autocast_to, compiled, environment_versions, resolve_device, seed_everything
 from fastlrwa.trainer.schedule import cosine_schedule
@@ -90,7 +91,8 @@ def _train_batches(config: PretrainConfig, context: DistributedContext) -> Train
     device = context.device
     if config.loader == "dali":
         if context.is_distributed:
-            raise ConfigError("--loader dali runs in one process; distributed pretraining uses --loader torch")
+            loader = flag_names(PretrainConfig)["loader"]
+            raise ConfigError(f"{loader} dali runs in one process; distributed pretraining uses {loader} torch")
         source = dali_source(config.dataset, "train", root=config.data_root, download=config.download)
         return DaliTrainBatches(source, batch_size=config.batch_size, device=device, seed=config.seed)
     train_split = load_split(config.dataset, "train", root=config.data_root, download=config.download)
