@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TRACKER_REFERENCE = re.compile(r"\bissues?\s*#?\d+|\bthe issue('s)?\b", re.IGNORECASE)
+TRACKER_REFERENCE = re.compile(r"\bissues?[\s_-]*#?\d+|\bthe issue('s)?\b", re.IGNORECASE)
 CHECKED_SUFFIXES = {".md", ".py", ".sh", ".json", ".toml", ".yml", ".cpp", ".txt"}
 
 
