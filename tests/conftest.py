@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,14 @@ from fastlrwa.models import ModelMeta, build_model, save_model_checkpoint
 # The tests run small tensors, for which a second OpenMP thread only adds barrier waits; on a loaded
 # 2-core machine those waits made steps ~50x slower. One thread keeps the suite fast and its timing stable.
 torch.set_num_threads(1)
+
+
+@pytest.fixture
+def rng() -> random.Random:
+    """A generator with a fresh seed each run, printed so that a failure can be replayed."""
+    seed = random.SystemRandom().randrange(2**32)
+    print(f"random seed {seed}")
+    return random.Random(seed)
 
 
 def write_teacher(

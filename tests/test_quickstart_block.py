@@ -52,13 +52,6 @@ def fake_measurement(rng: random.Random, idle: bool) -> dict:
     }
 
 
-@pytest.fixture
-def rng() -> random.Random:
-    seed = random.SystemRandom().randrange(2**32)
-    print(f"random seed {seed}")
-    return random.Random(seed)
-
-
 @pytest.mark.parametrize("idle", [True, False])
 def test_the_block_states_each_figure_of_the_measurement(rng, idle):
     measurement = fake_measurement(rng, idle)

@@ -25,13 +25,6 @@ TEACHER_ACCURACY = 97.45
 EPOCHS = 13
 
 
-@pytest.fixture
-def rng() -> random.Random:
-    seed = random.SystemRandom().randrange(2**32)
-    print(f"random seed {seed}")
-    return random.Random(seed)
-
-
 def write_run(
     root: Path,
     method: str,

@@ -27,13 +27,6 @@ from fastlrwa.run_log.metrics_file import MetricsLog, read_run
 EPOCHS = 12
 
 
-@pytest.fixture
-def rng() -> random.Random:
-    seed = random.SystemRandom().randrange(2**32)
-    print(f"random seed {seed}")
-    return random.Random(seed)
-
-
 def write_run(
     root: Path,
     method: str,

@@ -18,13 +18,6 @@ from fastlrwa.run_log.metrics_file import RunRecord
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture
-def rng() -> random.Random:
-    seed = random.SystemRandom().randrange(2**32)
-    print(f"random seed {seed}")
-    return random.Random(seed)
-
-
 def _record(method: str, seed: int, accuracies: list[float], dataset: str = "digits") -> RunRecord:
     return RunRecord(
         path=Path(f"{method}-{seed}"),

@@ -19,13 +19,6 @@ from fastlrwa.report.table import (
 )
 
 
-@pytest.fixture
-def rng() -> random.Random:
-    seed = random.SystemRandom().randrange(2**32)
-    print(f"random seed {seed}")
-    return random.Random(seed)
-
-
 def _accuracies(rng: random.Random, n_epochs: int) -> list[float]:
     return [rng.uniform(5.0, 99.0) for _ in range(n_epochs)]
 

@@ -14,13 +14,6 @@ from fastlrwa.errors import ConfigError, UserFacingError
 from fastlrwa.run_log.metrics_file import MetricsLog, read_run
 
 
-@pytest.fixture
-def rng() -> random.Random:
-    seed = random.SystemRandom().randrange(2**32)
-    print(f"random seed {seed}")
-    return random.Random(seed)
-
-
 def _write_config(run_dir: Path, **fields) -> None:
     config = {
         "fastlrwa_version": "0.1.0",
