@@ -242,8 +242,9 @@ def _invoke(args):
     return CliRunner().invoke(cli, ["sweep", *args])
 
 
-def test_conflict_and_unrequested_resume_are_refused_with_one_line(tmp_path) -> None:
-    grid_args = [
+def _sweep_args(tmp_path) -> list[str]:
+    """The sweep of ``_grid(tmp_path, seeds="0-1", axes=())`` as ``fastlrwa sweep`` arguments."""
+    return [
         "--methods",
         "lrwa-mb,mb-dfkd",
         "--seeds",
@@ -252,9 +253,11 @@ def test_conflict_and_unrequested_resume_are_refused_with_one_line(tmp_path) -> 
         "schedule.epochs=3",
         "--root",
         str(tmp_path / "sw"),
-        "--device",
-        "cpu",
     ]
+
+
+def test_conflict_and_unrequested_resume_are_refused_with_one_line(tmp_path) -> None:
+    grid_args = [*_sweep_args(tmp_path), "--device", "cpu"]
     cells = _grid(tmp_path, seeds="0-1", axes=()).cells()
     _write_run(cells[0], 3, checkpoint=True)
     _write_run(cells[1], 2, checkpoint=True)
@@ -280,20 +283,7 @@ def test_dry_run_prints_the_commands_left_to_run(tmp_path) -> None:
     _write_run(cells[0], 3, checkpoint=True)  # done: skipped
     _write_run(cells[1], 1, checkpoint=True)  # interrupted: resumed
     _write_run(cells[2], 0, checkpoint=False)  # died before a checkpoint: restarted
-    result = _invoke(
-        [
-            "--methods",
-            "lrwa-mb,mb-dfkd",
-            "--seeds",
-            "0-1",
-            "--fix",
-            "schedule.epochs=3",
-            "--root",
-            str(tmp_path / "sw"),
-            "--resume",
-            "--dry-run",
-        ]
-    )
+    result = _invoke([*_sweep_args(tmp_path), "--resume", "--dry-run"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert len(lines) == 3 and all(line.startswith("fastlrwa train --preset digits ") for line in lines)
