@@ -12,8 +12,9 @@ import click
 from fastlrwa import __version__
 from fastlrwa.atomic_io import atomic_write_json
 from fastlrwa.commands.teacher import cached_teacher_hint, resolve_teacher_path
+from fastlrwa.config.input_space import run_input
 from fastlrwa.config.schema import TrainConfig, apply_overrides, to_dict
-from fastlrwa.data import dataset_info, evaluate
+from fastlrwa.data import evaluate
 from fastlrwa.distributed import DistributedContext
 from fastlrwa.errors import CheckpointError
 from fastlrwa.progress import EpochProgress, epoch_progress
@@ -69,7 +70,7 @@ def _agreed_teacher_path(config: TrainConfig, context: DistributedContext) -> Pa
         path = (
             resolve_teacher_path(
                 config.teacher,
-                dataset_info(config.data.dataset),
+                run_input(config.data, config.teacher),
                 data_root=config.data.data_root,
                 seed=config.runtime.seed,
                 progress=config.runtime.progress,

@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from fastlrwa.atomic_io import atomic_write_with
+from fastlrwa.config.input_space import run_input
 from fastlrwa.config.schema import TrainConfig, from_dict
-from fastlrwa.data import DatasetInfo, dataset_info
+from fastlrwa.data import DatasetInfo
 from fastlrwa.errors import CheckpointError, ConfigError, UserFacingError
 from fastlrwa.models import build_generator
 from fastlrwa.trainer.checkpoint import CHECKPOINT_FORMAT
@@ -73,7 +74,7 @@ def samples_grid(run_dir: str | os.PathLike, count: int | None = None):
 
     state = _read_state(Path(run_dir))
     config = from_dict(TrainConfig, state["config"])
-    info = dataset_info(config.data.dataset)
+    info = run_input(config.data, config.teacher)
     generator = build_generator(
         latent_dim=config.generator.latent_dim,
         channels=info.channels,

@@ -153,7 +153,7 @@ def _sweep_lock(root: Path) -> Iterator[None]:
 def _resolve_teachers(cells: Sequence[Cell]) -> None:
     """Make every teacher the runs need exist before they start (a missing cached one is trained once, here)."""
     from fastlrwa.commands.teacher import resolve_teacher_path
-    from fastlrwa.data import dataset_info
+    from fastlrwa.config.input_space import run_input
 
     seen = set()
     for cell in cells:
@@ -164,7 +164,7 @@ def _resolve_teachers(cells: Sequence[Cell]) -> None:
         seen.add(key)
         resolve_teacher_path(
             config.teacher,
-            dataset_info(config.data.dataset),
+            run_input(config.data, config.teacher),
             data_root=config.data.data_root,
             seed=config.runtime.seed,
             progress=False,

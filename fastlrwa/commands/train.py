@@ -15,9 +15,9 @@ from typing import Any
 import click
 
 from fastlrwa.commands.teacher import check_teacher_source
+from fastlrwa.config.input_space import run_input
 from fastlrwa.config.schema import RUN_LOCAL_KEYS, TrainConfig, apply_overrides, from_dict, to_dict
 from fastlrwa.config.validate import setting, validate_train_config
-from fastlrwa.data.catalog import dataset_info
 from fastlrwa.errors import CheckpointError, ConfigError
 from fastlrwa.paths import require_writable_dir
 from fastlrwa.trainer.run_dir import RunDir, fresh_run_dir
@@ -111,7 +111,7 @@ def _checked(
     if not resume:
         run.check_fresh(to_dict(config), force=force)
     require_writable_dir(run.root, "--out")
-    check_teacher_source(config.teacher, dataset_info(config.data.dataset))
+    check_teacher_source(config.teacher, run_input(config.data, config.teacher))
     return config, run, base
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastlrwa.config.input_space import without_dataset
 from fastlrwa.config.schema import PretrainConfig, TrainConfig, apply_overrides
 from fastlrwa.errors import ConfigError
 
@@ -140,7 +141,8 @@ DEFAULT_TRAIN_PRESET = "digits"
 
 def train_config(preset: str | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The preset's config (default: ``digits``), its settings for the chosen method
-    (``METHOD_PRESETS``), then dotted-path ``overrides`` on top."""
+    (``METHOD_PRESETS``), then dotted-path ``overrides`` on top. Overrides that describe the teacher's input
+    (``--num-classes`` ...) without naming a dataset drop the preset's dataset: the run has none."""
     name = preset or DEFAULT_TRAIN_PRESET
     if name not in TRAIN_PRESETS:
         raise ConfigError(f"unknown preset '{name}'; choose one of: {', '.join(TRAIN_PRESETS)}")
@@ -148,6 +150,8 @@ def train_config(preset: str | None, overrides: dict[str, Any] | None = None) ->
     config = apply_overrides(TrainConfig(), TRAIN_PRESETS[name], origin=f"preset {name}")
     method = overrides.get("method", config.method)
     config = apply_overrides(config, METHOD_PRESETS.get(name, {}).get(method, {}), origin=f"preset {name} for {method}")
+    if without_dataset(overrides):
+        config = apply_overrides(config, {"data.dataset": None}, origin="flag")
     return apply_overrides(config, overrides, origin="flag")
 
 

@@ -63,11 +63,23 @@ _NO_PROGRESS = "no live progress bar (one line per epoch instead)"
 
 @dataclass(frozen=True)
 class DataConfig(Options):
-    dataset: str = option(
+    # None: no dataset; the teacher's input is described by num_classes, image_size and in_channels
+    # (``fastlrwa.config.input_space``).
+    dataset: str | None = option(
         "digits",
         flag="--dataset",
         choices=tuple(DATASET_NAMES),
-        help="dataset the teacher was trained on (test set used for evaluation)",
+        help="dataset the teacher was trained on (test set used for evaluation); leave it out and give "
+        "--num-classes, --image-size and --in-channels for a teacher of no dataset fastlrwa knows",
+    )
+    num_classes: int | None = option(
+        None, flag="--num-classes", help="with no --dataset: the classes your teacher tells apart (its output width)"
+    )
+    image_size: int | None = option(
+        None, flag="--image-size", help="with no --dataset: the height and width of your teacher's square input"
+    )
+    in_channels: int | None = option(
+        None, flag="--in-channels", help="with no --dataset: the channels of your teacher's input (1 grey, 3 colour)"
     )
     data_root: str | None = option(None, flag="--data-root", help=DATA_ROOT_HELP, run_local=True)
     download: bool = option(False, run_local=True)

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from fastlrwa.config.input_space import INPUT_KEYS, SIZE_STEP, SMALLEST_SIZE, input_value, run_input
 from fastlrwa.config.methods import method_spec
 from fastlrwa.config.schema import PretrainConfig, TrainConfig
-from fastlrwa.data.catalog import dataset_info
 from fastlrwa.errors import ConfigError
 
 
@@ -31,6 +31,7 @@ def _positive(key: str, value: float, flags: Mapping[str, str] | None, *, allow_
 
 def validate_train_config(config: TrainConfig, flags: Mapping[str, str] | None = None) -> None:
     spec = method_spec(config.method)
+    _validate_input_space(config, flags)
     s = config.schedule
     for name in ("epochs", "iters_per_epoch", "batch_size", "student_steps"):
         _positive(f"schedule.{name}", getattr(s, name), flags)
@@ -100,11 +101,46 @@ def _validate_impressions(config: TrainConfig, flags: Mapping[str, str] | None) 
         betas = ()
     if not betas or min(betas) <= 0:
         raise ConfigError(f"{setting('impressions.betas', i.betas, flags)}: must be positive numbers, e.g. 1.0,0.1")
-    classes = dataset_info(config.data.dataset).num_classes
+    classes = run_input(config.data, config.teacher).num_classes
     if i.count % (classes * len(betas)):
         raise ConfigError(
             f"{setting('impressions.count', i.count, flags)}: must split evenly over the {classes} classes and the "
             f"{len(betas)} betas, a multiple of {classes * len(betas)}"
+        )
+
+
+def _validate_input_space(config: TrainConfig, flags: Mapping[str, str] | None = None) -> None:
+    """A dataset or all three of the input's sizes, each in range; with no dataset, a teacher file."""
+    data = config.data
+    given = [key for key in INPUT_KEYS if input_value(data, key) is not None]
+    if data.dataset is not None:
+        if given:
+            raise ConfigError(
+                f"{setting(given[0], input_value(data, given[0]), flags)} describes a teacher's input where no dataset "
+                f"is named, and this run names {setting('data.dataset', data.dataset, flags)}; drop one of them"
+            )
+        return
+    missing = [key for key in INPUT_KEYS if key not in given]
+    if missing:
+        names = ", ".join((flags or {}).get(key, key) for key in missing)
+        raise ConfigError(f"with no dataset named, the teacher's input needs {names} too (or name a --dataset)")
+    for key, smallest in (("data.num_classes", 2), ("data.in_channels", 1)):
+        if input_value(data, key) < smallest:
+            raise ConfigError(f"{setting(key, input_value(data, key), flags)}: must be >= {smallest}")
+    size = data.image_size
+    if size < SMALLEST_SIZE or size % SIZE_STEP:
+        raise ConfigError(
+            f"{setting('data.image_size', size, flags)}: the generator makes images of a multiple of "
+            f"{SIZE_STEP}, at least {SMALLEST_SIZE}; pass the size your teacher takes (e.g. 28 or 32)"
+        )
+    if config.teacher.path is None:
+        raise ConfigError(
+            "with no dataset named there is no teacher to train: pass --teacher FILE (your model), or a --dataset"
+        )
+    if config.data.test_data is None:
+        raise ConfigError(
+            "with no dataset named there is no test set to measure the student on: pass --test-data DIR or "
+            "FILE.npz (a few labelled images of your own), or a --dataset"
         )
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from fastlrwa.config.input_space import run_input
 from fastlrwa.config.methods import MethodSpec, method_spec
 from fastlrwa.config.schema import TrainConfig
 from fastlrwa.config.validate import validate_on_device
-from fastlrwa.data import ArraySplit, DatasetInfo, DeviceImageSet, dataset_info, load_split
+from fastlrwa.data import ArraySplit, DatasetInfo, DeviceImageSet, load_split
 from fastlrwa.data.user_test_set import load_test_data
 from fastlrwa.distributed import DistributedContext, rank_seed
 from fastlrwa.errors import ConfigError
@@ -162,7 +163,7 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
         spec = method_spec(config.method)
         autocast = amp_dtype(config.runtime.amp, device)
         validate_on_device(config, str(device), flag_names(TrainConfig))
-        info = dataset_info(config.data.dataset)
+        info = run_input(config.data, config.teacher)
         teacher, teacher_meta = load_frozen_teacher(teacher_path, config.teacher, info, device)
         _check_teacher_serves(spec, config, teacher, teacher_meta)
         if spec.generator_objective == "dfq" and next(tracked_batchnorms(teacher), None) is None:

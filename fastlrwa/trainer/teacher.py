@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from fastlrwa.config.input_space import NO_DATASET
 from fastlrwa.config.normalisation import teacher_normalisation
 from fastlrwa.config.schema import TeacherConfig
 from fastlrwa.data import DatasetInfo
@@ -93,7 +94,8 @@ def load_foreign_teacher(
 
 def _check_output(teacher: ForeignTeacher, path: Path, info: DatasetInfo) -> None:
     shape = (PROBE_BATCH, info.channels, info.image_size, info.image_size)
-    declared = f"{info.channels}x{info.image_size}x{info.image_size} {info.name} images"
+    described = info.name == NO_DATASET  # by --in-channels and --image-size, not by a dataset
+    declared = f"{info.channels}x{info.image_size}x{info.image_size} {'' if described else info.name + ' '}images"
     try:
         with torch.no_grad():
             logits = teacher(torch.randn(shape))
@@ -101,9 +103,19 @@ def _check_output(teacher: ForeignTeacher, path: Path, info: DatasetInfo) -> Non
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise CheckpointError(
             f"teacher {path} fails on a batch of {PROBE_BATCH} {declared} ({type(error).__name__}: {first}); "
-            "use a teacher for this input (an exported one with a dynamic batch dimension)"
+            + (
+                "pass the --in-channels and --image-size it takes (an exported one needs a dynamic batch dimension)"
+                if described
+                else "use a teacher for this input (an exported one with a dynamic batch dimension)"
+            )
         ) from None
     got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+    if described and isinstance(logits, torch.Tensor) and logits.dim() == 2 and logits.shape[0] == PROBE_BATCH:
+        if logits.shape[1] != info.num_classes:
+            raise CheckpointError(
+                f"teacher {path} gives {logits.shape[1]} logits per image, and --num-classes says {info.num_classes}; "
+                f"pass --num-classes {logits.shape[1]}"
+            )
     if got != (PROBE_BATCH, info.num_classes):
         raise CheckpointError(
             f"teacher {path} gives {got} on a batch of {PROBE_BATCH} {declared}, not [N, {info.num_classes}] "
