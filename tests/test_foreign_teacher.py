@@ -168,8 +168,10 @@ def _load(path, **fields):
 def test_a_file_of_no_accepted_form_is_refused(tmp_path):
     junk = tmp_path / "teacher.pt"
     junk.write_bytes(b"not a model at all" * 7)
-    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint") as refused:
         _load(junk)
+    for form in ("fastlrwa model file", "state_dict", "--teacher-factory", "torch.jit.save", "torch.export.save"):
+        assert form in str(refused.value)
 
 
 @pytest.mark.parametrize(

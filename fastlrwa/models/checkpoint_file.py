@@ -81,8 +81,13 @@ def _torch_load(source: Path, *, weights_only: bool) -> Any:
         return torch.load(source, map_location="cpu", weights_only=weights_only)
 
 
+class UnreadableCheckpointError(CheckpointError):
+    """The file is no PyTorch checkpoint at all (damaged, truncated, or another kind of file): where several forms
+    are accepted (a teacher), the caller names them."""
+
+
 def _corrupt(source: Path, error: BaseException) -> CheckpointError:
-    return CheckpointError(
+    return UnreadableCheckpointError(
         f"{source}: not a readable PyTorch checkpoint (corrupt or truncated: {type(error).__name__}); "
         "re-copy or re-save the file"
     )

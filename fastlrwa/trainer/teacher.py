@@ -16,9 +16,17 @@ from fastlrwa.config.schema import TeacherConfig
 from fastlrwa.data import DatasetInfo
 from fastlrwa.errors import CheckpointError
 from fastlrwa.models import ModelMeta, check_num_classes, load_checkpoint_with_meta
+from fastlrwa.models.checkpoint_file import UnreadableCheckpointError
 from fastlrwa.models.foreign_teacher import ForeignTeacher
 from fastlrwa.models.teacher_forms import load_graph_teacher, teacher_form
 from fastlrwa.models.user_factory import build_from_factory, load_user_state_dict
+
+# What a file that is none of them is told (the README's "Distil your own model").
+ACCEPTED_FORMS = (
+    "--teacher takes a fastlrwa model file (fastlrwa pretrain), a state_dict (with --teacher-arch, or "
+    "--teacher-factory for your own class), a TorchScript file (torch.jit.save) or a torch.export program "
+    "(torch.export.save)"
+)
 
 # Odd and larger than one, so that a graph exported for a fixed batch of 1 or 2 is caught here, not in training.
 PROBE_BATCH = 3
@@ -44,7 +52,10 @@ def load_frozen_teacher(
     if form != "checkpoint" or config.factory is not None:
         model, meta = load_foreign_teacher(path, form, config, info)
     else:
-        model, meta = _load_fastlrwa_teacher(path, config, info)
+        try:
+            model, meta = _load_fastlrwa_teacher(path, config, info)
+        except UnreadableCheckpointError as error:
+            raise CheckpointError(f"{error}; {ACCEPTED_FORMS}") from None
     model = model.to(device).eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
