@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from fastlrwa.errors import ConfigError
-from fastlrwa.models.spectral_norm import spectral_norm
+from fastlrwa.models.batchnorm import train_batchnorm_per_chunk
+from fastlrwa.models.spectral_norm import spectral_norm, spectral_sigma, unnormalised_weight
 from fastlrwa.runtime import at_least_float32, autocast_to
 
 BASE_CHANNELS = 128
@@ -67,6 +69,38 @@ class Generator(nn.Module):
         with autocast_to(z.device.type, self.compute_dtype):
             images = self._decode(z)
         return at_least_float32(images)
+
+    def forward_chunks(self, z: torch.Tensor, chunks: int) -> torch.Tensor:
+        """``chunks`` train-mode forwards of the equal row blocks of ``z`` in turn, run as one batch, without gradient.
+
+        Equal, to rounding, to ``torch.cat([self(block) for block in z.chunk(chunks)])``: each block is
+        normalised with its own batch statistics and takes its own power-iteration step, and the running
+        statistics and spectral-norm vectors move as that many forwards move them; the convolutions see the
+        whole batch. σ of each block divides the convolution's input instead of its weight (nearest
+        upsampling and LeakyReLU commute with a positive factor), folded into the BatchNorm before it, so no
+        pass over the activations is added. In eval mode it is ``self(z)``.
+        """
+        if not self.training:
+            with torch.no_grad():
+                return self(z)
+        with torch.no_grad(), autocast_to(z.device.type, self.compute_dtype):
+            images = self._decode_chunks(z, chunks)
+        return images if self.compute_dtype is None else at_least_float32(images)
+
+    def _decode_chunks(self, z: torch.Tensor, chunks: int) -> torch.Tensor:
+        upsample1, conv1, norm1, act1, upsample2, conv2, norm2, act2, conv3, tanh, norm3 = self.decode
+        # The power-iteration steps the blocks' forwards would take, in order, layer by layer (each layer has its
+        # own vectors, so the order across layers does not matter).
+        inverse_sigmas = [[1 / spectral_sigma(conv) for _ in range(chunks)] for conv in (conv1, conv2, conv3)]
+        x = self.project(z).unflatten(1, (self.width, self.base_size, self.base_size))
+        x = x.contiguous(memory_format=torch.channels_last)
+        x = train_batchnorm_per_chunk(x, self.project_norm, chunks, inverse_sigmas[0])
+        x = F.conv2d(upsample1(x), unnormalised_weight(conv1), conv1.bias, padding=conv1.padding)
+        x = act1(train_batchnorm_per_chunk(x, norm1, chunks, inverse_sigmas[1]))
+        x = F.conv2d(upsample2(x), unnormalised_weight(conv2), conv2.bias, padding=conv2.padding)
+        x = act2(train_batchnorm_per_chunk(x, norm2, chunks, inverse_sigmas[2]))
+        x = tanh(F.conv2d(x, unnormalised_weight(conv3), conv3.bias, padding=conv3.padding))
+        return train_batchnorm_per_chunk(x, norm3, chunks)
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
         x = self.project(z).unflatten(1, (self.width, self.base_size, self.base_size))

@@ -36,6 +36,10 @@ class SpectralNorm(nn.Module):
         self.register_buffer("_v", F.normalize(weight.new_empty(columns).normal_(0, 1), dim=0, eps=EPS))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight / self.sigma(weight)
+
+    def sigma(self, weight: torch.Tensor) -> torch.Tensor:
+        """σ of ``weight`` as a forward computes it (a power-iteration step first in train mode): 0-dim."""
         matrix = weight.flatten(1)
         if self.training:
             with torch.no_grad():
@@ -44,7 +48,7 @@ class SpectralNorm(nn.Module):
         # Clones, so that the next forward's in-place update does not change what this one's backward reads.
         u = self._u.clone(memory_format=torch.contiguous_format)
         v = self._v.clone(memory_format=torch.contiguous_format)
-        return weight / torch.dot(u, torch.mv(matrix, v))
+        return torch.dot(u, torch.mv(matrix, v))
 
 
 def spectral_norm(module: nn.Module) -> nn.Module:
@@ -52,3 +56,15 @@ def spectral_norm(module: nn.Module) -> nn.Module:
     ``parametrizations.weight.original`` and the vectors as ``parametrizations.weight.0._u`` / ``._v``."""
     parametrize.register_parametrization(module, "weight", SpectralNorm(module.weight.detach()))
     return module
+
+
+def spectral_sigma(module: nn.Module) -> torch.Tensor:
+    """σ of a module registered by :func:`spectral_norm`, as its next forward computes it (and with the same
+    power-iteration step in train mode); its weight is ``original / σ``."""
+    parametrization = module.parametrizations.weight
+    return parametrization[0].sigma(parametrization.original)
+
+
+def unnormalised_weight(module: nn.Module) -> torch.Tensor:
+    """The weight of a module registered by :func:`spectral_norm` before the division by σ."""
+    return module.parametrizations.weight.original

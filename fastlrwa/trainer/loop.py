@@ -165,8 +165,15 @@ class Trainer:
                 logged.update(p.replay.observe_generator_batch(images, teacher_logits))
             self.stats.add(logged)
         steps = self.config.schedule.student_steps
-        for step in range(steps):
-            images, teacher_logits = p.impressions() if p.impressions is not None else p.student_batch(self._latent())
+        if steps == 0:
+            return
+        if p.impressions is not None:
+            batches: Any = (p.impressions() for _ in range(steps))  # drawn one by one, between the replay's draws
+        else:
+            # The generator does not change during the student steps: their batches are generated in one call.
+            all_images, all_logits = p.student_batch(torch.cat([self._latent() for _ in range(steps)]), steps)
+            batches = zip(all_images.chunk(steps), all_logits.chunk(steps))
+        for step, (images, teacher_logits) in enumerate(batches):
             self.stats.count(CLASS_HISTOGRAM, teacher_logits.argmax(dim=1), p.info.num_classes)
             memory = p.replay.sample() if p.replay is not None and p.replay.is_ready() else (None, None)
             self.stats.add(p.student_update.step(images, teacher_logits, *memory, index=self.iteration * steps + step))

@@ -1,4 +1,9 @@
-"""The batch a student step trains on: fresh latents through the generator, and the teacher's logits on it.
+"""The batches the student steps train on: fresh latents through the generator, and the teacher's logits on them.
+
+The student steps of an iteration each train on a batch of their own, and the generator does not change
+between them: their ``chunks`` batches are generated in one call (``Generator.forward_chunks``: each batch
+normalised with its own BatchNorm statistics, as separate forwards would be, while the convolutions and the
+eval-mode teacher see them all at once; on the digits preset 15 ms against 21 ms for five separate calls).
 
 One function of the latents, compiled once with the student step when the run compiles, so that the
 two forwards that feed every student step run as one graph instead of op by op in the loop. No
@@ -30,7 +35,7 @@ from fastlrwa.data.augment import affine_warp, random_affine
 from fastlrwa.runtime import at_least_float32, autocast_to, compiled
 from fastlrwa.updates.options import StudentAugmentOptions
 
-StudentBatch = Callable[[Tensor], tuple[Tensor, Tensor]]
+StudentBatch = Callable[[Tensor, int], tuple[Tensor, Tensor]]
 
 
 def make_student_batch(
@@ -44,16 +49,17 @@ def make_student_batch(
     image_size: tuple[int, int] | None = None,
     rng: torch.Generator | None = None,
 ) -> StudentBatch:
-    """``batch(z) -> (images, teacher logits)`` for latents ``z``; compiled (fullgraph) when ``compile``.
+    """``batch(z, chunks) -> (images, teacher logits)`` for latents ``z`` of ``chunks`` equal row blocks, each one
+    student step's batch; compiled (fullgraph) when ``compile``.
 
     ``augment``: the random maps applied to the generator's ``image_size`` (height, width) images, drawn from
     ``rng``; None or all off: the images as generated.
     """
     device = next(generator.parameters()).device
 
-    def batch(z: Tensor, theta: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def batch(z: Tensor, theta: Tensor | None = None, chunks: int = 1) -> tuple[Tensor, Tensor]:
         with torch.no_grad(), autocast_to(device.type, autocast_dtype):
-            images = at_least_float32(generator(z))
+            images = at_least_float32(generator(z) if chunks == 1 else generator.forward_chunks(z, chunks))
             if theta is not None:
                 images = affine_warp(images, theta)
             teacher_logits = at_least_float32(teacher(images))
@@ -66,12 +72,12 @@ def make_student_batch(
     if cuda_graphs:
         core = _out_of_graph(core, generator, teacher)
     if augment is None or not augment.enabled:
-        return core
+        return lambda z, chunks=1: core(z, None, chunks)
     if image_size is None:
         raise ValueError("an augmented student batch needs the image size")
     height, width = image_size
 
-    def augmented(z: Tensor) -> tuple[Tensor, Tensor]:
+    def augmented(z: Tensor, chunks: int = 1) -> tuple[Tensor, Tensor]:
         theta = random_affine(
             z.shape[0],
             height,
@@ -82,7 +88,7 @@ def make_student_batch(
             device=device,
             rng=rng,
         )
-        return core(z, theta)
+        return core(z, theta, chunks)
 
     return augmented
 
@@ -93,9 +99,9 @@ def _out_of_graph(graph: StudentBatch, generator: nn.Module, teacher: nn.Module)
     for buffer in [*generator.buffers(), *teacher.buffers()]:
         torch._dynamo.mark_static_address(buffer)
 
-    def batch_out_of_graph(z: Tensor, theta: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def batch_out_of_graph(z: Tensor, theta: Tensor | None = None, chunks: int = 1) -> tuple[Tensor, Tensor]:
         torch.compiler.cudagraph_mark_step_begin()
-        images, teacher_logits = graph(z, theta)
+        images, teacher_logits = graph(z, theta, chunks)
         return images.clone(), teacher_logits.clone()
 
     return batch_out_of_graph
