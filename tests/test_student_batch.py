@@ -76,3 +76,22 @@ def test_compiled_batch_is_one_graph_and_matches_eager(monkeypatch):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     for name, value in eager_generator.state_dict().items():
         torch.testing.assert_close(generator.state_dict()[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_chunked_batch_is_the_separate_batches(monkeypatch, compile):
+    """The student phase's batches in one call (eager: into one tensor; compiled: concatenated, traced with
+    AOTAutograd) equal to separate calls, in float64."""
+    monkeypatch.setattr(
+        student_batch_module, "compiled", lambda fn, **options: torch.compile(fn, **{**options, "backend": "aot_eager"})
+    )
+    generator, teacher = _networks(seed=9, dtype=torch.float64)
+    reference_generator = copy.deepcopy(generator)
+    batch = make_student_batch(generator, teacher, autocast_dtype=None, compile=compile)
+    z = torch.randn(3 * 6, 13, dtype=torch.float64)
+    images, logits = batch(z, 3)
+    want = [_reference(reference_generator, teacher, block) for block in z.chunk(3)]
+    torch.testing.assert_close(images, torch.cat([w[0] for w in want]), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(logits, torch.cat([w[1] for w in want]), rtol=1e-9, atol=1e-9)
+    for (name, got), value in zip(generator.state_dict().items(), reference_generator.state_dict().values()):
+        torch.testing.assert_close(got, value, rtol=1e-9, atol=1e-12, msg=name)
