@@ -109,9 +109,7 @@ def test_augmented_batch_trains_on_the_warped_images_with_the_teachers_logits_on
     plain_generator = copy.deepcopy(generator)
     options = StudentAugmentOptions(shift=2, rotate=20.0, flip=True)
     rng = torch.Generator().manual_seed(3)
-    batch = make_student_batch(
-        generator, teacher, autocast_dtype=None, compile=False, augment=options, image_size=(12, 12), rng=rng
-    )
+    batch = make_student_batch(generator, teacher, autocast_dtype=None, compile=False, augment=options, rng=rng)
     replay_rng = torch.Generator().manual_seed(3)
     for _ in range(2):
         z = torch.randn(9, 13)
@@ -135,7 +133,6 @@ def test_no_augmentation_draws_no_random_numbers_and_keeps_the_images():
         autocast_dtype=None,
         compile=False,
         augment=StudentAugmentOptions(),
-        image_size=(12, 12),
         rng=rng,
     )
     z = torch.randn(5, 13)

@@ -236,7 +236,6 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
         compile=compile,
         cuda_graphs=cuda_graphs,
         augment=config.augment,
-        image_size=(info.image_size, info.image_size),
         rng=rng,
     )
     student_update = StudentUpdate(

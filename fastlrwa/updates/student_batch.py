@@ -46,13 +46,12 @@ def make_student_batch(
     compile: bool,
     cuda_graphs: bool = False,
     augment: StudentAugmentOptions | None = None,
-    image_size: tuple[int, int] | None = None,
     rng: torch.Generator | None = None,
 ) -> StudentBatch:
     """``batch(z, chunks) -> (images, teacher logits)`` for latents ``z`` of ``chunks`` equal row blocks, each one
     student step's batch; compiled (fullgraph) when ``compile``.
 
-    ``augment``: the random maps applied to the generator's ``image_size`` (height, width) images, drawn from
+    ``augment``: the random maps applied to the generator's square ``image_size`` images, drawn from
     ``rng``; None or all off: the images as generated.
     """
     device = next(generator.parameters()).device
@@ -73,9 +72,7 @@ def make_student_batch(
         core = _out_of_graph(core, generator, teacher)
     if augment is None or not augment.enabled:
         return lambda z, chunks=1: core(z, None, chunks)
-    if image_size is None:
-        raise ValueError("an augmented student batch needs the image size")
-    height, width = image_size
+    height = width = generator.image_size
 
     def augmented(z: Tensor, chunks: int = 1) -> tuple[Tensor, Tensor]:
         theta = random_affine(
