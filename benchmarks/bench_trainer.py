@@ -24,7 +24,9 @@ authors' first push) so that the LRWA step runs from the second epoch on. ``--ti
 networks and the batch so that a whole run takes seconds on a CPU (dry runs of this benchmark).
 
 Modes: ``default`` (no flags: what a user gets), ``fp32`` (``--no-amp --no-compile``: eager float32), ``amp``
-(``--amp``, bf16 autocast), ``compile`` (``--no-amp --compile``), ``amp+compile``.
+(``--amp``, bf16 autocast), ``compile`` (``--no-amp --compile``), ``amp+compile``, ``default+compile`` (``--compile``
+alone: the default precision, compiled). ``--batch-size`` replaces the preset's batch (the results' file name
+then ends in ``_b<N>``).
 
 In the same run the machine's matmul peak is measured (a square matmul in float32 and in bf16, best of several),
 and the generator step's floating-point work is counted (``torch.utils.flop_counter`` over the generator's
@@ -81,6 +83,7 @@ MODE_FLAGS = {
     "amp": ["--amp", "--no-compile"],
     "compile": ["--no-amp", "--compile"],
     "amp+compile": ["--amp", "--compile"],
+    "default+compile": ["--compile"],
 }
 # Small enough that a run takes seconds on a CPU, with every part of the run still there.
 TINY_FLAGS = [
@@ -169,6 +172,7 @@ def train_command(
     device: str,
     epochs: int,
     tiny: bool,
+    batch_size: int | None = None,
 ) -> list[str]:
     command = [
         sys.executable,
@@ -198,7 +202,9 @@ def train_command(
         command += ["--iters-per-epoch", str(iterations)]
     if data_root is not None:
         command += ["--data-root", str(data_root)]
-    return command + (TINY_FLAGS if tiny else [])
+    command += TINY_FLAGS if tiny else []
+    # after the tiny sizes, so that an explicit batch wins over theirs
+    return command + ([] if batch_size is None else ["--batch-size", str(batch_size)])
 
 
 def run_train(command: list[str], run_dir: Path) -> dict[str, Any]:
@@ -418,6 +424,7 @@ def measure(setup_name: str, mode: str, args: argparse.Namespace) -> dict[str, A
         device=args.device,
         epochs=args.epochs,
         tiny=args.tiny,
+        batch_size=args.batch_size,
     )
     print(f"{setup_name} {mode}: fastlrwa {command[3:]}", file=sys.stderr, flush=True)
     result: dict[str, Any] = {
@@ -539,6 +546,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=2,
         help="harness warm-up iterations before and after the first memory push",
     )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="the training batch of every run (default: the preset's)"
+    )
     parser.add_argument("--tiny", action="store_true", help="small networks and batch: a dry run in seconds")
     parser.add_argument("--train-only", action="store_true", help="only the `fastlrwa train` runs, no harness")
     parser.add_argument("--data-root", type=Path, default=None, help="where the presets' datasets are")
@@ -569,7 +579,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     stem = args.out / (
         f"trainer_{'-'.join(args.setup)}_{result['device_type']}_"
-        f"{'-'.join(mode.replace('+', '-') for mode in args.modes)}" + ("_tiny" if args.tiny else "")
+        f"{'-'.join(mode.replace('+', '-') for mode in args.modes)}"
+        + ("" if args.batch_size is None else f"_b{args.batch_size}")
+        + ("_tiny" if args.tiny else "")
     )
     atomic_write_json(stem.with_suffix(".json"), result)
     table = markdown_table(result)
