@@ -228,3 +228,23 @@ def test_installed_gradients_of_any_layout_give_the_sgd_formula(fused):
     optimizer.step()
     for name, param in params.items():
         torch.testing.assert_close(param.detach(), expected[name], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_channels_last_student_takes_the_sgd_formula_from_gradients_of_any_layout(fused):
+    """The trainer's students are channels_last: two momentum steps with gradients in the contiguous layout (as
+    ``torch.func`` may return them) and transposed in memory move each weight by its own entries, written out."""
+    lr, momentum, weight_decay = 0.1, 0.9, 5e-4
+    start = torch.randn(7, 3, 5, 5, dtype=torch.float64)
+    weight = nn.Parameter(start.clone().contiguous(memory_format=torch.channels_last))
+    assert not weight.is_contiguous()
+    optimizer = torch.optim.SGD([weight], lr=lr, momentum=momentum, weight_decay=weight_decay, fused=fused)
+    grads = [torch.randn(7, 3, 5, 5, dtype=torch.float64), torch.randn(3, 7, 5, 5, dtype=torch.float64).transpose(0, 1)]
+    expected, buffer = start, None
+    for grad in grads:
+        install_grads({"weight": weight}, {"weight": grad})
+        optimizer.step()
+        direction = grad + weight_decay * expected
+        buffer = direction if buffer is None else momentum * buffer + direction
+        expected = expected - lr * buffer
+        torch.testing.assert_close(weight.detach(), expected, rtol=1e-12, atol=1e-12)

@@ -185,14 +185,14 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
             image_size=info.image_size,
             width=config.generator.width,
         ).to(device)
-    # The generator and the teacher convolve generated images channels_last on every device: oneDNN (CPU) and
-    # cuDNN both run their convolutions fastest in it. The student only on CUDA: its torch.func update is
-    # slower channels_last on the CPU, where it is a small share of an iteration anyway.
+    # The generator, the teacher and the student convolve generated images channels_last on every device: oneDNN
+    # (CPU) and cuDNN both run their convolutions fastest in it. On the CPU the student's own update runs as fast
+    # either way, but the generator step's backward through a contiguous-format student took 10 % longer (a
+    # digits iteration 91 against 86 ms on a 2-core Xeon, BENCHMARKS.md): its input images are channels_last.
     generator = generator.to(memory_format=torch.channels_last)
     generator.compute_dtype = generator_dtype(config.runtime.amp, device)
     teacher = teacher.to(memory_format=torch.channels_last)
-    if device.type == "cuda":
-        student = student.to(memory_format=torch.channels_last)
+    student = student.to(memory_format=torch.channels_last)
     student.train()
     generator.train()
     context.broadcast_module_state_(student)
