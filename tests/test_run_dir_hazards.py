@@ -363,7 +363,7 @@ def test_sigterm_while_loading_ends_in_one_line_and_writes_nothing(tmp_path, len
     code, errors = _stopped_while_loading("build", out, lenet_teacher)
     assert code == 143 and len(errors) == 1, errors
     assert "stopped by SIGTERM while loading, before the first iteration" in errors[0]
-    assert "nothing of this run was written" in errors[0]
+    assert "nothing was trained yet" in errors[0]
     assert not out.exists()  # the folder the run created for its lock is gone with it
 
     assert _train(out, lenet_teacher, "--stop-after", "1").returncode == 0
@@ -375,6 +375,80 @@ def test_sigterm_while_loading_ends_in_one_line_and_writes_nothing(tmp_path, len
     resumed = _train(out, lenet_teacher, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert [record["epoch"] for record in _records(out)] == [1, 2]
+
+
+# A training process that sends itself SIGTERM as it starts: just after writing config.json (while loading), or
+# just before the loop takes the signals over. A signal sent to oneself is delivered before os.kill returns.
+SIGNALLED_AS_IT_STARTS = """
+import os, signal, sys
+from fastlrwa.cli import cli
+from fastlrwa.commands import distill
+from fastlrwa.trainer.loop import Trainer
+def signalled_after(original):
+    def signalled(*args, **kwargs):
+        original(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+    return signalled
+def signalled_before(original):
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return original(*args, **kwargs)
+    return signalled
+if sys.argv[1] == "config":
+    distill._write_config = signalled_after(distill._write_config)
+else:
+    Trainer.fit = signalled_before(Trainer.fit)
+cli(sys.argv[2:], prog_name="fastlrwa")
+"""
+
+
+@pytest.mark.parametrize(("where", "again"), [("config", ()), ("loop", ("--resume",))])
+def test_sigterm_as_the_run_starts_leaves_a_run_the_same_command_or_resume_starts(
+    tmp_path, lenet_teacher, undisturbed, where, again
+):
+    """Between config.json and the first iteration nothing is trained: a stop there is one line, and the run
+    directory it leaves (its config.json, no checkpoint) is started again, by the same command or by --resume."""
+    out = tmp_path / "run"
+    stopped = subprocess.run(
+        [sys.executable, "-c", SIGNALLED_AS_IT_STARTS, where, *_train_command(out, lenet_teacher)[3:]],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert stopped.returncode == 143, stopped.stderr
+    errors = _errors(stopped.stderr)
+    assert len(errors) == 1, stopped.stderr
+    assert "stopped by SIGTERM while loading, before the first iteration; nothing was trained yet" in errors[0]
+    assert (out / "config.json").exists() and not (out / "checkpoint.pt").exists()
+    assert not [path for path in out.rglob("*.tmp")]
+    started = _train(out, lenet_teacher, *again)
+    assert started.returncode == 0, started.stderr
+    assert ("has no checkpoint yet: starting it from the beginning" in started.stderr) == bool(again)
+    _assert_same_run(out, undisturbed)
+
+
+def test_a_full_disk_at_the_first_checkpoint_is_continued_by_resume(tmp_path, lenet_teacher, monkeypatch):
+    """The run's line says to continue with --resume even before any checkpoint exists; that resume starts the
+    run again from its config.json, to the result of a run never stopped."""
+    original = loop.atomic_torch_save
+
+    def full(state, path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(loop, "atomic_torch_save", full)
+    out, fresh = tmp_path / "run", tmp_path / "fresh"
+    overrides = tiny_overrides(out, lenet_teacher)
+    with pytest.raises(RunWriteError, match="checkpoint.pt could not be written") as raised:
+        run_train(train_config("digits", overrides), explicit=set(overrides))
+    assert "no checkpoint was written yet" in str(raised.value) and f"--out {out} --resume" in str(raised.value)
+    assert not (out / "checkpoint.pt").exists()
+    monkeypatch.setattr(loop, "atomic_torch_save", original)
+    run_train(train_config("digits", {"runtime.out": str(out)}), resume=True, explicit={"runtime.out"})
+    fresh_overrides = tiny_overrides(fresh, lenet_teacher)
+    run_train(train_config("digits", fresh_overrides), explicit=set(fresh_overrides))
+    assert [record["epoch"] for record in _records(out)] == [1, 2]
+    _assert_same_run(out, fresh)
 
 
 def test_an_error_a_stop_leaves_behind_is_that_stop():

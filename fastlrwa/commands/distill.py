@@ -23,7 +23,7 @@ from fastlrwa.runtime import environment_versions, seed_everything
 from fastlrwa.trainer.build import RunParts, build_run
 from fastlrwa.trainer.loop import Trainer
 from fastlrwa.trainer.run_dir import RunDir
-from fastlrwa.trainer.stop_signals import StoppedAtOnce, StopRequested, stop_error, stop_name
+from fastlrwa.trainer.stop_signals import StoppedAgain, StoppedAtOnce, StopRequested, stop_error, stop_name
 from fastlrwa.trainer.write_guard import guarded_write
 
 
@@ -43,12 +43,15 @@ def distil(config: TrainConfig, run: RunDir, *, resume: bool) -> list[dict[str, 
 
 @contextmanager
 def _stopped_while_loading(run: RunDir, *, resume: bool) -> Iterator[None]:
-    """A Ctrl-C or SIGTERM before the first iteration (data, teacher, building) stops at once: nothing has been
-    trained, and nothing of the run has been written but its lock, which is given back on the way out."""
+    """A Ctrl-C or SIGTERM before the training loop takes the signals over (data, teacher, building, config.json)
+    stops at once: nothing has been trained. A fresh run has written its config.json at most, which the same
+    command, or --resume, starts again from; the lock is given back on the way out."""
     try:
         yield
+    except StoppedAgain:
+        raise
     except StoppedAtOnce as stop:
-        kept = f"its checkpoint {run.checkpoint} is kept as it was" if resume else "nothing of this run was written"
+        kept = f"its checkpoint {run.checkpoint} is kept as it was" if resume else "nothing was trained yet"
         raise stop_error(stop)(
             f"stopped by {stop_name(stop)} while loading, before the first iteration; {kept}; "
             "run the same command again to " + ("continue it" if resume else "start it")
@@ -127,16 +130,17 @@ def _train(
     seed_everything(config.runtime.seed)
 
     with epoch_progress(config.runtime.progress, silent=not context.is_main) as progress:
-        with _stopped_while_loading(run, resume=resume):
-            trainer = _ready_trainer(config, run, context, teacher_path, progress, resume=resume)
         try:
-            history = trainer.fit()
+            # The loop takes the signals over as it starts: a first one before that is a stop while loading.
+            with _stopped_while_loading(run, resume=resume):
+                trainer = _ready_trainer(config, run, context, teacher_path, progress, resume=resume)
+                history = trainer.fit()
         except StopRequested as stop:
             raise stop_error(stop)(
                 f"stopped by {stop} at epoch {trainer.epoch + 1}, iteration {trainer.iteration}; checkpoint saved in "
                 f"{run.checkpoint}; continue with: {_command(context)} --out {run.root} --resume"
             ) from None
-        except StoppedAtOnce as stop:
+        except StoppedAgain as stop:
             again = (
                 f"continue with: {_command(context)} --out {run.root} --resume"
                 if run.checkpoint.exists()

@@ -44,7 +44,7 @@ def run_train(
     # Under torchrun rank 0 alone holds the run directory: it is the only rank that writes into it, and the
     # other ranks take the directory it chose (distil).
     if os.environ.get("RANK", "0") != "0":
-        return distil(config, run, resume=resume)
+        return distil(config, run, resume=resume and run.has_trained())
     if base is not None:
         with fresh_run_dir_lock(base) as run:
             _announce(run)
@@ -55,7 +55,10 @@ def run_train(
             run.check_resumable()
         elif not force:
             run.check_fresh(to_dict(config), force=False)
-        return distil(config, run, resume=resume)
+        if resume and not run.has_trained():
+            # Stopped before its first checkpoint: nothing was trained, the run starts again from its config.json.
+            click.echo(f"{run.root} has no checkpoint yet: starting it from the beginning", err=True)
+        return distil(config, run, resume=resume and run.has_trained())
 
 
 def prepare_train(
@@ -116,6 +119,9 @@ def _checked(
 
 
 def _saved_config(run: RunDir) -> dict[str, Any]:
+    """The config a resume continues: its checkpoint's, or config.json's for a run stopped before its first."""
+    if not run.has_trained():
+        return run.saved_config()
     import torch  # only a resume reads a checkpoint here
 
     try:

@@ -59,15 +59,24 @@ class RunDir:
         """Nothing is in the way of a new run here: no file of that name, no run's files inside."""
         return not self.root.exists() or (self.root.is_dir() and not self.holds_run())
 
+    def has_trained(self) -> bool:
+        """Whether a checkpoint keeps anything trained here; a run stopped before its first checkpoint (a signal,
+        a kill or a full disk between config.json and the end of the first iteration) has only its config."""
+        return self.checkpoint.exists()
+
     def check_resumable(self) -> None:
-        if not self.checkpoint.exists():
+        """A run with a checkpoint continues from it, one with only its config.json starts again from it."""
+        if not self.has_trained() and self.saved_config() is None:
             raise ConfigError(f"--resume: {self.checkpoint} does not exist; start the run without --resume")
 
     def check_fresh(self, config: dict, *, force: bool) -> None:
-        """Refuse to start a fresh run over an existing one unless --force."""
+        """Refuse to start a fresh run over an existing one unless --force; the same run that never reached its
+        first checkpoint has nothing to lose and starts again (the same command, after a stop while starting)."""
         if not self.holds_run() or force:
             return
         same = self.saved_config() == config
+        if same and not self.has_trained():
+            return
         what = "this same run (identical config)" if same else "a different run"
         raise ConfigError(
             f"{self.root} already holds {what}; pass --resume to continue it or --force to replace it, "

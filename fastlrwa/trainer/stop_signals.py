@@ -38,6 +38,10 @@ class StoppedAtOnce(KeyboardInterrupt):
         self.signum = signum
 
 
+class StoppedAgain(StoppedAtOnce):
+    """The second SIGINT or SIGTERM in training, after the first asked the loop to stop (``stop_request``)."""
+
+
 def stop_error(stop: BaseException) -> type[Interrupted]:
     """The error a stop ends with: ``Terminated`` (exit 143) for SIGTERM, ``Interrupted`` (130) for Ctrl-C (a
     plain ``KeyboardInterrupt`` is Python's own Ctrl-C)."""
@@ -93,7 +97,7 @@ def stop_at_once() -> Iterator[None]:
 @contextmanager
 def stop_request() -> Iterator[dict[str, int]]:
     """The first SIGINT or SIGTERM asks the loop to stop at the next safe point (``stop`` holds its number);
-    a second one of either stops at once (``StoppedAtOnce``, naming the second signal, which sets the exit
+    a second one of either stops at once (``StoppedAgain``, naming the second signal, which sets the exit
     code)."""
     request = {"stop": 0}
     previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
@@ -102,7 +106,7 @@ def stop_request() -> Iterator[dict[str, int]]:
         if request["stop"]:
             for number, old in previous.items():
                 signal.signal(number, old)
-            raise StoppedAtOnce(signum)
+            raise StoppedAgain(signum)
         request["stop"] = signum
 
     with _handling(handler):
