@@ -157,10 +157,10 @@ def test_a_run_logs_the_diagnostics_and_the_report_shows_them(tmp_path, lenet_te
     assert result.exit_code == 0, result.output
     section = result.output.split("# Diagnostics per epoch", 1)[1]
     assert str(out) in section and str(old) not in section
-    assert "| Epoch | Acc (%) | agree gen | agree test | class entropy |" in section
+    assert "| Epoch | Acc (%) | agree gen | agree test | agree held-out | class entropy |" in section
     assert (
         f"| 2 | {lines[1]['test_accuracy']:.2f} | {lines[1]['agree_gen']:.3f} | {lines[1]['agree_test']:.3f} | "
-        f"{lines[1]['gen_class_entropy']:.3f} |" in section
+        f"{lines[1]['agree_heldout']:.3f} | {lines[1]['gen_class_entropy']:.3f} |" in section
     )
 
 

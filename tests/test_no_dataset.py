@@ -53,7 +53,7 @@ def test_without_a_teacher_normalisation_the_pixels_are_taken_as_they_are():
         ({**INPUT, "data.image_size": 30}, "multiple of 4"),
         ({**INPUT, "data.num_classes": 1}, ">= 2"),
         ({**INPUT, "teacher.path": None}, "pass --teacher FILE"),
-        ({**INPUT, "data.test_data": None}, "pass --test-data"),
+        ({**INPUT, "data.test_data": None, "method": "zskd"}, "trains no generator, so with no dataset and no test"),
     ],
 )
 def test_a_bad_input_description_is_refused_in_the_config_layer(overrides, message):

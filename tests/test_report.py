@@ -92,8 +92,19 @@ def test_json_document(runs, capsys) -> None:
     for method, method_runs in runs.items():
         for run_dir, accuracies in method_runs:
             entry = by_dir[str(run_dir)]
-            assert set(entry) == {"run", "method", "cell", "dataset", "seed", "epochs", "acc_max", "percentiles"}
-            assert entry["cell"] == {}
+            assert set(entry) == {
+                "run",
+                "method",
+                "cell",
+                "dataset",
+                "seed",
+                "epochs",
+                "accuracy_measured",
+                "acc_max",
+                "percentiles",
+                "agree_heldout",
+            }
+            assert entry["cell"] == {} and entry["accuracy_measured"] is True and entry["agree_heldout"] is None
             assert (entry["method"], entry["dataset"], entry["epochs"]) == (method, "digits", len(accuracies))
             expected = reference_cells(accuracies)
             assert entry["acc_max"] == expected["acc_max"]
@@ -151,7 +162,8 @@ def test_markdown_table(runs, tmp_path: Path, capsys) -> None:
             )
             expected = reference_cells(accuracies)
             numbers = [f"{value:.2f}" for n in PERCENTILES for value in expected[n]]
-            assert rows[label] == numbers + [f"{expected['acc_max']:.2f}"]
+            # Runs logged without the held-out agreement show "–" in its column.
+            assert rows[label] == numbers + [f"{expected['acc_max']:.2f}", "–"]
     per_run = [reference_cells(accuracies) for _, accuracies in runs["mb-dfkd"]]
     aggregate_row = rows["mb-dfkd (3 seeds)"]
     for column, n in enumerate(PERCENTILES):

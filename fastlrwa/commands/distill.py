@@ -150,17 +150,25 @@ def _train(
                 f"stopped at once by a second {stop}; {trainer.kept_checkpoint()}; {again}"
             ) from None
 
-    accuracies = [record["test_accuracy"] for record in history]
-    if accuracies and len(accuracies) < config.schedule.epochs:
+    if history and len(history) < config.schedule.epochs:
         progress.log(
-            f"paused after epoch {len(accuracies)}/{config.schedule.epochs} (--stop-after); continue with: "
+            f"paused after epoch {len(history)}/{config.schedule.epochs} (--stop-after); continue with: "
             f"{_command(context)} --out {run.root} --resume"
         )
-    elif accuracies:
-        stats = run_stats(accuracies)
-        cells = "  ".join(f">{n}%: {s.mean:.2f} (var {s.var:.2f})" for n, s in stats.percentiles.items())
-        progress.log(f"done: {run.root}  final {accuracies[-1]:.2f}%  best {stats.acc_max:.2f}%  {cells}")
+    elif history:
+        progress.log(f"done: {run.root}  {_summary(history)}")
     return history
+
+
+def _summary(history: list[dict[str, Any]]) -> str:
+    """The finished run in one line: its accuracy over the epochs, or, with no test data, that accuracy was not
+    measured; and its last agreement on the held-out generated samples."""
+    heldout = f"agree_heldout {history[-1]['agree_heldout']:.4f}" if "agree_heldout" in history[-1] else ""
+    if "test_accuracy" not in history[-1]:
+        return f"accuracy not measured (no test data)  {heldout}".rstrip()
+    stats = run_stats([record["test_accuracy"] for record in history])
+    cells = "  ".join(f">{n}%: {s.mean:.2f} (var {s.var:.2f})" for n, s in stats.percentiles.items())
+    return f"final {history[-1]['test_accuracy']:.2f}%  best {stats.acc_max:.2f}%  {cells}  {heldout}".rstrip()
 
 
 def _command(context: DistributedContext) -> str:
@@ -174,17 +182,26 @@ def _start_run_dir(run: RunDir, parts: RunParts, teacher_sha256: str, progress: 
     """Rank 0: clear the previous run's files and write config.json for this one."""
     config = parts.config
     run.clear()
-    teacher = evaluate(parts.teacher, parts.test_set, batch_size=config.runtime.eval_batch_size)
+    if parts.test_set is not None:
+        teacher_accuracy = evaluate(parts.teacher, parts.test_set, batch_size=config.runtime.eval_batch_size).accuracy
+        measured = f"{teacher_accuracy:.2f}% on {parts.info.name}"
+    else:
+        teacher_accuracy, measured = None, "no test data: accuracy not measured"
     progress.log(
-        f"{config.method}: {parts.teacher_meta.arch} teacher ({teacher.accuracy:.2f}% on "
-        f"{parts.info.name}) -> {config.student.arch} student, {config.schedule.epochs} epochs"
+        f"{config.method}: {parts.teacher_meta.arch} teacher ({measured}) -> {config.student.arch} student, "
+        f"{config.schedule.epochs} epochs"
         + (f", {parts.context.world_size} processes" if parts.context.is_distributed else "")
     )
+    if parts.test_set is None:
+        progress.log(
+            "the student is measured by its agreement with the teacher on held-out generated samples "
+            "(agree_heldout); pass --test-data DIR or FILE.npz to measure its accuracy"
+        )
     with guarded_write(run.config, "nothing of this run was written yet", "run the same command again"):
-        _write_config(run, parts, teacher_sha256, teacher.accuracy)
+        _write_config(run, parts, teacher_sha256, teacher_accuracy)
 
 
-def _write_config(run: RunDir, parts: RunParts, teacher_sha256: str, teacher_accuracy: float) -> None:
+def _write_config(run: RunDir, parts: RunParts, teacher_sha256: str, teacher_accuracy: float | None) -> None:
     config = parts.config
     atomic_write_json(
         run.config,

@@ -254,7 +254,11 @@ def _complete(cell: Cell) -> bool:
 
 
 def _result_line(cell: Cell) -> str:
-    accuracies = read_run(cell.run_dir).accuracies
+    record = read_run(cell.run_dir)
+    if not record.accuracy_measured:
+        heldout = record.final_heldout_agreement
+        return "accuracy not measured" + (f", agree_heldout {heldout:.4f}" if heldout is not None else "")
+    accuracies = record.accuracies
     return f"final {accuracies[-1]:.2f}%, >80th μ {run_stats(accuracies).percentiles[80].mean:.2f}"
 
 

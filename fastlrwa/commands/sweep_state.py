@@ -69,7 +69,7 @@ def _saved_config(run: RunDir) -> dict[str, Any] | None:
 
 
 def _epochs_logged(run: RunDir) -> int:
-    return len(read_run(run.root).accuracies) if run.metrics.is_file() else 0
+    return read_run(run.root).epochs_logged if run.metrics.is_file() else 0
 
 
 def inspect_cell(run_dir: Path, expected: TrainConfig) -> Inspection:

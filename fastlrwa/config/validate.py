@@ -137,10 +137,11 @@ def _validate_input_space(config: TrainConfig, flags: Mapping[str, str] | None =
         raise ConfigError(
             "with no dataset named there is no teacher to train: pass --teacher FILE (your model), or a --dataset"
         )
-    if config.data.test_data is None:
+    if config.data.test_data is None and method_spec(config.method).generator_objective == "impressions":
         raise ConfigError(
-            "with no dataset named there is no test set to measure the student on: pass --test-data DIR or "
-            "FILE.npz (a few labelled images of your own), or a --dataset"
+            f"method {config.method} trains no generator, so with no dataset and no test data there is nothing to "
+            f"measure its student on: pass {(flags or {}).get('data.test_data', 'data.test_data')} DIR or FILE.npz "
+            "(a few labelled images of your own), or another method"
         )
 
 

@@ -47,7 +47,7 @@ def _checked(model: torch.nn.Module, test_set: DeviceImageSet, batch_size: int) 
 
 
 @contextmanager
-def _inference(model: torch.nn.Module, device: torch.device, autocast_dtype: torch.dtype | None) -> Iterator[None]:
+def inference(model: torch.nn.Module, device: torch.device, autocast_dtype: torch.dtype | None) -> Iterator[None]:
     """Eval mode under ``torch.inference_mode`` and autocast; every submodule's training flag restored after."""
     training_flags = [(module, module.training) for module in model.modules()]
     model.eval()
@@ -62,7 +62,7 @@ def _inference(model: torch.nn.Module, device: torch.device, autocast_dtype: tor
 def _predictions(
     model: torch.nn.Module, test_set: DeviceImageSet, batch_size: int, param: torch.nn.Parameter | None
 ) -> Iterator[tuple[slice, torch.Tensor]]:
-    """(rows, predicted classes) of each batch of ``test_set``; call it under :func:`_inference`."""
+    """(rows, predicted classes) of each batch of ``test_set``; call it under :func:`inference`."""
     for start in range(0, len(test_set), batch_size):
         rows = slice(start, start + batch_size)
         images = test_set.normalize(test_set.images[rows])
@@ -80,7 +80,7 @@ def predict(
 ) -> torch.Tensor:
     """The class ``model`` predicts for every image of ``test_set`` (int64, on its device; no host read)."""
     param = _checked(model, test_set, batch_size)
-    with _inference(model, test_set.device, autocast_dtype):
+    with inference(model, test_set.device, autocast_dtype):
         return torch.cat([predicted for _, predicted in _predictions(model, test_set, batch_size, param)])
 
 
@@ -102,7 +102,7 @@ def evaluate(
     param = _checked(model, test_set, batch_size)
     num_classes = test_set.info.num_classes
     device = test_set.device
-    with _inference(model, device, autocast_dtype):
+    with inference(model, device, autocast_dtype):
         correct_per_class = torch.zeros(num_classes, dtype=torch.int64, device=device)
         total_per_class = torch.zeros(num_classes, dtype=torch.int64, device=device)
         agreeing = torch.zeros(num_classes, dtype=torch.int64, device=device)

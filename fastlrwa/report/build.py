@@ -47,7 +47,7 @@ def read_runs(run_dirs: Sequence[str | os.PathLike]) -> list[RunRecord]:
         first_given.setdefault(Path(run_dir).resolve(), run_dir)
     records = [read_run(run_dir) for run_dir in first_given.values()]
     for record in records:
-        if not record.accuracies:
+        if not record.metrics:
             raise UserFacingError(
                 f"{record.path} has not finished an epoch yet ({METRICS_FILE} is empty); "
                 f"report it after its first epoch or leave it out"
@@ -71,8 +71,12 @@ def build_report(
     runs, aggregates = summarise_runs(records)
     groups = table_groups(runs, aggregates)
     cell_keys = {group.block: group.cell_keys for group in groups}
+    # Runs with no test data have no accuracy to compare.
     comparisons, notes = build_comparisons(
-        aggregates, baseline=compare, equal_time=equal_time, time_budget_s=time_budget_s
+        [aggregate for aggregate in aggregates if aggregate.stats is not None],
+        baseline=compare,
+        equal_time=equal_time,
+        time_budget_s=time_budget_s,
     )
     compare_markdown = render_comparisons_markdown(
         comparisons, notes, cell_keys, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED

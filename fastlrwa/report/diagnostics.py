@@ -16,14 +16,17 @@ from fastlrwa.run_log.metrics_file import RunRecord
 DIAGNOSTIC_COLUMNS = (
     ("agree_gen", "agree gen"),
     ("agree_test", "agree test"),
+    ("agree_heldout", "agree held-out"),
     ("gen_class_entropy", "class entropy"),
 )
 MAX_ROWS = 10
 
 DIAGNOSTICS_LEGEND = (
-    "agree gen / agree test: fraction of generated samples / test images on which the student's argmax equals "
-    "the teacher's; class entropy: entropy of the teacher's predicted classes on the student's generated batches "
-    "over log(classes) (1 = every class equally often). Up to 10 epochs per run, evenly spaced, the last included."
+    "agree gen / agree test / agree held-out: fraction of the generator step's samples / the test images / the "
+    "held-out generated samples on which the student's argmax equals the teacher's; Acc: the test accuracy "
+    "(– with no test data); class entropy: entropy of the teacher's predicted classes on the student's generated "
+    "batches over log(classes) (1 = every class equally often). Up to 10 epochs per run, evenly spaced, the last "
+    "included."
 )
 
 
@@ -60,7 +63,7 @@ def render_diagnostics(records: Sequence[RunRecord]) -> str:
             metrics = record.metrics[epoch - 1]
             cells = [
                 str(epoch),
-                f"{record.accuracies[epoch - 1]:.2f}",
+                f"{record.accuracies[epoch - 1]:.2f}" if record.accuracy_measured else "–",
                 *(_cell(metrics.get(key)) for key, _ in DIAGNOSTIC_COLUMNS),
             ]
             lines.append("| " + " | ".join(cells) + " |")

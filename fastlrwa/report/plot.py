@@ -65,8 +65,14 @@ def _columns(records: Sequence[RunRecord]) -> dict[Block, dict[str, list[RunReco
 
 
 def plot_learning_curves(records: Sequence[RunRecord]) -> Figure:
-    """Figure 4 for the given runs; the caller saves it (``save_figure``)."""
-    columns = _columns(records)
+    """Figure 4 for the given runs that measured their accuracy; the caller saves it (``save_figure``)."""
+    measured = [record for record in records if record.accuracy_measured]
+    if not measured:
+        raise ConfigError(
+            "--plot draws the test accuracy, and none of these runs measured it (no test data); "
+            "leave --plot out, or give runs trained with --test-data"
+        )
+    columns = _columns(measured)
     colours = _colours(list(dict.fromkeys(name for settings in columns.values() for name in settings)))
     figure = Figure(figsize=(5.0 * len(columns), 7.0), layout="constrained")
     FigureCanvasAgg(figure)

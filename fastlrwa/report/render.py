@@ -16,8 +16,13 @@ MARKDOWN_LEGEND = (
     "over the epochs k > n·E/100 of an E-epoch run. Acc_max: the best test accuracy of the run. "
     'Rows "method (n seeds)": mean ± sample standard deviation (ddof = 1) over the seeds '
     '("n runs, k seeds" where runs share a seed). '
-    'Where runs of a method differ in more than their seed, "method · key=value" names the config keys that differ.'
+    'Where runs of a method differ in more than their seed, "method · key=value" names the config keys that differ. '
+    "Agree_heldout: the student-teacher argmax agreement (%) on the run's held-out generated samples at its last "
+    'epoch ("–" for a run that logged none). A run with no test data has no accuracy: its row says '
+    '"accuracy not measured" and its accuracy cells are "–".'
 )
+NOT_MEASURED = "accuracy not measured"
+MISSING = "–"
 
 
 def _escape(text: str) -> str:
@@ -29,12 +34,14 @@ def _escape(text: str) -> str:
 
 def _run_label(run: RunSummary, cell_keys: Sequence[str]) -> str:
     record = run.record
-    note = "" if record.complete else f", {len(record.accuracies)}/{record.epochs_configured} epochs"
+    note = "" if record.complete else f", {record.epochs_logged}/{record.epochs_configured} epochs"
+    note += "" if run.stats is not None else f", {NOT_MEASURED}"
     return f"{_escape(setting_name(record.method, run.setting, cell_keys))} (seed {record.seed}{note})"
 
 
 def _aggregate_label(aggregate: AggregateSummary, cell_keys: Sequence[str]) -> str:
     note = "" if aggregate.complete else f", {aggregate.n_epochs} epochs"
+    note += "" if aggregate.stats is not None else f", {NOT_MEASURED}"
     name = setting_name(aggregate.method, aggregate.setting, cell_keys)
     return f"{_escape(name)} ({runs_label([run.record.seed for run in aggregate.runs])}{note})"
 
@@ -43,20 +50,34 @@ def _mean_std(cell: MeanStd) -> str:
     return f"{cell.mean:.2f} ± {cell.std:.2f}"
 
 
+_ACCURACY_CELLS = 2 * len(PERCENTILES) + 1
+
+
 def _run_cells(run: RunSummary, cell_keys: Sequence[str]) -> list[str]:
-    cells = []
-    for p in PERCENTILES:
-        stat = run.stats.percentiles[p]
-        cells += [f"{stat.mean:.2f}", f"{stat.var:.2f}"]
-    return [_run_label(run, cell_keys), *cells, f"{run.stats.acc_max:.2f}"]
+    cells = [MISSING] * _ACCURACY_CELLS
+    if run.stats is not None:
+        cells = [
+            f"{value:.2f}"
+            for p in PERCENTILES
+            for value in (run.stats.percentiles[p].mean, run.stats.percentiles[p].var)
+        ]
+        cells.append(f"{run.stats.acc_max:.2f}")
+    heldout = MISSING if run.heldout is None else f"{100 * run.heldout:.2f}"
+    return [_run_label(run, cell_keys), *cells, heldout]
 
 
 def _aggregate_cells(aggregate: AggregateSummary, cell_keys: Sequence[str]) -> list[str]:
-    cells = []
-    for p in PERCENTILES:
-        stat = aggregate.stats.percentiles[p]
-        cells += [_mean_std(stat.mean), _mean_std(stat.var)]
-    return [_aggregate_label(aggregate, cell_keys), *cells, _mean_std(aggregate.stats.acc_max)]
+    cells = [MISSING] * _ACCURACY_CELLS
+    if aggregate.stats is not None:
+        stats = aggregate.stats
+        cells = [_mean_std(cell) for p in PERCENTILES for cell in (stats.percentiles[p].mean, stats.percentiles[p].var)]
+        cells.append(_mean_std(stats.acc_max))
+    heldout = aggregate.heldout
+    return [
+        _aggregate_label(aggregate, cell_keys),
+        *cells,
+        MISSING if heldout is None else _mean_std(MeanStd(100 * heldout.mean, 100 * heldout.std)),
+    ]
 
 
 def _group_heading(group: TableGroup) -> list[str]:
@@ -78,7 +99,7 @@ def render_markdown(groups: Sequence[TableGroup]) -> str:
     header = ["Method"]
     for p in PERCENTILES:
         header += [f">{p}th μ ↑", f">{p}th σ² ↓"]
-    header.append("Acc_max (%)")
+    header += ["Acc_max (%)", "Agree_heldout (%)"]
     lines = ["# Table 1: student test accuracy over epoch percentiles", "", MARKDOWN_LEGEND, ""]
     for group in groups:
         lines += _group_heading(group)
@@ -105,12 +126,13 @@ def csv_columns() -> list[str]:
         "epochs",
         "epochs_configured",
         "complete",
+        "accuracy_measured",
         "acc_max",
         "acc_max_std",
     ]
     for p in PERCENTILES:
         columns += [f"p{p}_mean", f"p{p}_mean_std", f"p{p}_var", f"p{p}_var_std"]
-    return columns
+    return columns + ["agree_heldout", "agree_heldout_std"]
 
 
 def _block_columns(block: Block) -> dict[str, str]:
@@ -127,14 +149,17 @@ def _run_csv_row(run: RunSummary, cell_keys: Sequence[str]) -> dict[str, Any]:
         **_block_columns(Block.of(record)),
         "seed": record.seed,
         "n_runs": 1,
-        "epochs": run.stats.n_epochs,
+        "epochs": record.epochs_logged,
         "epochs_configured": record.epochs_configured,
         "complete": int(record.complete),
-        "acc_max": run.stats.acc_max,
+        "accuracy_measured": int(run.stats is not None),
+        "agree_heldout": "" if run.heldout is None else run.heldout,
     }
-    for p in PERCENTILES:
-        row[f"p{p}_mean"] = run.stats.percentiles[p].mean
-        row[f"p{p}_var"] = run.stats.percentiles[p].var
+    if run.stats is not None:
+        row["acc_max"] = run.stats.acc_max
+        for p in PERCENTILES:
+            row[f"p{p}_mean"] = run.stats.percentiles[p].mean
+            row[f"p{p}_var"] = run.stats.percentiles[p].var
     return row
 
 
@@ -147,17 +172,20 @@ def _aggregate_csv_row(aggregate: AggregateSummary, cell_keys: Sequence[str]) ->
         "method": aggregate.method,
         "cell": cell_label(aggregate.setting, cell_keys),
         **_block_columns(aggregate.block),
-        "n_runs": stats.n_runs,
+        "n_runs": len(aggregate.runs),
         "epochs": aggregate.n_epochs,
         "epochs_configured": configured.pop() if len(configured) == 1 else "",
         "complete": int(aggregate.complete),
-        "acc_max": stats.acc_max.mean,
-        "acc_max_std": stats.acc_max.std,
+        "accuracy_measured": int(stats is not None),
     }
-    for p in PERCENTILES:
-        cell = stats.percentiles[p]
-        row[f"p{p}_mean"], row[f"p{p}_mean_std"] = cell.mean.mean, cell.mean.std
-        row[f"p{p}_var"], row[f"p{p}_var_std"] = cell.var.mean, cell.var.std
+    if aggregate.heldout is not None:
+        row["agree_heldout"], row["agree_heldout_std"] = aggregate.heldout.mean, aggregate.heldout.std
+    if stats is not None:
+        row["acc_max"], row["acc_max_std"] = stats.acc_max.mean, stats.acc_max.std
+        for p in PERCENTILES:
+            cell = stats.percentiles[p]
+            row[f"p{p}_mean"], row[f"p{p}_mean_std"] = cell.mean.mean, cell.mean.std
+            row[f"p{p}_var"], row[f"p{p}_var_std"] = cell.var.mean, cell.var.std
     return row
 
 
@@ -200,11 +228,15 @@ def report_document(
                 "cell": _cell(run.setting, cell_keys.get(Block.of(run.record), [])),
                 "dataset": run.record.dataset,
                 "seed": run.record.seed,
-                "epochs": run.stats.n_epochs,
-                "acc_max": run.stats.acc_max,
-                "percentiles": {
-                    str(p): {"mean": stat.mean, "var": stat.var} for p, stat in run.stats.percentiles.items()
-                },
+                "epochs": run.record.epochs_logged,
+                "accuracy_measured": run.stats is not None,
+                "acc_max": run.stats.acc_max if run.stats is not None else None,
+                "percentiles": (
+                    {str(p): {"mean": stat.mean, "var": stat.var} for p, stat in run.stats.percentiles.items()}
+                    if run.stats is not None
+                    else None
+                ),
+                "agree_heldout": run.heldout,
             }
             for run in runs
         ],
@@ -213,13 +245,19 @@ def report_document(
                 "method": aggregate.method,
                 "cell": _cell(aggregate.setting, cell_keys.get(aggregate.block, [])),
                 "dataset": aggregate.block.dataset,
-                "n_runs": aggregate.stats.n_runs,
+                "n_runs": len(aggregate.runs),
                 "runs": [str(run.record.path) for run in aggregate.runs],
-                "acc_max": _mean_std_dict(aggregate.stats.acc_max),
-                "percentiles": {
-                    str(p): {"mean": _mean_std_dict(cell.mean), "var": _mean_std_dict(cell.var)}
-                    for p, cell in aggregate.stats.percentiles.items()
-                },
+                "accuracy_measured": aggregate.stats is not None,
+                "acc_max": _mean_std_dict(aggregate.stats.acc_max) if aggregate.stats is not None else None,
+                "percentiles": (
+                    {
+                        str(p): {"mean": _mean_std_dict(cell.mean), "var": _mean_std_dict(cell.var)}
+                        for p, cell in aggregate.stats.percentiles.items()
+                    }
+                    if aggregate.stats is not None
+                    else None
+                ),
+                "agree_heldout": _mean_std_dict(aggregate.heldout) if aggregate.heldout is not None else None,
             }
             for aggregate in aggregates
         ],

@@ -11,6 +11,9 @@ ones (its percentiles cover different epochs).
 Within a block, methods come in the order they first appear among the runs given, then each of a
 method's settings in that order, its runs followed by its aggregated row. Settings of a block that
 differ in more than the method are labelled with the config keys on which they differ.
+
+A run with no test data has no accuracy (``stats`` None): its row keeps its place, with the student-teacher
+agreement on its held-out generated samples, which every run logging it shows (``heldout``, a fraction).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fastlrwa.report.table import AggregateStats, RunStats, aggregate_runs, run_stats
+from fastlrwa.report.table import AggregateStats, MeanStd, RunStats, aggregate_runs, mean_and_sample_std, run_stats
 from fastlrwa.run_log.metrics_file import RunRecord
 from fastlrwa.run_log.settings import Setting, differing_keys, setting_of
 
@@ -52,10 +55,14 @@ class Block:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """One run and its Table-1 cells."""
+    """One run and its Table-1 cells (None where its accuracy was not measured)."""
 
     record: RunRecord
-    stats: RunStats
+    stats: RunStats | None
+
+    @property
+    def heldout(self) -> float | None:
+        return self.record.final_heldout_agreement
 
     @property
     def setting(self) -> Setting:
@@ -64,17 +71,19 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class AggregateSummary:
-    """Several seeds of one setting and the mean and sample std of their cells."""
+    """Several seeds of one setting and the mean and sample std of their cells (None where their accuracy was not
+    measured) and of their last held-out agreement (None where one of them logged none)."""
 
     block: Block
     method: str
     setting: Setting
     runs: list[RunSummary]
-    stats: AggregateStats
+    stats: AggregateStats | None
+    heldout: MeanStd | None = None
 
     @property
     def n_epochs(self) -> int:
-        return self.runs[0].stats.n_epochs
+        return self.runs[0].record.epochs_logged
 
     @property
     def complete(self) -> bool:
@@ -106,10 +115,12 @@ def summarise_runs(records: Sequence[RunRecord]) -> tuple[list[RunSummary], list
 
     Every record needs at least one logged epoch.
     """
-    runs = [RunSummary(record, run_stats(record.accuracies)) for record in records]
+    runs = [
+        RunSummary(record, run_stats(record.accuracies) if record.accuracy_measured else None) for record in records
+    ]
     by_setting: dict[tuple[Block, str, Setting, int], list[RunSummary]] = {}
     for run in runs:
-        key = (Block.of(run.record), run.record.method, run.setting, run.stats.n_epochs)
+        key = (Block.of(run.record), run.record.method, run.setting, run.record.epochs_logged)
         by_setting.setdefault(key, []).append(run)
     aggregates = []
     for (block, method, setting, _), members in by_setting.items():
@@ -123,8 +134,17 @@ def summarise_runs(records: Sequence[RunRecord]) -> tuple[list[RunSummary], list
                 block.title,
                 ", ".join(map(str, seeds)),
             )
+        stats = [run.stats for run in members if run.stats is not None]
+        heldout = [run.heldout for run in members if run.heldout is not None]
         aggregates.append(
-            AggregateSummary(block, method, setting, members, aggregate_runs([run.stats for run in members]))
+            AggregateSummary(
+                block,
+                method,
+                setting,
+                members,
+                aggregate_runs(stats) if len(stats) == len(members) else None,
+                mean_and_sample_std(heldout) if len(heldout) == len(members) else None,
+            )
         )
     return runs, aggregates
 

@@ -121,7 +121,8 @@ def run_stats(accuracies: Sequence[float], percentiles: Sequence[int] = PERCENTI
     )
 
 
-def _mean_and_sample_std(values: Sequence[float]) -> MeanStd:
+def mean_and_sample_std(values: Sequence[float]) -> MeanStd:
+    """Mean and sample standard deviation (ddof = 1) of at least two values."""
     mean = math.fsum(values) / len(values)
     return MeanStd(mean=mean, std=math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)))
 
@@ -139,11 +140,11 @@ def aggregate_runs(runs: Sequence[RunStats]) -> AggregateStats:
         raise ValueError("every run must have the same percentiles")
     return AggregateStats(
         n_runs=len(runs),
-        acc_max=_mean_and_sample_std([run.acc_max for run in runs]),
+        acc_max=mean_and_sample_std([run.acc_max for run in runs]),
         percentiles={
             p: AggregatePercentile(
-                mean=_mean_and_sample_std([run.percentiles[p].mean for run in runs]),
-                var=_mean_and_sample_std([run.percentiles[p].var for run in runs]),
+                mean=mean_and_sample_std([run.percentiles[p].mean for run in runs]),
+                var=mean_and_sample_std([run.percentiles[p].var for run in runs]),
             )
             for p in percentiles
         },

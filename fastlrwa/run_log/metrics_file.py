@@ -1,7 +1,9 @@
 """A run directory's per-epoch log: the writer the trainer uses and the reader the report uses.
 
 A run directory holds ``config.json`` (what was run) and ``metrics.jsonl`` (one JSON object per
-finished epoch, at least ``{"epoch": k, "test_accuracy": percent}``, k counted from 1).
+finished epoch, at least ``{"epoch": k}``, k counted from 1, with ``"test_accuracy": percent`` on every line of a
+run that has test data and on none of a run that has not, which measures its student by ``"agree_heldout"``, the
+student-teacher agreement on held-out generated samples, a fraction).
 
 Two kinds of damage are expected and handled: a crash while a line is being written leaves a cut
 line (ignored with a warning), and a run resumed from a checkpoint older than its log writes
@@ -34,8 +36,9 @@ logger = logging.getLogger(__name__)
 class RunRecord:
     """What the report needs from one run directory.
 
-    ``accuracies[k - 1]`` is the test accuracy (%) after epoch k and ``metrics[k - 1]`` that epoch's
-    full log record; ``complete`` says whether every configured epoch has been logged. The student
+    ``metrics[k - 1]`` is epoch k's full log record and ``accuracies[k - 1]`` its test accuracy (%), for every
+    logged epoch, or none at all where the run had no test data (``accuracy_measured``); ``complete`` says
+    whether every configured epoch has been logged. The student
     and teacher fields are None where config.json does not record them; ``config`` is the resolved
     config the run recorded (nested, as ``to_dict`` writes it), empty where it records none.
     """
@@ -53,6 +56,20 @@ class RunRecord:
     metrics: list[dict[str, Any]]
     complete: bool
     config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def epochs_logged(self) -> int:
+        return len(self.metrics)
+
+    @property
+    def accuracy_measured(self) -> bool:
+        return bool(self.accuracies)
+
+    @property
+    def final_heldout_agreement(self) -> float | None:
+        """The last epoch's ``agree_heldout`` (a fraction), None where the run logged none."""
+        value = self.metrics[-1].get("agree_heldout") if self.metrics else None
+        return float(value) if _is_real(value) else None
 
 
 def _is_int(value: Any) -> bool:
@@ -122,12 +139,15 @@ def _optional(config: dict[str, Any], key: str, kind: type) -> Any:
 
 
 def _accuracies(metrics_path: Path, records: dict[int, tuple[int, dict[str, Any]]]) -> list[float]:
+    """Every epoch's test accuracy, or none where no line has one (a run with no test data)."""
     missing = [epoch for epoch in range(1, max(records, default=0) + 1) if epoch not in records]
     if missing:
         raise UserFacingError(
             f"{metrics_path} logs epochs up to {max(records)} but not epoch {missing[0]}; the log was edited "
             f"or mixes two runs: restore it, or delete the lines after epoch {missing[0] - 1}"
         )
+    if all("test_accuracy" not in record for _, record in records.values()):
+        return []
     accuracies = []
     for epoch in range(1, len(records) + 1):
         number, record = records[epoch]
@@ -176,8 +196,8 @@ def read_run(run_dir: str | os.PathLike) -> RunRecord:
         epochs_configured=epochs,
         teacher_accuracy=float(config["teacher_accuracy"]) if _is_real(config.get("teacher_accuracy")) else None,
         accuracies=accuracies,
-        metrics=[records[epoch][1] for epoch in range(1, len(accuracies) + 1)],
-        complete=len(accuracies) >= epochs,
+        metrics=[records[epoch][1] for epoch in range(1, len(records) + 1)],
+        complete=len(records) >= epochs,
         # Keys renamed since the run was written are read under their names of today, so that runs of two
         # versions that ran the same setting compare as one.
         config=upgrade_train_config(_optional(config, "config", dict) or {}),

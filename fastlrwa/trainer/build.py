@@ -51,7 +51,7 @@ class RunParts:
     generator_scaler: torch.amp.GradScaler
     student_scaler: torch.amp.GradScaler
     replay: ReplayScheme | None
-    test_set: DeviceImageSet | None  # rank 0 only
+    test_set: DeviceImageSet | None  # rank 0 only, and only where the run has test data
     rng: torch.Generator
     # None for ZSKD, whose samples are its impressions (``impressions``, filled in by the trainer) and whose
     # generator is built but never trained or used.
@@ -143,10 +143,13 @@ def _check_teacher_serves(spec: MethodSpec, config: TrainConfig, teacher: nn.Mod
         )
 
 
-def _test_split(config: TrainConfig, info: DatasetInfo) -> ArraySplit:
-    """The user's own test set (``--test-data``) where one is given, else the dataset's test split."""
+def _test_split(config: TrainConfig, info: DatasetInfo) -> ArraySplit | None:
+    """The user's own test set (``--test-data``) where one is given, else the dataset's test split; None with
+    neither (the run then measures the student on held-out generated samples only: ``trainer.heldout``)."""
     if config.data.test_data is not None:
         return load_test_data(config.data.test_data, info)
+    if config.data.dataset is None:
+        return None
     return load_split(info.name, "test", root=config.data.data_root, download=config.data.download)
 
 
@@ -172,7 +175,8 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
                 "has no BatchNorm layer; use a teacher with BatchNorm (e.g. resnet34, wrn40_2) or "
                 "another method"
             )
-        test_set = DeviceImageSet(_test_split(config, info), device) if context.is_main else None
+        split = _test_split(config, info) if context.is_main else None
+        test_set = DeviceImageSet(split, device) if split is not None else None
         student = build_model(
             config.student.arch, info.num_classes, in_channels=info.channels, image_size=info.image_size
         )

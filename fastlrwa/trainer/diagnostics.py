@@ -38,9 +38,12 @@ def normalised_entropy(counts: list[float]) -> float:
     return entropy / math.log(len(counts))
 
 
-def fixed_latents(count: int, latent_dim: int, seed: int, device: torch.device) -> torch.Tensor:
-    """``count`` latents drawn from their own CPU generator (the same values on every device)."""
-    rng = torch.Generator().manual_seed(seed + SAMPLE_SEED_OFFSET)
+def fixed_latents(
+    count: int, latent_dim: int, seed: int, device: torch.device, offset: int = SAMPLE_SEED_OFFSET
+) -> torch.Tensor:
+    """``count`` latents drawn from their own CPU generator seeded ``seed + offset`` (the same values on every
+    device)."""
+    rng = torch.Generator().manual_seed(seed + offset)
     return torch.randn(count, latent_dim, generator=rng).to(device)
 
 

@@ -45,6 +45,7 @@ from fastlrwa.trainer.diagnostics import (
     normalised_entropy,
 )
 from fastlrwa.trainer.epoch_stats import EpochStats, format_live
+from fastlrwa.trainer.heldout import HeldOutSamples
 from fastlrwa.trainer.impressions import load_or_synthesise
 from fastlrwa.trainer.run_dir import RunDir
 from fastlrwa.trainer.stop_signals import StopRequested, stop_request
@@ -52,7 +53,7 @@ from fastlrwa.trainer.teacher import file_sha256
 from fastlrwa.trainer.write_guard import guarded_write
 
 WATCHED_LOSSES = ("loss_student", "loss_generator")
-LIVE_KEYS = ("loss_student", "loss_generator", "grad_cos", "agree_gen")
+LIVE_KEYS = ("loss_student", "loss_generator", "grad_cos", "agree_gen", "agree_heldout")
 CLASS_HISTOGRAM = "gen_class_hist"
 
 
@@ -78,6 +79,17 @@ class Trainer:
         self._sample_latents = (
             fixed_latents(grid, self.config.generator.latent_dim, self.config.runtime.seed, parts.device)
             if grid > 0 and self.context.is_main and parts.generator_update is not None
+            else None
+        )
+        # ZSKD trains no generator: its samples are its impressions, and it has no held-out generated set.
+        self._heldout = (
+            HeldOutSamples(
+                self.config.generator.latent_dim,
+                self.config.runtime.seed,
+                parts.device,
+                batch_size=self.config.runtime.eval_batch_size,
+            )
+            if self.context.is_main and parts.generator_update is not None
             else None
         )
 
@@ -217,26 +229,14 @@ class Trainer:
         # Training's peak since the epoch started (reset in fit), read before the evaluation allocates.
         peak = {"peak_memory_mb": torch.cuda.max_memory_allocated(p.device) / 2**20} if p.device.type == "cuda" else {}
         eval_start = time.perf_counter()
-        batch_size = self.config.runtime.eval_batch_size
-        if self._teacher_test_predictions is None:  # the frozen teacher's predictions never change
-            self._teacher_test_predictions = predict(
-                p.teacher, p.test_set, batch_size=batch_size, autocast_dtype=p.autocast_dtype
-            )
-        result = evaluate(
-            p.student,
-            p.test_set,
-            batch_size=batch_size,
-            autocast_dtype=p.autocast_dtype,
-            reference=self._teacher_test_predictions,
-        )
+        measured = {**self._test_metrics(), **self._heldout_metrics()}
         eval_time = time.perf_counter() - eval_start
         s = self.config.schedule
         student_steps = s.iters_per_epoch * s.student_steps
         samples = s.iters_per_epoch * (s.gen_steps + s.student_steps) * s.batch_size * self.context.world_size
         return {
             "epoch": epoch,
-            "test_accuracy": result.accuracy,
-            "agree_test": result.agreement,
+            **measured,
             **{k: v for k, v in sorted(means.items())},
             **(
                 {"gen_class_entropy": normalised_entropy(class_counts), CLASS_HISTOGRAM: class_counts}
@@ -252,6 +252,34 @@ class Trainer:
             **peak,
         }
 
+    def _test_metrics(self) -> dict[str, float]:
+        """The student's accuracy on the test set and its agreement with the teacher there; nothing where the run
+        has no test data."""
+        p = self.parts
+        if p.test_set is None:
+            return {}
+        batch_size = self.config.runtime.eval_batch_size
+        if self._teacher_test_predictions is None:  # the frozen teacher's predictions never change
+            self._teacher_test_predictions = predict(
+                p.teacher, p.test_set, batch_size=batch_size, autocast_dtype=p.autocast_dtype
+            )
+        result = evaluate(
+            p.student,
+            p.test_set,
+            batch_size=batch_size,
+            autocast_dtype=p.autocast_dtype,
+            reference=self._teacher_test_predictions,
+        )
+        return {"test_accuracy": result.accuracy, "agree_test": result.agreement}
+
+    def _heldout_metrics(self) -> dict[str, float]:
+        if self._heldout is None:
+            return {}
+        p = self.parts
+        return {
+            "agree_heldout": self._heldout.agreement(p.generator, p.student, p.teacher, autocast_dtype=p.autocast_dtype)
+        }
+
     def _publish(self, record: dict[str, Any]) -> None:
         if self.context.is_main:
             # The epoch's files go before the checkpoint: a crash or a failed write before it leaves lines that
@@ -265,16 +293,17 @@ class Trainer:
                     ModelMeta.for_dataset(self.config.student.arch, self.parts.info),
                     extra={
                         "epoch": record["epoch"],
-                        "test_accuracy": record["test_accuracy"],
                         "method": self.config.method,
+                        **{key: record[key] for key in ("test_accuracy", "agree_heldout") if key in record},
                     },
                 )
             self._write_events(record)
         self.save_checkpoint()
         if not self.context.is_main:
             return
+        accuracy = f"test acc {record['test_accuracy']:.2f}%" if "test_accuracy" in record else "accuracy not measured"
         self.progress.log(
-            f"epoch {record['epoch']}/{self.config.schedule.epochs}  test acc {record['test_accuracy']:.2f}%  "
+            f"epoch {record['epoch']}/{self.config.schedule.epochs}  {accuracy}  "
             + format_live(record, LIVE_KEYS)
             + f"  {record['samples_per_s']:.0f} samples/s"
         )
