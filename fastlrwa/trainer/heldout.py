@@ -53,5 +53,15 @@ class HeldOutSamples:
         for latents in self.latents.split(self.batch_size):
             images = generated_samples(generator, latents)
             with inference(student, device, autocast_dtype), inference(teacher, device, autocast_dtype):
-                agreeing += (student(images).argmax(dim=1) == teacher(images).argmax(dim=1)).sum()
+                same = student(_as_input_of(student, images)).argmax(dim=1) == teacher(
+                    _as_input_of(teacher, images)
+                ).argmax(dim=1)
+                agreeing += same.sum()
         return agreeing.item() / self.latents.shape[0]
+
+
+def _as_input_of(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``images`` in the dtype of ``model``'s parameters, as the test set is evaluated (a float64 run's models
+    take float64, a generator computing in bfloat16 gives bfloat16)."""
+    param = next(model.parameters(), None)
+    return images if param is None else images.to(param.dtype)
