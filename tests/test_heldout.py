@@ -135,7 +135,7 @@ def test_a_run_with_test_data_logs_the_heldout_agreement_beside_its_accuracy(tea
     assert 0.0 <= record["test_accuracy"] <= 100.0 and 0.0 <= record["agree_heldout"] <= 1.0
     report = run_report([tmp_path / "run"])
     assert report.document["runs"][0]["accuracy_measured"] is True
-    assert "accuracy not measured" not in report.markdown
+    assert ", accuracy not measured)" not in report.markdown
 
 
 def _subprocess_args(out, teacher_path, epochs):
