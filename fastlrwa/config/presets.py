@@ -113,9 +113,9 @@ METHOD_PRESETS["digits"] = {
     )
 }
 METHOD_PRESETS["fashion-mnist"] = {
-    # The paper's 24000 impressions x 1500 steps cost hours on 2 CPU cores (RESULTS.md, "ZSKD on Fashion-MNIST":
-    # about 1 ms an impression-step single-threaded), and the impressions' loss has levelled off by step ~100 at
-    # the paper's learning rate: 12000 x 100 here. An epoch is one pass at batch 128.
+    # The paper's 24000 impressions x 1500 steps are about an hour a run on one idle core (RESULTS.md, "ZSKD on
+    # Fashion-MNIST": about 0.09 ms an impression-step single-threaded, extrapolated), and the impressions' loss has
+    # levelled off by step ~100 at the paper's learning rate: 12000 x 100 here. An epoch is one pass at batch 128.
     "zskd": apply_nested(
         _ZSKD,
         {
