@@ -19,6 +19,7 @@ from scipy import stats
 
 from fastlrwa.cli import cli
 from fastlrwa.commands.report import run_report
+from fastlrwa.config.presets import train_config
 from fastlrwa.config.schema import TrainConfig, to_dict
 from fastlrwa.errors import ConfigError, UserFacingError
 from fastlrwa.report.plot import plot_learning_curves
@@ -36,11 +37,13 @@ def write_run(
     lr: float = 1e-3,
     epoch_times: list[float] | None = None,
     objectives: tuple[str, str] = ("paper", "official"),
+    preset: str | None = None,
     **runtime,
 ) -> Path:
     """A run directory as `fastlrwa train` writes it, with a full recorded config (``objectives``: LRWA's
-    and the joint update's)."""
-    config = to_dict(TrainConfig())
+    and the joint update's; ``preset``: the config `fastlrwa train --preset PRESET --method METHOD` resolves,
+    the method's own settings on that preset included, instead of the schema's defaults)."""
+    config = to_dict(TrainConfig() if preset is None else train_config(preset, {"method": method}))
     config["method"], config["generator"]["lr"], config["runtime"]["seed"] = method, lr, seed
     config["lrwa"]["objective"], config["joint"]["objective"] = objectives
     config["schedule"]["epochs"] = len(accuracies)
@@ -85,6 +88,48 @@ def welch(a: list[float], b: list[float]) -> tuple[float, float]:
     half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
     d = statistics.fmean(a) - statistics.fmean(b)
     return d - half, d + half
+
+
+def _zskd_against_mb_dfkd(tmp_path, rng, zskd_batch: int | None = None) -> tuple[list[Path], dict[str, list]]:
+    """Three MB-DFKD and three ZSKD runs of the digits preset, each method with its own schedule and optimizer
+    (ZSKD's Adam, its batch and iteration count); ``zskd_batch``: ZSKD's batch set by a flag instead."""
+    curves = {"zskd": [curve(rng, 71.0) for _ in range(3)], "mb-dfkd": [curve(rng, 88.0) for _ in range(3)]}
+    dirs = []
+    for method, runs in curves.items():
+        for seed, accuracies in enumerate(runs):
+            run = write_run(tmp_path, method, seed, accuracies, preset="digits", lr=train_config("digits").generator.lr)
+            if method == "zskd" and zskd_batch is not None:
+                recorded = json.loads((run / "config.json").read_text())
+                recorded["config"]["schedule"]["batch_size"] = zskd_batch
+                (run / "config.json").write_text(json.dumps(recorded))
+            dirs.append(run)
+    return dirs, curves
+
+
+def test_a_method_with_its_own_schedule_is_compared_in_its_cell(tmp_path, rng, capsys) -> None:
+    dirs, curves = _zskd_against_mb_dfkd(tmp_path, rng)
+    zskd, mb_dfkd = (json.loads((dirs[index] / "config.json").read_text())["config"] for index in (0, 3))
+    assert zskd["schedule"] != mb_dfkd["schedule"] and zskd["student"]["optimizer"] != mb_dfkd["student"]["optimizer"]
+    for compare in (None, "mb-dfkd"):
+        run_report(dirs, as_json=True, compare=compare)
+        [entry] = json.loads(capsys.readouterr().out)["comparisons"]
+        assert (entry["a"]["method"], entry["b"]["method"]) == ("zskd", "mb-dfkd")
+        quantities = {q["quantity"]: q for q in entry["quantities"]}
+        a = [p80(acc)[0] for acc in curves["zskd"]]
+        b = [p80(acc)[0] for acc in curves["mb-dfkd"]]
+        assert quantities["p80_mean"]["difference"] == pytest.approx(statistics.fmean(a) - statistics.fmean(b))
+        low, high = welch(a, b)
+        assert (quantities["p80_mean"]["welch_low"], quantities["p80_mean"]["welch_high"]) == pytest.approx((low, high))
+
+
+def test_a_method_setting_changed_by_a_flag_splits_the_cell(tmp_path, rng, capsys) -> None:
+    # ZSKD's batch set to 32 by a flag is not ZSKD's own setting: MB-DFKD at its batch of 64 is another cell.
+    dirs, _ = _zskd_against_mb_dfkd(tmp_path, rng, zskd_batch=32)
+    run_report(dirs, as_json=True)
+    assert json.loads(capsys.readouterr().out)["comparisons"] == []
+    report = run_report(dirs, as_json=True, compare="mb-dfkd")
+    capsys.readouterr()
+    assert "zskd on digits" in report.markdown and "no counterpart matching --compare mb-dfkd" in report.markdown
 
 
 def test_two_methods_are_compared_automatically(tmp_path, rng, capsys) -> None:

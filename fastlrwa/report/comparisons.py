@@ -5,8 +5,9 @@ one table block (same dataset, teacher and student) and one number of logged epo
 the pairs:
 
 - automatic: within each block, settings that differ only in their method (the same sweep cell:
-  ``settings.same_cell``, which leaves out the options one of the methods never reads) are compared
-  pairwise, each pair as "first listed − second listed";
+  ``settings.same_cell``, which leaves out the options one of the methods never reads and those a method
+  sets for itself, as ZSKD its schedule: ``settings.method_owned_keys``) are compared pairwise, each pair
+  as "first listed − second listed";
 - a baseline (``--compare``): a method name, ``key=value`` config conditions, or both, comma-separated
   (``mb-dfkd``, ``generator.lr=0.001``, ``mb-dfkd,generator.lr=0.001``). Every setting that does not
   match it is compared with its *counterpart*: the setting that matches the baseline and agrees with it
@@ -32,7 +33,7 @@ from fastlrwa.report.equal_time import accuracies_within, default_budget
 from fastlrwa.report.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Difference, difference
 from fastlrwa.report.summary import AggregateSummary, Block
 from fastlrwa.report.table import percentile_stats
-from fastlrwa.run_log.settings import Setting, same_cell
+from fastlrwa.run_log.settings import Setting, method_owned_keys, same_cell
 
 COMPARED_PERCENTILE = 80
 
@@ -152,6 +153,12 @@ def _comparable(a: AggregateSummary, b: AggregateSummary) -> bool:
     return a.block == b.block and a.n_epochs == b.n_epochs
 
 
+def _one_cell(a: AggregateSummary, a_setting: Setting, b: AggregateSummary) -> bool:
+    """Whether ``a`` (as ``a_setting``) and ``b`` ran the same cell, each method with its own settings."""
+    owned = method_owned_keys(a.block.dataset, a.method, a_setting, b.method, b.setting)
+    return same_cell(a_setting, b.setting, owned)
+
+
 def _check_baseline(aggregates: Sequence[AggregateSummary], baseline: Baseline) -> None:
     known_keys = {key for aggregate in aggregates for key, _ in aggregate.setting}
     for key in baseline.values:
@@ -178,7 +185,7 @@ def comparison_pairs(
         pairs = [
             (a, b)
             for a, b in combinations(aggregates, 2)
-            if a.method != b.method and _comparable(a, b) and same_cell(a.setting, b.setting)
+            if a.method != b.method and _comparable(a, b) and _one_cell(a, a.setting, b)
         ]
         return pairs, []
     _check_baseline(aggregates, baseline)
@@ -196,7 +203,7 @@ def comparison_pairs(
             if other.method == (baseline.method or aggregate.method)
             and _comparable(aggregate, other)
             and _matches(other, baseline)
-            and same_cell(wanted, other.setting)
+            and _one_cell(aggregate, wanted, other)
         ]
         if counterparts:
             pairs += [(aggregate, counterpart) for counterpart in counterparts]

@@ -20,7 +20,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fastlrwa.config.methods import unread_config_sections
-from fastlrwa.config.schema import RUN_LOCAL_KEYS
+from fastlrwa.config.presets import METHOD_PRESETS, TRAIN_PRESETS, train_config
+from fastlrwa.config.schema import RUN_LOCAL_KEYS, to_dict
 
 REPORT_IGNORED_KEYS = RUN_LOCAL_KEYS | {"method", "runtime.seed", "teacher.path"}
 
@@ -95,17 +96,44 @@ def differing_keys(settings: Iterable[Setting]) -> list[str]:
     ]
 
 
-def same_cell(a: Setting, b: Setting) -> bool:
-    """Whether two settings agree on every key of the sections both read (a key one of them lacks included):
-    the same sweep cell, whatever options their methods do not share (LRWA's, the joint update's)."""
+def same_cell(a: Setting, b: Setting, ignored: Iterable[str] = ()) -> bool:
+    """Whether two settings agree on every key of the sections both read (a key one of them lacks included),
+    less ``ignored`` (``method_owned_keys``): the same sweep cell, whatever options their methods do not share
+    (LRWA's, the joint update's)."""
     values_a, values_b = dict(a), dict(b)
     shared = {_section(key) for key in values_a} & {_section(key) for key in values_b}
+    ignored = frozenset(ignored)
     missing = object()
     return all(
         values_a.get(key, missing) == values_b.get(key, missing)
         for key in values_a.keys() | values_b.keys()
-        if _section(key) in shared
+        if _section(key) in shared and key not in ignored
     )
+
+
+def method_owned_keys(dataset: str, method_a: str, a: Setting, method_b: str, b: Setting) -> frozenset[str]:
+    """The keys on which two runs of different methods may differ and still be one sweep cell: a key that one
+    of the methods never reads and the other run has (ZSKD's ``schedule.gen_steps``), and a key a method sets
+    for itself on the preset named like the dataset (``config.presets.METHOD_PRESETS``: ZSKD's schedule and
+    optimizer) where each run holds the value its own method gives it there. A value set by a flag (the same
+    ``--set schedule.batch_size=...`` for both methods) is compared as any other."""
+    if method_a == method_b:
+        return frozenset()
+    values_a, values_b = dict(a), dict(b)
+    unread = unread_config_sections(method_a) + unread_config_sections(method_b)
+    keys = {key for key in values_a.keys() ^ values_b.keys() if key.startswith(unread)}
+    own = METHOD_PRESETS.get(dataset, {})
+    preset_keys = set(flatten_config(own.get(method_a, {}))) | set(flatten_config(own.get(method_b, {})))
+    if dataset in TRAIN_PRESETS and preset_keys:
+        default_a, default_b = (
+            flatten_config(to_dict(train_config(dataset, {"method": method}))) for method in (method_a, method_b)
+        )
+        keys |= {
+            key
+            for key in preset_keys
+            if values_a.get(key) == _hashable(default_a.get(key)) and values_b.get(key) == _hashable(default_b.get(key))
+        }
+    return frozenset(keys)
 
 
 def cell_label(setting: Setting, keys: Iterable[str]) -> str:
