@@ -70,7 +70,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         # As on digits: MB-DFKD with the authors' joint loss, ahead of LRWA on every one of 5 seeds (RESULTS.md,
         # "Table 1 on Fashion-MNIST"); `--method lrwa-mb` runs LRWA as written. Batch 256 (4x the samples of the
         # batch 64 first chosen here): +6.2 points past the 80th percentile over 5 seeds, Welch [+1.4, +11.1];
-        # about 8 minutes a run on 2 idle cores (RESULTS.md, "The fashion-mnist preset at batch 256").
+        # about 9 minutes a run on 2 idle cores (RESULTS.md, "The fashion-mnist preset at batch 256").
         "method": "mb-dfkd",
         "data": {"dataset": "fashion-mnist"},
         "student": {"arch": "lenet5_half", "lr": 0.05},
