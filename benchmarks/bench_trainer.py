@@ -128,17 +128,8 @@ def write_random_teacher(path: Path, arch: str, dataset: str) -> Path:
     info = dataset_info(dataset)
     torch.manual_seed(0)
     model = build_model(arch, info.num_classes, in_channels=info.channels, image_size=info.image_size)
-    meta = ModelMeta(
-        arch=arch,
-        num_classes=info.num_classes,
-        in_channels=info.channels,
-        image_size=info.image_size,
-        dataset=dataset,
-        mean=tuple(info.mean),
-        std=tuple(info.std),
-    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_model_checkpoint(path, model.eval(), meta)
+    save_model_checkpoint(path, model.eval(), ModelMeta.for_dataset(arch, info))
     return path
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,31 @@ DIAGNOSED_LRWA_RUN = {
     "diagnostics.grad_norm_every": 2,
     "diagnostics.sample_grid": 4,
 }
+
+
+def signal_after_line(process: subprocess.Popen, prefix: str, signum: int, *, timeout: float = 120) -> str:
+    """Send ``signum`` to ``process`` once a line of its stderr starts with ``prefix`` (at the latest after
+    240 s), and return the rest of its stderr; the process is killed however that ends."""
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not process.stderr.readline().startswith(prefix):
+            pass
+        process.send_signal(signum)
+        return process.communicate(timeout=timeout)[1]
+    finally:
+        process.kill()
+
+
+def replay_batches(new: int, memory: int, side: int, classes: int, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """Fresh random ``(x_new, t_new, x_mem, t_mem)``: 3-channel ``side`` x ``side`` images and teacher logits."""
+    return (
+        torch.randn(new, 3, side, side, dtype=dtype),
+        torch.randn(new, classes, dtype=dtype),
+        torch.randn(memory, 3, side, side, dtype=dtype),
+        torch.randn(memory, classes, dtype=dtype),
+    )
+
+
+def params_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's parameters, detached, as the update functions take them."""
+    return {name: p.detach() for name, p in model.named_parameters()}

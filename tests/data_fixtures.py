@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
+import torch
 from PIL import Image
 
 
@@ -22,6 +23,16 @@ class Written:
     images: np.ndarray  # as the reader should return them: uint8 [N, C, H, W] before any resize
     labels: np.ndarray  # int64 [N], the true class numbers
     files: list[Path]
+
+
+def assert_read_as_written(loaded, written: Written, channels: int, size: int) -> None:
+    """A split read back as the readers promise (contiguous uint8 images [N, channels, size, size], int64
+    labels) and equal to what a writer wrote."""
+    assert loaded.images.dtype == torch.uint8 and loaded.labels.dtype == torch.int64
+    assert loaded.images.shape == (len(written.labels), channels, size, size)
+    assert loaded.images.is_contiguous()
+    np.testing.assert_array_equal(loaded.images.numpy(), written.images)
+    np.testing.assert_array_equal(loaded.labels.numpy(), written.labels)
 
 
 def write_idx_pair(folder: Path, prefix: str, n: int, *, gz: bool, rng: np.random.Generator) -> Written:

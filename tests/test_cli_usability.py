@@ -9,13 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import click
 import torch
 from click.testing import CliRunner
 
-from conftest import TINY_TRAIN_FLAGS
+from conftest import TINY_TRAIN_FLAGS, signal_after_line
 from fastlrwa.cli import cli
 from fastlrwa.config.presets import PRETRAIN_PRESETS, TRAIN_PRESETS
 from fastlrwa.cpu_runtime import SPIN_COUNT, WAIT_SETTINGS
@@ -57,10 +56,14 @@ def test_lazy_exports_resolve_to_their_objects_and_names_match_the_registry():
 
     assert CLASSIFIER_NAMES == tuple(REGISTERED_BUILDERS)
     for package in (data, models):
-        for name in package.__all__:
-            value = getattr(package, name)
-            assert not isinstance(value, type(sys)), f"{package.__name__}.{name} is a module"
-            assert value is getattr(sys.modules[package._EXPORTS[name]], name)
+        listed = []
+        for module, names in package._EXPORTS.items():
+            for name in names:
+                value = getattr(package, name)
+                assert not isinstance(value, type(sys)), f"{package.__name__}.{name} is a module"
+                assert value is getattr(sys.modules[f"{package.__name__}.{module}"], name)
+                listed.append(name)
+        assert package.__all__ == sorted(listed) == dir(package)
 
 
 def test_presets_lists_every_preset_and_recipe():
@@ -193,16 +196,7 @@ def test_ctrl_c_during_pretraining_is_one_line_and_130(tmp_path):
         # Ctrl-C reaches a foreground process, so the child gets the default disposition whoever runs the suite.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            line = process.stderr.readline()
-            if line.startswith("epoch 2/"):
-                break
-        process.send_signal(signal.SIGINT)
-        rest = process.communicate(timeout=120)[1]
-    finally:
-        process.kill()
+    rest = signal_after_line(process, "epoch 2/", signal.SIGINT)
     assert process.returncode == 130
     errors = [line for line in rest.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in rest and "Aborted" not in rest, rest

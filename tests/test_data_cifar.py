@@ -6,8 +6,7 @@ import pickle
 
 import numpy as np
 import pytest
-import torch
-from data_fixtures import write_cifar
+from data_fixtures import assert_read_as_written, write_cifar
 
 from fastlrwa.data import CorruptDataError, dataset_info, load_split
 from fastlrwa.errors import DataNotFoundError
@@ -19,11 +18,7 @@ def test_cifar_round_trip(tmp_path, name, hundred):
     for split in ("train", "test"):
         loaded = load_split(name, split, root=tmp_path)
         expected = written[split]
-        assert loaded.images.dtype == torch.uint8 and loaded.labels.dtype == torch.int64
-        assert loaded.images.shape == (len(expected.labels), 3, 32, 32)
-        assert loaded.images.is_contiguous()
-        np.testing.assert_array_equal(loaded.images.numpy(), expected.images)
-        np.testing.assert_array_equal(loaded.labels.numpy(), expected.labels)
+        assert_read_as_written(loaded, expected, 3, 32)
         assert loaded.info == dataset_info(name)
     assert len(load_split(name, "train", root=tmp_path).labels) == (7 if hundred else 35)
 

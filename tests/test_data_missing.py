@@ -93,3 +93,19 @@ def test_failed_download_is_one_line(tmp_path, monkeypatch):
     assert "\n" not in message
     assert message.startswith(f"downloading cifar100 into {tmp_path} failed")
     assert "Temporary failure in name resolution" in message
+
+
+# Fashion-MNIST is left out: it is also searched for in Debian's folder, where this machine may have it.
+@pytest.mark.parametrize("name, dataset_class", [("cifar10", "CIFAR10"), ("cifar100", "CIFAR100"), ("mnist", "MNIST")])
+def test_torchvision_downloads_the_asked_split_into_the_root(tmp_path, monkeypatch, name, dataset_class):
+    calls = []
+
+    def offline(root, *, train, download):
+        calls.append((root, train, download))
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(torchvision.datasets, dataset_class, offline)
+    for split in ("train", "test"):
+        with pytest.raises(DataNotFoundError, match=f"downloading {name} into"):
+            load_split(name, split, root=tmp_path, download=True)
+    assert calls == [(str(tmp_path), True, True), (str(tmp_path), False, True)]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.io
-import torch
-from data_fixtures import write_svhn
+from data_fixtures import assert_read_as_written, write_svhn
 
 from fastlrwa.data import CorruptDataError, dataset_info, load_split
 
@@ -17,11 +16,7 @@ def test_svhn_round_trip(tmp_path, subdir):
     written = {split: write_svhn(tmp_path / subdir, split, n, rng) for split, n in (("train", 9), ("test", 5))}
     for split, expected in written.items():
         loaded = load_split("svhn", split, root=tmp_path)
-        assert loaded.images.dtype == torch.uint8 and loaded.labels.dtype == torch.int64
-        assert loaded.images.shape == (len(expected.labels), 3, 32, 32)
-        assert loaded.images.is_contiguous()
-        np.testing.assert_array_equal(loaded.images.numpy(), expected.images)
-        np.testing.assert_array_equal(loaded.labels.numpy(), expected.labels)
+        assert_read_as_written(loaded, expected, 3, 32)
     assert load_split("svhn", "train", root=tmp_path).labels[0] == 0  # stored as 10 on disk
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from data_fixtures import write_tiny_imagenet
+from data_fixtures import assert_read_as_written, write_tiny_imagenet
 
 from fastlrwa.data import CorruptDataError, load_split
 
@@ -14,12 +13,8 @@ def test_tiny_imagenet_round_trip(tmp_path):
     fixture = write_tiny_imagenet(tmp_path, np.random.default_rng())
     for split, expected in (("train", fixture.train), ("test", fixture.test)):
         loaded = load_split("tiny-imagenet", split, root=tmp_path)
-        assert loaded.images.dtype == torch.uint8 and loaded.labels.dtype == torch.int64
-        assert loaded.images.shape == (len(expected.labels), 3, 64, 64)
-        assert loaded.images.is_contiguous()
         # Pixels are compared with PIL's own decode of each file (one of them a greyscale JPEG).
-        np.testing.assert_array_equal(loaded.images.numpy(), expected.images)
-        np.testing.assert_array_equal(loaded.labels.numpy(), expected.labels)
+        assert_read_as_written(loaded, expected, 3, 64)
         assert loaded.info.num_classes == len(fixture.wnids)
         assert loaded.info.class_names == tuple(fixture.names)
         assert loaded.info.image_size == 64 and loaded.info.channels == 3

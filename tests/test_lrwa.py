@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from conftest import params_of, replay_batches
 from fastlrwa.errors import ConfigError
 from fastlrwa.kernels import backend as kernel_backend
 from fastlrwa.kernels import fused_mae
@@ -60,17 +61,7 @@ def make_problem(seed: int, dtype: torch.dtype = torch.float64, activation: type
             module.running_var.uniform_(0.5, 2.0)
             module.weight.data.uniform_(0.5, 1.5)
             module.bias.data.uniform_(-0.5, 0.5)
-    batches = (
-        torch.randn(9, 3, 7, 7, dtype=dtype),
-        torch.randn(9, CLASSES, dtype=dtype),
-        torch.randn(5, 3, 7, 7, dtype=dtype),
-        torch.randn(5, CLASSES, dtype=dtype),
-    )
-    return model, batches
-
-
-def params_of(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach() for name, p in model.named_parameters()}
+    return model, replay_batches(9, 5, 7, CLASSES, dtype)
 
 
 def flat(grads: dict[str, torch.Tensor], names) -> torch.Tensor:

@@ -10,13 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import TINY_TRAIN_FLAGS, tiny_overrides, without_timing
+from conftest import TINY_TRAIN_FLAGS, signal_after_line, tiny_overrides, without_timing
 from fastlrwa.commands.train import run_train
 from fastlrwa.config.presets import train_config
 from fastlrwa.errors import RunWriteError
@@ -104,14 +103,7 @@ def test_a_second_process_is_refused_and_a_killed_holder_leaves_no_stale_lock(tm
 def test_sigterm_checkpoints_the_current_iteration_and_resume_matches(tmp_path, lenet_teacher, undisturbed):
     out = tmp_path / "run"
     process = subprocess.Popen(_train_command(out, lenet_teacher), stderr=subprocess.PIPE, text=True, env=ENV)
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and not process.stderr.readline().startswith("epoch 1/2"):
-            pass
-        process.send_signal(signal.SIGTERM)
-        rest = process.communicate(timeout=120)[1]
-    finally:
-        process.kill()
+    rest = signal_after_line(process, "epoch 1/2", signal.SIGTERM)
     assert process.returncode == 143
     errors = _errors(rest)
     state = torch.load(out / "checkpoint.pt", weights_only=True)
@@ -347,14 +339,7 @@ def _stopped_while_loading(slow: str, out: Path, teacher: Path, *extra: str) -> 
     process = subprocess.Popen(
         [sys.executable, "-c", SLOW_TO_LOAD, slow, *argv], stderr=subprocess.PIPE, text=True, env=ENV
     )
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and process.stderr.readline() != "loading\n":
-            pass
-        process.send_signal(signal.SIGTERM)
-        rest = process.communicate(timeout=60)[1]
-    finally:
-        process.kill()
+    rest = signal_after_line(process, "loading\n", signal.SIGTERM, timeout=60)
     return process.returncode, _errors(rest)
 
 

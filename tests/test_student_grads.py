@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from conftest import params_of, replay_batches
 from fastlrwa.errors import ConfigError
 from fastlrwa.updates.functional import frozen_running_stats, sgd_step, tree_axpy, tree_cosine, tree_dot
 from fastlrwa.updates.options import JointOptions, LRWAOptions
-from fastlrwa.updates.student_grads import install_grads, joint_grads, make_student_grads, plain_grads
+from fastlrwa.updates.student_grads import install_grads, make_student_grads
 
 PAPER, OFFICIAL = JointOptions("paper"), JointOptions("official")
 
@@ -32,17 +33,7 @@ def make_problem(seed: int, dtype: torch.dtype = torch.float64):
     model = conv_bn_net().to(dtype).train()
     model[1].running_mean.uniform_(-1.0, 1.0)
     model[1].running_var.uniform_(0.5, 2.0)
-    batches = (
-        torch.randn(11, 3, 6, 6, dtype=dtype),
-        torch.randn(11, CLASSES, dtype=dtype),
-        torch.randn(3, 3, 6, 6, dtype=dtype),
-        torch.randn(3, CLASSES, dtype=dtype),
-    )
-    return model, batches
-
-
-def params_of(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach() for name, p in model.named_parameters()}
+    return model, replay_batches(11, 3, 6, CLASSES, dtype)
 
 
 def reference_grads(model, losses_of):
@@ -64,7 +55,7 @@ def test_plain_gradient_matches_autograd():
     model, (x_new, t_new, _, _) = make_problem(seed=1)
     expected, (loss,), expected_buffers = reference_grads(model, lambda run: [F.l1_loss(run(x_new), t_new)])
     buffers = dict(model.named_buffers())
-    grads, aux = plain_grads(model, params_of(model), buffers, x_new, t_new)
+    grads, aux = make_student_grads("plain", model)(params_of(model), buffers, x_new, t_new)
     assert_dicts_close(grads, expected, rtol=1e-12, atol=1e-15)
     torch.testing.assert_close(aux["loss"], loss, rtol=1e-12, atol=0.0)
     assert_dicts_close(buffers, expected_buffers, rtol=1e-12, atol=0.0)
@@ -76,7 +67,7 @@ def test_joint_paper_is_the_sum_of_two_separate_forwards():
         model, lambda run: [F.l1_loss(run(x_new), t_new), F.l1_loss(run(x_mem), t_mem)]
     )
     buffers = dict(model.named_buffers())
-    grads, aux = joint_grads(model, params_of(model), buffers, x_new, t_new, x_mem, t_mem, options=PAPER)
+    grads, aux = make_student_grads("joint", model, joint=PAPER)(params_of(model), buffers, x_new, t_new, x_mem, t_mem)
     assert_dicts_close(grads, expected, rtol=1e-12, atol=1e-15)
     torch.testing.assert_close(aux["loss_acq"], loss_acq, rtol=1e-12, atol=0.0)
     torch.testing.assert_close(aux["loss_ret"], loss_ret, rtol=1e-12, atol=0.0)
@@ -91,7 +82,9 @@ def test_joint_official_is_one_forward_on_the_concatenation():
         model, lambda run: [F.l1_loss(run(torch.cat([x_new, x_mem])), torch.cat([t_new, t_mem]))]
     )
     buffers = dict(model.named_buffers())
-    grads, aux = joint_grads(model, params_of(model), buffers, x_new, t_new, x_mem, t_mem, options=OFFICIAL)
+    grads, aux = make_student_grads("joint", model, joint=OFFICIAL)(
+        params_of(model), buffers, x_new, t_new, x_mem, t_mem
+    )
     assert_dicts_close(grads, expected, rtol=1e-12, atol=1e-15)
     torch.testing.assert_close(aux["loss"], loss, rtol=1e-12, atol=0.0)
     # The parts are row blocks of the one forward: their size-weighted mean is the whole loss.
@@ -105,9 +98,11 @@ def test_joint_official_is_one_forward_on_the_concatenation():
 
 def test_official_and_paper_joint_objectives_differ_under_batchnorm():
     model, batches = make_problem(seed=4)
-    paper, _ = joint_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches, options=PAPER)
-    official, _ = joint_grads(
-        model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches, options=OFFICIAL
+    paper, _ = make_student_grads("joint", model, joint=PAPER)(
+        params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches
+    )
+    official, _ = make_student_grads("joint", model, joint=OFFICIAL)(
+        params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches
     )
     assert float((paper["0.weight"] - official["0.weight"]).norm()) > 1e-6
 
@@ -134,8 +129,8 @@ def test_released_lrwa_is_built_as_the_official_joint_step():
     model, batches = make_problem(seed=6)
     released = make_student_grads("lrwa", model, lrwa=LRWAOptions(objective="released"), align=True)
     grads, aux = released(params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches)
-    expected, expected_aux = joint_grads(
-        model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches, options=OFFICIAL
+    expected, expected_aux = make_student_grads("joint", model, joint=OFFICIAL)(
+        params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches
     )
     assert_dicts_close(grads, expected, rtol=0.0, atol=0.0)
     assert aux.keys() == expected_aux.keys() == {"loss", "loss_acq", "loss_ret"}
@@ -164,14 +159,11 @@ def test_bf16_autocast_joint_step_stays_close_to_float32():
     model64, batches64 = make_problem(seed=6)
     model = copy.deepcopy(model64).float()
     batches = [b.float() for b in batches64]
-    full, _ = joint_grads(model, params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches, options=PAPER)
-    mixed, _ = joint_grads(
-        model,
-        params_of(model),
-        dict(copy.deepcopy(model).named_buffers()),
-        *batches,
-        options=PAPER,
-        amp_dtype=torch.bfloat16,
+    full, _ = make_student_grads("joint", model, joint=PAPER)(
+        params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches
+    )
+    mixed, _ = make_student_grads("joint", model, joint=PAPER, amp_dtype=torch.bfloat16)(
+        params_of(model), dict(copy.deepcopy(model).named_buffers()), *batches
     )
     flat_full = torch.cat([g.flatten() for g in full.values()])
     flat_mixed = torch.cat([mixed[name].flatten() for name in full])

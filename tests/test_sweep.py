@@ -126,32 +126,27 @@ def _interrupt_after_first_epoch(run_dir: Path) -> threading.Thread:
     return watcher
 
 
+def _dfad_two_seeds(root: Path, teacher: Path, seeds: str = "0-1", epochs: int = 2) -> tuple[list[str], Grid]:
+    """The arguments of a two-run DFAD sweep on the CPU, and the grid they describe."""
+    fixes = tiny_fixes(teacher, epochs)
+    args = ["--methods", "dfad", "--seeds", seeds, *fixes, "--root", str(root), "--device", "cpu", "--jobs", "2"]
+    grid = Grid.parse(
+        preset=None,
+        methods="dfad",
+        seeds=seeds,
+        axes=(),
+        root=str(root),
+        train_argv=TrainArgv(),
+        fixed=tuple(fixes[1::2]),
+    )
+    return args, grid
+
+
 def test_an_interrupted_run_is_resumed_not_restarted(tmp_path, lenet_teacher) -> None:
     """A run of the grid paused after 2 of 5 epochs (trained here, in this process) is continued by
     `sweep --resume` in one `train --resume` process; the finished cell next to it is left alone."""
     root, epochs = tmp_path / "sw", 5
-    args = [
-        "--methods",
-        "dfad",
-        "--seeds",
-        "1-2",
-        *tiny_fixes(lenet_teacher, epochs),
-        "--root",
-        str(root),
-        "--device",
-        "cpu",
-        "--jobs",
-        "2",
-    ]
-    grid = Grid.parse(
-        preset=None,
-        methods="dfad",
-        seeds="1-2",
-        axes=(),
-        root=str(root),
-        train_argv=TrainArgv(),
-        fixed=tuple(tiny_fixes(lenet_teacher, epochs)[1::2]),
-    )
+    args, grid = _dfad_two_seeds(root, lenet_teacher, seeds="1-2", epochs=epochs)
     paused, finished = grid.cells()
     run_train(apply_overrides(paused.config, {"runtime.stop_after": 2}))
     run_train(finished.config)
@@ -255,30 +250,23 @@ def test_ctrl_c_checkpoints_and_resume_finishes(tmp_path, lenet_teacher) -> None
     assert "resuming " in log and log.count("=== fastlrwa sweep") == 2
 
 
-def _hold(run_dir: Path) -> subprocess.Popen:
-    """Another process training in ``run_dir``, as far as its lock can tell."""
+def _sweep_while_held(args: list[str], run_dir: Path):
+    """The sweep of ``args`` run while another process trains in ``run_dir`` (as far as its lock can tell), and
+    that process's pid; the sweep ends busy (75) with no run failed."""
     code = (
         "import sys, time; from pathlib import Path; from fastlrwa.trainer.run_lock import run_dir_lock\n"
         "with run_dir_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(600)\n"
     )
     holder = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline() == "held\n"
-    return holder
-
-
-def _dfad_two_seeds(root: Path, teacher: Path) -> tuple[list[str], Grid]:
-    fixes = tiny_fixes(teacher, 2)
-    args = ["--methods", "dfad", "--seeds", "0-1", *fixes, "--root", str(root), "--device", "cpu", "--jobs", "2"]
-    grid = Grid.parse(
-        preset=None,
-        methods="dfad",
-        seeds="0-1",
-        axes=(),
-        root=str(root),
-        train_argv=TrainArgv(),
-        fixed=tuple(fixes[1::2]),
-    )
-    return args, grid
+    try:
+        assert holder.stdout.readline() == "held\n"
+        busy = _sweep(args)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert busy.exit_code == 75, busy.output
+    assert " FAILED " not in busy.stderr
+    return busy, holder.pid
 
 
 def test_a_run_another_process_holds_is_busy_not_failed_and_the_next_sweep_runs_it(tmp_path, lenet_teacher) -> None:
@@ -288,20 +276,14 @@ def test_a_run_another_process_holds_is_busy_not_failed_and_the_next_sweep_runs_
     args, grid = _dfad_two_seeds(root, lenet_teacher)
     held, free = grid.cells()
     run_train(apply_overrides(held.config, {"runtime.stop_after": 1}))
-    holder = _hold(held.run_dir)
-    try:
-        busy = _sweep(args)
-    finally:
-        holder.kill()
-        holder.wait()
-    assert busy.exit_code == 75, busy.output
-    assert " FAILED " not in busy.stderr and busy.stderr.count("] started ") == 1
-    assert f"busy    {held.name}: held by pid {holder.pid}, not started" in busy.stderr
+    busy, holder_pid = _sweep_while_held(args, held.run_dir)
+    assert busy.stderr.count("] started ") == 1
+    assert f"busy    {held.name}: held by pid {holder_pid}, not started" in busy.stderr
     assert f" done    {free.name} " in busy.stderr and len(_accuracies(free.run_dir)) == 2
     assert len(_accuracies(held.run_dir)) == 1 and not (held.run_dir / "train.log").exists()
     last = busy.stderr.strip().splitlines()[-1]
     assert last.startswith(
-        f"error: 1 run(s) busy in other processes, not started here: {held.name} (pid {holder.pid}); 1/2 finished; "
+        f"error: 1 run(s) busy in other processes, not started here: {held.name} (pid {holder_pid}); 1/2 finished; "
         "once those processes end, continue with: fastlrwa sweep "
     ), last
     # The holder is gone: the run is what it left, an interrupted run, continued by --resume.
@@ -318,14 +300,8 @@ def test_a_run_taken_by_another_process_as_it_starts_is_busy(tmp_path, lenet_tea
     held, free = grid.cells()
     monkeypatch.setattr(sweep_state, "lock_holder", lambda run_dir: None)
     monkeypatch.setattr(sweep_command, "lock_holder", lambda run_dir: None)
-    holder = _hold(held.run_dir)
-    try:
-        busy = _sweep(args)
-    finally:
-        holder.kill()
-        holder.wait()
-    assert busy.exit_code == 75, busy.output
-    assert " FAILED " not in busy.stderr and busy.stderr.count("] started ") == 2
-    assert f"busy    {held.name}: held by pid {holder.pid}\n" in busy.stderr
+    busy, holder_pid = _sweep_while_held(args, held.run_dir)
+    assert busy.stderr.count("] started ") == 2
+    assert f"busy    {held.name}: held by pid {holder_pid}\n" in busy.stderr
     assert "is in use by another fastlrwa process" in (held.run_dir / "train.log").read_text()
     assert len(_accuracies(free.run_dir)) == 2 and not (held.run_dir / "metrics.jsonl").exists()

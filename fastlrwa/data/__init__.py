@@ -11,19 +11,11 @@ The names below are imported on first use (``fastlrwa.lazy``): ``catalog`` is to
 from fastlrwa.lazy import lazy_exports
 
 _EXPORTS = {
-    "affine_warp": "fastlrwa.data.augment",
-    "random_affine": "fastlrwa.data.augment",
-    "random_crop_flip": "fastlrwa.data.augment",
-    "DATASET_NAMES": "fastlrwa.data.catalog",
-    "DatasetInfo": "fastlrwa.data.catalog",
-    "dataset_info": "fastlrwa.data.catalog",
-    "DeviceImageSet": "fastlrwa.data.device_set",
-    "EvalResult": "fastlrwa.data.accuracy",
-    "evaluate": "fastlrwa.data.accuracy",
-    "predict": "fastlrwa.data.accuracy",
-    "load_split": "fastlrwa.data.load",
-    "ArraySplit": "fastlrwa.data.split",
-    "CorruptDataError": "fastlrwa.data.split",
+    "augment": ("affine_warp", "random_affine", "random_crop_flip"),
+    "catalog": ("DATASET_NAMES", "DatasetInfo", "dataset_info"),
+    "device_set": ("DeviceImageSet",),
+    "accuracy": ("EvalResult", "evaluate", "predict"),
+    "load": ("load_split",),
+    "split": ("ArraySplit", "CorruptDataError"),
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -15,14 +15,14 @@ import torch
 from fastlrwa.data.catalog import dataset_info
 from fastlrwa.data.locate import FileSpec
 from fastlrwa.data.numpy_pickle import load_numpy_pickle
-from fastlrwa.data.source import DiskSource, Split
+from fastlrwa.data.source import DiskSource, Split, torchvision_download
 from fastlrwa.data.split import ArraySplit, CorruptDataError, checked_split
 
-_CIFAR10_FILES = {
+_CIFAR10_FILES: dict[Split, tuple[str, ...]] = {
     "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
     "test": ("test_batch",),
 }
-_CIFAR100_FILES = {"train": ("train",), "test": ("test",)}
+_CIFAR100_FILES: dict[Split, tuple[str, ...]] = {"train": ("train",), "test": ("test",)}
 
 
 def _read_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -51,32 +51,17 @@ def _reader(name: str, label_key: str) -> Callable[[tuple[Path, ...], Split], Ar
     return read
 
 
-def _download_cifar10(root: Path, split: Split) -> None:
-    # torchvision is only needed when downloading; it extracts into ROOT/cifar-10-batches-py/.
-    from torchvision.datasets import CIFAR10
-
-    CIFAR10(str(root), train=split == "train", download=True)
-
-
-def _download_cifar100(root: Path, split: Split) -> None:
-    # torchvision extracts into ROOT/cifar-100-python/.
-    from torchvision.datasets import CIFAR100
-
-    CIFAR100(str(root), train=split == "train", download=True)
+def _source(name: str, archive: str, folder: str, files: dict[Split, tuple[str, ...]], label_key: str) -> DiskSource:
+    """CIFAR-10 or -100: the batches ``files`` in ``root/folder``, which ``archive`` (torchvision's download too)
+    extracts into."""
+    return DiskSource(
+        folders=lambda root: [root / folder],
+        needed=lambda split: tuple(FileSpec((file,)) for file in files[split]),
+        read=_reader(name, label_key),
+        how_to_get=f"extract {archive} into {{root}}/ (it creates {folder}/)",
+        download=torchvision_download(name.upper()),  # torchvision.datasets.CIFAR10 and CIFAR100
+    )
 
 
-CIFAR10_SOURCE = DiskSource(
-    folders=lambda root: [root / "cifar-10-batches-py"],
-    needed=lambda split: tuple(FileSpec((name,)) for name in _CIFAR10_FILES[split]),
-    read=_reader("cifar10", "labels"),
-    how_to_get="extract cifar-10-python.tar.gz into {root}/ (it creates cifar-10-batches-py/)",
-    download=_download_cifar10,
-)
-
-CIFAR100_SOURCE = DiskSource(
-    folders=lambda root: [root / "cifar-100-python"],
-    needed=lambda split: tuple(FileSpec((name,)) for name in _CIFAR100_FILES[split]),
-    read=_reader("cifar100", "fine_labels"),
-    how_to_get="extract cifar-100-python.tar.gz into {root}/ (it creates cifar-100-python/)",
-    download=_download_cifar100,
-)
+CIFAR10_SOURCE = _source("cifar10", "cifar-10-python.tar.gz", "cifar-10-batches-py", _CIFAR10_FILES, "labels")
+CIFAR100_SOURCE = _source("cifar100", "cifar-100-python.tar.gz", "cifar-100-python", _CIFAR100_FILES, "fine_labels")

@@ -18,7 +18,7 @@ import torch
 from fastlrwa.data.catalog import dataset_info
 from fastlrwa.data.locate import FileSpec
 from fastlrwa.data.resize import resize_to_uint8
-from fastlrwa.data.source import DiskSource, Split
+from fastlrwa.data.source import DiskSource, Split, torchvision_download
 from fastlrwa.data.split import ArraySplit, CorruptDataError, checked_split
 
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -81,26 +81,12 @@ def _reader(name: str) -> Callable[[tuple[Path, ...], Split], ArraySplit]:
     return read
 
 
-def _download_mnist(root: Path, split: Split) -> None:
-    # torchvision is only needed when downloading; it places the files in ROOT/MNIST/raw/.
-    from torchvision.datasets import MNIST
-
-    MNIST(str(root), train=split == "train", download=True)
-
-
-def _download_fashion(root: Path, split: Split) -> None:
-    # torchvision places the files in ROOT/FashionMNIST/raw/.
-    from torchvision.datasets import FashionMNIST
-
-    FashionMNIST(str(root), train=split == "train", download=True)
-
-
 MNIST_SOURCE = DiskSource(
     folders=lambda root: [root / "MNIST" / "raw", root / "mnist", root],
     needed=_needed,
     read=_reader("mnist"),
     how_to_get="put the IDX files in {root}/MNIST/raw/",
-    download=_download_mnist,
+    download=torchvision_download("MNIST"),
 )
 
 FASHION_MNIST_SOURCE = DiskSource(
@@ -110,5 +96,5 @@ FASHION_MNIST_SOURCE = DiskSource(
     how_to_get=(
         "install it with `apt-get install -y dataset-fashion-mnist`, or put the IDX files in {root}/FashionMNIST/raw/"
     ),
-    download=_download_fashion,
+    download=torchvision_download("FashionMNIST"),
 )

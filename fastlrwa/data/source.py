@@ -27,3 +27,15 @@ class DiskSource:
     read: Callable[[tuple[Path, ...], Split], ArraySplit]
     how_to_get: str
     download: Callable[[Path, Split], None]
+
+
+def torchvision_download(dataset_class: str) -> Callable[[Path, Split], None]:
+    """A ``download`` through ``torchvision.datasets.<dataset_class>(root, train=...)``, which places the files in
+    the folder under ``root`` that its archive creates; torchvision is imported only when downloading."""
+
+    def download(root: Path, split: Split) -> None:
+        import torchvision.datasets
+
+        getattr(torchvision.datasets, dataset_class)(str(root), train=split == "train", download=True)
+
+    return download

@@ -9,10 +9,7 @@ first use (``fastlrwa.lazy``), so that the torch-free ``js_variant`` stays light
 from fastlrwa.lazy import lazy_exports
 
 _EXPORTS = {
-    "fused_js": "fastlrwa.kernels.js",
-    "js_reference": "fastlrwa.kernels.js",
-    "fused_mae": "fastlrwa.kernels.mae",
-    "mae_reference": "fastlrwa.kernels.mae",
+    "js": ("fused_js", "js_reference"),
+    "mae": ("fused_mae", "mae_reference"),
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

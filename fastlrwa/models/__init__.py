@@ -14,17 +14,11 @@ The names below are imported on first use (``fastlrwa.lazy``): ``names`` and ``m
 from fastlrwa.lazy import lazy_exports
 
 _EXPORTS = {
-    "check_num_classes": "fastlrwa.models.checkpoint",
-    "load_checkpoint": "fastlrwa.models.checkpoint",
-    "load_checkpoint_with_meta": "fastlrwa.models.checkpoint",
-    "save_model_checkpoint": "fastlrwa.models.checkpoint",
-    "Classifier": "fastlrwa.models.classifier",
-    "layer_default_init": "fastlrwa.models.classifier",
-    "Generator": "fastlrwa.models.generator",
-    "build_generator": "fastlrwa.models.generator",
-    "ModelMeta": "fastlrwa.models.meta",
-    "CLASSIFIER_NAMES": "fastlrwa.models.names",
-    "build_model": "fastlrwa.models.registry",
+    "checkpoint": ("check_num_classes", "load_checkpoint", "load_checkpoint_with_meta", "save_model_checkpoint"),
+    "classifier": ("Classifier", "layer_default_init"),
+    "generator": ("Generator", "build_generator"),
+    "meta": ("ModelMeta",),
+    "names": ("CLASSIFIER_NAMES",),
+    "registry": ("build_model",),
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -2,7 +2,7 @@
 a gradient function.
 
 Words used throughout: a *grads* function is a pure function of tensors, ``(params, buffers, batches)
--> (grads, aux)`` (``plain_grads``, ``joint_grads``, ``lrwa_grads``), built once by :func:`build_grads`;
+-> (grads, aux)`` (``loss_grads`` of a loss, ``lrwa_grads``), built once by :func:`build_grads`;
 an *update* is the object that applies one (``StudentUpdate``, ``GeneratorUpdate``).
 
 Parameters and buffers travel as dicts of tensors keyed like ``named_parameters()`` /

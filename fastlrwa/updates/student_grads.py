@@ -7,6 +7,8 @@
 * ``lrwa``: :func:`fastlrwa.updates.lrwa.lrwa_grads`, options in ``LRWAOptions``.
 * ``kd`` (ZSKD): ∇ T² CE(softmax(t_new / T), softmax(S(x_new) / T)), ``KDOptions``.
 
+Every kind but ``lrwa`` is a loss (``plain_loss``, ``joint_loss``, ``kd_loss``) that ``loss_grads`` differentiates.
+
 The LRWA objective ``released`` is what the authors' released LRWA step computes: it calls
 ``higher.innerloop_ctx`` with ``copy_initial_weights=True`` (higher's default), so its retention loss
 after the inner step sends no gradient to the student and the update is the joint step on
@@ -20,7 +22,7 @@ Under ``amp_dtype`` the forwards run under autocast and the gradients come out f
 from __future__ import annotations
 
 from functools import partial
-from typing import Mapping, Optional, get_args
+from typing import Callable, Mapping, Optional, get_args
 
 import torch
 from torch import Tensor, nn
@@ -29,102 +31,62 @@ from fastlrwa.losses import distill
 from fastlrwa.updates.amp import Precision, scaled_grad
 from fastlrwa.updates.functional import StudentGrads, TensorDict, build_grads, distill_loss, student_logits
 from fastlrwa.updates.lrwa import lrwa_grads
-from fastlrwa.updates.options import JointOptions, KDOptions, LRWAOptions, StudentUpdateKind
+from fastlrwa.updates.options import JointObjective, JointOptions, KDOptions, LRWAOptions, StudentUpdateKind
+
+# A loss and the parts of it to log, as the ``aux`` of ``torch.func.grad``.
+LossParts = tuple[Tensor, TensorDict]
 
 
-def plain_grads(
-    model: nn.Module,
-    params: TensorDict,
-    buffers: TensorDict,
-    x_new: Tensor,
-    t_new: Tensor,
-    *,
-    amp_dtype: Optional[torch.dtype] = None,
-    loss_scale: Optional[Tensor] = None,
-) -> tuple[TensorDict, TensorDict]:
-    """∇ L_Acq: the update of the methods without replay. ``aux``: ``loss``, ``loss_acq``."""
-    precision = Precision(x_new.device.type, amp_dtype, loss_scale)
-    grads, loss = scaled_grad(partial(distill_loss, model), precision)(params, buffers, x_new, t_new)
-    return grads, {"loss": loss, "loss_acq": loss}
+def plain_loss(model: nn.Module, params: TensorDict, buffers: TensorDict, x_new: Tensor, t_new: Tensor) -> LossParts:
+    """L_Acq = MAE(S(x_new), t_new), the loss of the methods without replay."""
+    loss = distill_loss(model, params, buffers, x_new, t_new)
+    return loss, {"loss_acq": loss.detach()}
 
 
-def kd_grads(
-    model: nn.Module,
-    params: TensorDict,
-    buffers: TensorDict,
-    x_new: Tensor,
-    t_new: Tensor,
-    *,
-    options: KDOptions,
-    amp_dtype: Optional[torch.dtype] = None,
-    loss_scale: Optional[Tensor] = None,
-) -> tuple[TensorDict, TensorDict]:
-    """∇ of ZSKD's transfer loss, soft-target KD at ``options.temperature``. ``aux``: ``loss``, ``loss_acq``."""
-    precision = Precision(x_new.device.type, amp_dtype, loss_scale)
-
-    def loss_fn(params: TensorDict, buffers: TensorDict, x: Tensor, t: Tensor) -> Tensor:
-        return distill.soft_cross_entropy(student_logits(model, params, buffers, x), t, options.temperature)
-
-    grads, loss = scaled_grad(loss_fn, precision)(params, buffers, x_new, t_new)
-    return grads, {"loss": loss, "loss_acq": loss}
+def kd_loss(
+    model: nn.Module, temperature: float, params: TensorDict, buffers: TensorDict, x_new: Tensor, t_new: Tensor
+) -> LossParts:
+    """ZSKD's transfer loss, soft-target KD at ``temperature``."""
+    loss = distill.soft_cross_entropy(student_logits(model, params, buffers, x_new), t_new, temperature)
+    return loss, {"loss_acq": loss.detach()}
 
 
-def _sum_of_losses(
-    model: nn.Module,
-    params: TensorDict,
-    buffers: TensorDict,
-    x_new: Tensor,
-    t_new: Tensor,
-    x_mem: Tensor,
-    t_mem: Tensor,
-) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-    loss_acq = distill_loss(model, params, buffers, x_new, t_new)
-    loss_ret = distill_loss(model, params, buffers, x_mem, t_mem)
-    return loss_acq + loss_ret, (loss_acq.detach(), loss_ret.detach())
+def joint_loss(
+    model: nn.Module, objective: JointObjective, params: TensorDict, buffers: TensorDict, *batches: Tensor
+) -> LossParts:
+    """The replay baselines' loss on ``batches = (x_new, t_new, x_mem, t_mem)``, L_Acq + L_Ret.
 
-
-def _concatenated_loss(
-    model: nn.Module,
-    params: TensorDict,
-    buffers: TensorDict,
-    x_new: Tensor,
-    t_new: Tensor,
-    x_mem: Tensor,
-    t_mem: Tensor,
-) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-    logits = student_logits(model, params, buffers, torch.cat([x_new, x_mem]))
-    loss = distill.mae(logits, torch.cat([t_new, t_mem]))
-    split = x_new.shape[0]
-    # The two parts come free from the one forward; they are measured under the statistics of the
-    # concatenated batch, which is what this objective trains with.
-    parts = (distill.mae(logits[:split], t_new).detach(), distill.mae(logits[split:], t_mem).detach())
-    return loss, parts
-
-
-def joint_grads(
-    model: nn.Module,
-    params: TensorDict,
-    buffers: TensorDict,
-    x_new: Tensor,
-    t_new: Tensor,
-    x_mem: Tensor,
-    t_mem: Tensor,
-    *,
-    options: JointOptions,
-    amp_dtype: Optional[torch.dtype] = None,
-    loss_scale: Optional[Tensor] = None,
-) -> tuple[TensorDict, TensorDict]:
-    """The replay baselines' update, L_Acq + L_Ret. ``aux``: ``loss``, ``loss_acq``, ``loss_ret``.
-
-    With ``options.objective="official"`` ``loss`` is the MAE over the concatenated batch and
-    ``loss_acq``/``loss_ret`` are its two parts (row blocks of the same forward).
+    ``paper``: the sum of the two batches' losses, two forwards. ``official``: the MAE over the
+    concatenated batch, one forward; ``loss_acq``/``loss_ret`` are its two parts (row blocks of that forward),
+    measured under the statistics of the concatenated batch, which is what this objective trains with.
     """
-    precision = Precision(x_new.device.type, amp_dtype, loss_scale)
-    loss_fn = _sum_of_losses if options.objective == "paper" else _concatenated_loss
-    grads, (loss, (loss_acq, loss_ret)) = scaled_grad(partial(loss_fn, model), precision, has_aux=True)(
-        params, buffers, x_new, t_new, x_mem, t_mem
-    )
-    return grads, {"loss": loss, "loss_acq": loss_acq, "loss_ret": loss_ret}
+    x_new, t_new, x_mem, t_mem = batches
+    if objective == "paper":
+        loss_acq = distill_loss(model, params, buffers, x_new, t_new)
+        loss_ret = distill_loss(model, params, buffers, x_mem, t_mem)
+        return loss_acq + loss_ret, {"loss_acq": loss_acq.detach(), "loss_ret": loss_ret.detach()}
+    logits = student_logits(model, params, buffers, torch.cat([x_new, x_mem]))
+    split = x_new.shape[0]
+    parts = {"loss_acq": distill.mae(logits[:split], t_new), "loss_ret": distill.mae(logits[split:], t_mem)}
+    return distill.mae(logits, torch.cat([t_new, t_mem])), {name: part.detach() for name, part in parts.items()}
+
+
+def loss_grads(
+    loss_fn: Callable[..., LossParts],
+    params: TensorDict,
+    buffers: TensorDict,
+    *batches: Tensor,
+    amp_dtype: Optional[torch.dtype] = None,
+    loss_scale: Optional[Tensor] = None,
+) -> tuple[TensorDict, TensorDict]:
+    """∇ ``loss_fn(params, buffers, *batches)`` (one of the losses above), the update of every kind but ``lrwa``.
+
+    ``aux``: ``loss`` and the loss's parts. The forwards run under autocast in ``amp_dtype``; with ``loss_scale``
+    the gradients are those of the scaled loss (``fastlrwa.updates.amp``).
+    """
+    precision = Precision(batches[0].device.type, amp_dtype, loss_scale)
+    grads, (loss, parts) = scaled_grad(loss_fn, precision, has_aux=True)(params, buffers, *batches)
+    return grads, {"loss": loss, **parts}
 
 
 # The authors' released LRWA step: higher's copy_initial_weights=True leaves the joint step on cat(new, memory).
@@ -154,16 +116,16 @@ def make_student_grads(
     """
     if kind == "lrwa" and lrwa.objective == "released":
         kind, joint = "joint", RELEASED_AS_JOINT
-    if kind == "plain":
-        grads_fn = partial(plain_grads, model, amp_dtype=amp_dtype)
-    elif kind == "joint":
-        grads_fn = partial(joint_grads, model, options=joint, amp_dtype=amp_dtype)
-    elif kind == "kd":
-        grads_fn = partial(kd_grads, model, options=kd, amp_dtype=amp_dtype)
-    elif kind != "lrwa":
-        raise ValueError(f"no student update {kind!r}; the updates are: {', '.join(get_args(StudentUpdateKind))}")
-    else:
+    if kind == "lrwa":
         grads_fn = partial(lrwa_grads, model, options=lrwa, align=align, amp_dtype=amp_dtype)
+    elif kind == "plain":
+        grads_fn = partial(loss_grads, partial(plain_loss, model), amp_dtype=amp_dtype)
+    elif kind == "joint":
+        grads_fn = partial(loss_grads, partial(joint_loss, model, joint.objective), amp_dtype=amp_dtype)
+    elif kind == "kd":
+        grads_fn = partial(loss_grads, partial(kd_loss, model, kd.temperature), amp_dtype=amp_dtype)
+    else:
+        raise ValueError(f"no student update {kind!r}; the updates are: {', '.join(get_args(StudentUpdateKind))}")
     return build_grads(grads_fn, compile=compile, cuda_graphs=cuda_graphs)
 
 
