@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from fastlrwa.config.input_space import NO_DATASET
 from fastlrwa.config.normalisation import teacher_normalisation
-from fastlrwa.config.schema import TeacherConfig
+from fastlrwa.config.schema import TeacherConfig, TrainConfig
 from fastlrwa.data import DatasetInfo
 from fastlrwa.errors import CheckpointError
 from fastlrwa.models import ModelMeta, check_num_classes, load_checkpoint_with_meta
@@ -20,12 +20,16 @@ from fastlrwa.models.checkpoint_file import UnreadableCheckpointError
 from fastlrwa.models.foreign_teacher import ForeignTeacher
 from fastlrwa.models.teacher_forms import load_graph_teacher, teacher_form
 from fastlrwa.models.user_factory import build_from_factory, load_user_state_dict
+from fastlrwa.options import flag_names
+
+# The flags the messages name, from the options table.
+FLAGS = flag_names(TrainConfig)
 
 # What a file that is none of them is told (the README's "Distil your own model").
 ACCEPTED_FORMS = (
-    "--teacher takes a fastlrwa model file (fastlrwa pretrain), a state_dict (with --teacher-arch, or "
-    "--teacher-factory for your own class), a TorchScript file (torch.jit.save) or a torch.export program "
-    "(torch.export.save)"
+    f"{FLAGS['teacher.path']} takes a fastlrwa model file (fastlrwa pretrain), a state_dict (with "
+    f"{FLAGS['teacher.arch']}, or {FLAGS['teacher.factory']} for your own class), a TorchScript file (torch.jit.save) "
+    "or a torch.export program (torch.export.save)"
 )
 
 # Odd and larger than one, so that a graph exported for a fixed batch of 1 or 2 is caught here, not in training.
@@ -70,7 +74,7 @@ def load_foreign_teacher(
     if config.factory is not None:
         if form != "checkpoint":
             raise CheckpointError(
-                f"{path}: is a {form} file, which holds its own model; drop --teacher-factory, or pass the "
+                f"{path}: is a {form} file, which holds its own model; drop {FLAGS['teacher.factory']}, or pass the "
                 "state_dict of the factory's class"
             )
         model = build_from_factory(config.factory)
@@ -115,7 +119,8 @@ def _check_output(teacher: ForeignTeacher, path: Path, info: DatasetInfo) -> Non
         raise CheckpointError(
             f"teacher {path} fails on a batch of {PROBE_BATCH} {declared} ({type(error).__name__}: {first}); "
             + (
-                "pass the --in-channels and --image-size it takes (an exported one needs a dynamic batch dimension)"
+                f"pass the {FLAGS['data.in_channels']} and {FLAGS['data.image_size']} it takes (an exported one "
+                "needs a dynamic batch dimension)"
                 if described
                 else "use a teacher for this input (an exported one with a dynamic batch dimension)"
             )
@@ -124,8 +129,8 @@ def _check_output(teacher: ForeignTeacher, path: Path, info: DatasetInfo) -> Non
     if described and isinstance(logits, torch.Tensor) and logits.dim() == 2 and logits.shape[0] == PROBE_BATCH:
         if logits.shape[1] != info.num_classes:
             raise CheckpointError(
-                f"teacher {path} gives {logits.shape[1]} logits per image, and --num-classes says {info.num_classes}; "
-                f"pass --num-classes {logits.shape[1]}"
+                f"teacher {path} gives {logits.shape[1]} logits per image, and {FLAGS['data.num_classes']} says "
+                f"{info.num_classes}; pass {FLAGS['data.num_classes']} {logits.shape[1]}"
             )
     if got != (PROBE_BATCH, info.num_classes):
         raise CheckpointError(
@@ -136,12 +141,17 @@ def _check_output(teacher: ForeignTeacher, path: Path, info: DatasetInfo) -> Non
 
 def _load_fastlrwa_teacher(path: Path, config: TeacherConfig, info: DatasetInfo) -> tuple[nn.Module, ModelMeta]:
     model, meta = load_checkpoint_with_meta(
-        path, arch=config.arch, trust_pickle=config.trust_pickle, image_size=info.image_size, arch_flag="--teacher-arch"
+        path,
+        arch=config.arch,
+        trust_pickle=config.trust_pickle,
+        image_size=info.image_size,
+        arch_flag=FLAGS["teacher.arch"],
     )
     if meta.dataset is not None and meta.dataset != info.name and not config.cross_dataset:
         raise CheckpointError(
-            f"teacher {path} was trained on {meta.dataset}, not {info.name}; pass --dataset {meta.dataset}, a teacher "
-            f"trained on {info.name}, or --cross-dataset if you mean to distil it on {info.name}"
+            f"teacher {path} was trained on {meta.dataset}, not {info.name}; pass {FLAGS['data.dataset']} "
+            f"{meta.dataset}, a teacher trained on {info.name}, or {FLAGS['teacher.cross_dataset']} if you mean to "
+            f"distil it on {info.name}"
         )
     check_num_classes(meta, info.num_classes, info.name, path)
     if meta.in_channels != info.channels or meta.image_size != info.image_size:

@@ -2,7 +2,7 @@
 a gradient function.
 
 Words used throughout: a *grads* function is a pure function of tensors, ``(params, buffers, batches)
--> (grads, aux)`` (``loss_grads`` of a loss, ``lrwa_grads``), built once by :func:`build_grads`;
+-> (grads, aux)`` (``loss_grads`` of a loss, ``lrwa_grads``), built once as a :class:`StudentGrads`;
 an *update* is the object that applies one (``StudentUpdate``, ``GeneratorUpdate``).
 
 Parameters and buffers travel as dicts of tensors keyed like ``named_parameters()`` /
@@ -12,7 +12,7 @@ Parameters and buffers travel as dicts of tensors keyed like ``named_parameters(
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Optional, Protocol
+from typing import Callable, Mapping, Optional
 
 import torch
 from torch import Tensor, nn
@@ -107,53 +107,41 @@ def sgd_step(params: Mapping[str, Tensor], grads: Mapping[str, Tensor], lr: floa
     return dict(zip(names, torch._foreach_add(theta, step, alpha=-lr)))
 
 
-class StudentGrads(Protocol):
-    """A built student grads function: ``(grads, aux)`` from the current parameters, buffers and batches.
-
-    ``x_mem``/``t_mem`` are ``None`` for the plain update. ``grads`` is keyed like ``params``;
-    ``aux`` holds 0-dim device tensors to log. ``buffers`` are the live module buffers: BatchNorm
-    running statistics are updated in place.
-    """
-
-    def __call__(
-        self,
-        params: Mapping[str, Tensor],
-        buffers: Mapping[str, Tensor],
-        x_new: Tensor,
-        t_new: Tensor,
-        x_mem: Optional[Tensor] = None,
-        t_mem: Optional[Tensor] = None,
-        *,
-        loss_scale: Optional[Tensor] = None,
-    ) -> tuple[TensorDict, TensorDict]: ...
-
-
 def _device_layout(x: Tensor) -> Tensor:
     """Images in channels_last on CUDA, where cuDNN's NHWC convolutions are faster; as given elsewhere."""
     x = x.detach()
     return x.contiguous(memory_format=torch.channels_last) if x.is_cuda and x.dim() == 4 else x
 
 
-def build_grads(
-    grads_fn: Callable[..., tuple[TensorDict, TensorDict]], *, compile: bool, cuda_graphs: bool = False
-) -> StudentGrads:
-    """Wrap ``grads_fn(params, buffers, *batches, loss_scale=...)`` into a :class:`StudentGrads`.
+class StudentGrads:
+    """A built student grads function: ``(grads, aux)`` from the current parameters, buffers and batches.
 
-    The result detaches its inputs (an update never extends an outer autograd graph) and, on CUDA,
-    hands images over in channels_last. ``compile=True`` compiles ``grads_fn`` once with
-    ``torch.compile(fullgraph=True)``, so a graph break is an error rather than a silent slowdown;
-    Inductor's cache is kept in the user cache directory. ``cuda_graphs=True`` (CUDA, static
-    shapes, needs ``compile``) replays it as a CUDA graph (``mode="reduce-overhead"``): the
-    buffers are marked as static addresses so their in-place update does not disable the graph,
-    and each call starts a new graph step, so tensors returned by one call are overwritten by the
-    next — copy whatever must outlive it.
+    Built from ``grads_fn(params, buffers, *batches, loss_scale=...)``. A call detaches its inputs (an update
+    never extends an outer autograd graph) and, on CUDA, hands images over in channels_last. ``x_mem``/``t_mem``
+    are ``None`` for the plain update. ``grads`` is keyed like ``params``; ``aux`` holds 0-dim device tensors to
+    log. ``buffers`` are the live module buffers: BatchNorm running statistics are updated in place.
+
+    ``compile=True`` compiles ``grads_fn`` once with ``torch.compile(fullgraph=True)``, so a graph break is an
+    error rather than a silent slowdown; Inductor's cache is kept in the user cache directory. ``cuda_graphs=True``
+    (CUDA, static shapes, needs ``compile``) replays it as a CUDA graph (``mode="reduce-overhead"``): the
+    buffers are marked as static addresses so their in-place update does not disable the graph, and each call
+    starts a new graph step, so tensors returned by one call are overwritten by the next — copy whatever must
+    outlive it.
     """
-    if cuda_graphs and not compile:
-        raise ConfigError("CUDA graphs replay a compiled step; build it with compile=True")
-    if compile:
-        grads_fn = compiled(grads_fn, fullgraph=True, dynamic=False, mode="reduce-overhead" if cuda_graphs else None)
 
-    def grads(
+    def __init__(
+        self, grads_fn: Callable[..., tuple[TensorDict, TensorDict]], *, compile: bool, cuda_graphs: bool = False
+    ) -> None:
+        if cuda_graphs and not compile:
+            raise ConfigError("CUDA graphs replay a compiled step; build it with compile=True")
+        if compile:
+            mode = "reduce-overhead" if cuda_graphs else None
+            grads_fn = compiled(grads_fn, fullgraph=True, dynamic=False, mode=mode)
+        self._grads_fn = grads_fn
+        self._cuda_graphs = cuda_graphs
+
+    def __call__(
+        self,
         params: Mapping[str, Tensor],
         buffers: Mapping[str, Tensor],
         x_new: Tensor,
@@ -166,10 +154,8 @@ def build_grads(
         batches = [_device_layout(x_new), t_new.detach()]
         if x_mem is not None:
             batches += [_device_layout(x_mem), t_mem.detach()]
-        if cuda_graphs:
+        if self._cuda_graphs:
             for buffer in buffers.values():
                 torch._dynamo.mark_static_address(buffer)
             torch.compiler.cudagraph_mark_step_begin()
-        return grads_fn(detached(params), dict(buffers), *batches, loss_scale=loss_scale)
-
-    return grads
+        return self._grads_fn(detached(params), dict(buffers), *batches, loss_scale=loss_scale)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from fastlrwa.losses import distill
 from fastlrwa.updates.amp import Precision, scaled_grad
-from fastlrwa.updates.functional import StudentGrads, TensorDict, build_grads, distill_loss, student_logits
+from fastlrwa.updates.functional import StudentGrads, TensorDict, distill_loss, student_logits
 from fastlrwa.updates.lrwa import lrwa_grads
 from fastlrwa.updates.options import JointObjective, JointOptions, KDOptions, LRWAOptions, StudentUpdateKind
 
@@ -112,7 +112,7 @@ def make_student_grads(
     ``lrwa`` update for the alignment cosine. ``amp_dtype``: autocast dtype or ``None`` (as from
     ``fastlrwa.runtime.amp_dtype``); with float16 pass ``loss_scale`` to each call (see
     ``fastlrwa.updates.amp``). ``compile``: build it with ``torch.compile(fullgraph=True)`` once.
-    ``cuda_graphs``: replay it as a CUDA graph (see :func:`~fastlrwa.updates.functional.build_grads`).
+    ``cuda_graphs``: replay it as a CUDA graph (see :class:`~fastlrwa.updates.functional.StudentGrads`).
     """
     if kind == "lrwa" and lrwa.objective == "released":
         kind, joint = "joint", RELEASED_AS_JOINT
@@ -126,7 +126,7 @@ def make_student_grads(
         grads_fn = partial(loss_grads, partial(kd_loss, model, kd.temperature), amp_dtype=amp_dtype)
     else:
         raise ValueError(f"no student update {kind!r}; the updates are: {', '.join(get_args(StudentUpdateKind))}")
-    return build_grads(grads_fn, compile=compile, cuda_graphs=cuda_graphs)
+    return StudentGrads(grads_fn, compile=compile, cuda_graphs=cuda_graphs)
 
 
 def install_grads(params: Mapping[str, Tensor], grads: Mapping[str, Tensor]) -> None:
