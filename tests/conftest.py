@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import random
 import subprocess
+import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -161,3 +164,14 @@ def replay_batches(new: int, memory: int, side: int, classes: int, dtype: torch.
 def params_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The model's parameters, detached, as the update functions take them."""
     return {name: p.detach() for name, p in model.named_parameters()}
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/NAME.py`` as a module: the benchmarks are scripts, not a package."""
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_bench_trainer():
-    spec = importlib.util.spec_from_file_location("bench_trainer", ROOT / "benchmarks" / "bench_trainer.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_benchmark
 
 
 def test_batch_size_replaces_the_presets_and_the_tiny_batch(tmp_path):
-    bench = _load_bench_trainer()
+    bench = load_benchmark("bench_trainer")
     batch = 11  # neither the preset's 64 nor the tiny sizes' 8
     argv = ["--setup", "digits", "--modes", "default", "--tiny", "--train-only", "--epochs", "1"]
     argv += ["--batch-size", str(batch), "--device", "cpu", "--work", str(tmp_path / "work"), "--out", str(tmp_path)]

@@ -7,28 +7,19 @@ the benchmark's sizes: nothing is computed, and the figures are the same on ever
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import load_benchmark
 from fastlrwa.updates.options import LRWAOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("bench_lrwa_step", ROOT / "benchmarks" / "bench_lrwa_step.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+bench = load_benchmark("bench_lrwa_step")
 BUDGETS = json.loads((ROOT / "benchmarks" / "budgets.json").read_text())
 OBJECTIVES = ("paper", "official")
 DEFAULT_EXACT = next(

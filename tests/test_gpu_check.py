@@ -8,7 +8,6 @@ the reason. One dry run (about a minute on two idle cores) serves the tests of t
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import os
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import load_benchmark
 from fastlrwa.data import load_split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,14 +39,6 @@ MEASURED = {
 }
 SKIPPED_ON_A_CPU = PREWARM | {"lrwa_amp_compiled", "tests_export"}
 EAGER_VARIANTS = {"joint", "lrwa-exact", "lrwa-exact-reverse", "lrwa-fd", "lrwa-first-order"}
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
 
 
 def _check(out: Path, work: Path, *options: str) -> subprocess.CompletedProcess:
@@ -148,7 +140,7 @@ def test_stages_past_the_time_budget_are_reported_and_fail_the_check(tmp_path):
 
 
 def test_junit_results_are_counted_with_failures_and_skip_reasons(tmp_path):
-    report = _load("gpu_check_report")
+    report = load_benchmark("gpu_check_report")
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "junit-tests.xml").write_text(
         '<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" tests="4">'
@@ -166,7 +158,7 @@ def test_junit_results_are_counted_with_failures_and_skip_reasons(tmp_path):
 
 
 def test_written_cifar100_test_split_is_what_the_loader_reads(tmp_path):
-    bench_trainer = _load("bench_trainer")
+    bench_trainer = load_benchmark("bench_trainer")
     bench_trainer.write_cifar100_test_split(tmp_path, 37)
     with open(tmp_path / "cifar-100-python" / "test", "rb") as handle:
         written = pickle.load(handle)
