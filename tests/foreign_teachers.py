@@ -26,10 +26,21 @@ class UserCNN(nn.Module):
         return self.head(self.body(x))
 
 
-def user_cnn(seed: int = 0) -> UserCNN:
-    """A UserCNN with random weights and BatchNorm statistics that are not the identity's."""
+class LoopingCNN(UserCNN):
+    """UserCNN with a loop whose trip count depends on the data (it scales too large features down), which torch's
+    TorchScript converter cannot translate; on the tests' inputs it runs no iteration, the forward is UserCNN's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.body(x)
+        while bool(features.abs().max() > 1e6):
+            features = features * 0.5
+        return self.head(features)
+
+
+def user_cnn(seed: int = 0, cls: type[UserCNN] = UserCNN) -> UserCNN:
+    """A ``cls`` with random weights and BatchNorm statistics that are not the identity's."""
     torch.manual_seed(seed)
-    model = UserCNN()
+    model = cls()
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):
             module.running_mean.uniform_(-0.3, 0.3)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
-from foreign_teachers import FACTORY, UserCNN, save_three_ways, user_cnn
+from foreign_teachers import FACTORY, LoopingCNN, UserCNN, save_three_ways, user_cnn
 
 from conftest import TINY_TRAIN_FLAGS, tiny_overrides
 from fastlrwa.cli import cli
@@ -30,6 +30,15 @@ FORMS = {"torchscript": {}, "exported": {}, "state_dict": {"teacher.factory": FA
 def saved(tmp_path_factory):
     model = user_cnn(seed=3)
     return model, save_three_ways(model, tmp_path_factory.mktemp("user_teacher"))
+
+
+@pytest.fixture(scope="module")
+def looping(tmp_path_factory):
+    """A TorchScript teacher torch's converter cannot translate (a data-dependent loop), and its Python module."""
+    model = user_cnn(seed=4, cls=LoopingCNN)
+    path = tmp_path_factory.mktemp("looping") / "looping_script.pt"
+    torch.jit.save(torch.jit.script(model), str(path))
+    return model, path
 
 
 def _config(path, **fields):
@@ -79,12 +88,15 @@ def test_features_are_the_input_of_the_last_linear_for_the_users_class(saved):
     torch.testing.assert_close(logits, F.linear(reference, model.head.weight, model.head.bias))
 
 
-def test_a_torchscript_teacher_has_no_features(saved):
-    _, paths = saved
-    path = paths["torchscript"]
+def test_a_torchscript_teacher_torch_cannot_convert_runs_as_it_is_without_features(looping):
+    model, path = looping
     teacher, _ = load_frozen_teacher(path, _config(path), DIGITS, torch.device("cpu"))
-    logits, features = teacher(torch.randn(3, 1, 32, 32), return_features=True)
-    assert features is None and logits.shape == (3, 10)
+    assert isinstance(teacher.model, torch.jit.ScriptModule) and not teacher.takes_hooks
+    assert "converter failed" in teacher.note and "prim::Loop" in teacher.note
+    x = torch.randn(3, 1, 32, 32)
+    logits, features = teacher(x, return_features=True)
+    assert features is None
+    torch.testing.assert_close(logits, model(x * teacher.input_scale + teacher.input_shift))
 
 
 def _batchnorm_inputs(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
@@ -98,10 +110,14 @@ def _batchnorm_inputs(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Ten
     return seen
 
 
-def test_an_exported_teacher_has_its_batchnorms_and_head_back_as_modules(saved):
+@pytest.mark.parametrize("form", ["exported", "torchscript"])
+def test_a_graph_teacher_has_its_batchnorms_and_head_back_as_modules(saved, form):
+    """The exported program, and the program torch converts a TorchScript file to, read as the Python module:
+    its penultimate features, its BatchNorm statistics and the inputs of its BatchNorm layers."""
     model, paths = saved
-    path = paths["exported"]
+    path = paths[form]
     teacher, _ = load_frozen_teacher(path, _config(path), DIGITS, torch.device("cpu"))
+    assert teacher.takes_hooks and teacher.note == ("" if form == "exported" else "converted to a torch.export program")
     x = torch.randn(5, 1, 32, 32)
     _, features = teacher(x, return_features=True)
     torch.testing.assert_close(features, model.body(x))
@@ -109,8 +125,9 @@ def test_an_exported_teacher_has_its_batchnorms_and_head_back_as_modules(saved):
     reference = [layer for _, layer in tracked_batchnorms(model)]
     assert len(norms) == 3 and not any(layer.training for layer in norms)
     for got, expected in zip(norms, reference):
-        torch.testing.assert_close(got.running_var, expected.running_var)
-        torch.testing.assert_close(got.eps, expected.eps)
+        for name in ("running_mean", "running_var", "weight", "bias"):
+            torch.testing.assert_close(getattr(got, name), getattr(expected, name), rtol=0, atol=0)
+        assert got.eps == expected.eps
     # The teacher's input is the run's normalisation, the model's its own: the same mapping as the wrapper's.
     inner = x * teacher.input_scale + teacher.input_shift
     for got, expected in zip(_batchnorm_inputs(teacher, x), _batchnorm_inputs(model, inner)):
@@ -123,13 +140,11 @@ def _train(tmp_path, teacher, method="mb-dfkd", **extra):
 
 
 @pytest.mark.parametrize("form", sorted(FORMS))
-def test_each_form_distils_through_the_whole_loop(saved, tmp_path, form):
+def test_each_form_distils_through_the_whole_loop_with_the_activation_prior(saved, tmp_path, form):
     _, paths = saved
-    extra = dict(FORMS[form])
-    if form != "state_dict":
-        extra["loss.a"] = 0.0
-    history = _train(tmp_path, paths[form], **extra)
+    history = _train(tmp_path, paths[form], **{"loss.a": 0.5, **FORMS[form]})
     assert len(history) == 1 and 0.0 <= history[0]["test_accuracy"] <= 100.0
+    assert history[0]["gen_act"] != 0
     record = json.loads((tmp_path / "run" / "config.json").read_text())
     assert record["teacher_arch"] == (FACTORY if form == "state_dict" else form)
 
@@ -140,25 +155,38 @@ def test_dfq_reads_the_batchnorm_layers_of_the_users_class(saved, tmp_path):
     assert history[0]["gen_bn"] > 0
 
 
-def test_a_torchscript_teacher_refuses_the_activation_prior_naming_w_act_0(saved, tmp_path):
-    _, paths = saved
-    with pytest.raises(ConfigError, match="--w-act 0"):
-        _train(tmp_path, paths["torchscript"])
+def test_a_torchscript_teacher_torch_cannot_convert_refuses_the_activation_prior_naming_w_act_0(looping, tmp_path):
+    _, path = looping
+    with pytest.raises(ConfigError, match="--w-act 0") as refused:
+        _train(tmp_path, path, **{"loss.a": 0.5})
+    assert "converter failed" in str(refused.value)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
-def test_an_exported_teacher_serves_dfq_and_the_activation_prior(saved, tmp_path):
+def test_a_torchscript_teacher_torch_cannot_convert_refuses_dfq(looping, tmp_path):
+    _, path = looping
+    with pytest.raises(ConfigError, match="--teacher-factory") as refused:
+        _train(tmp_path, path, method="dfq")
+    assert "converter failed" in str(refused.value) and "another method" in str(refused.value)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_a_torchscript_teacher_torch_cannot_convert_trains_without_the_priors_and_says_so(looping, tmp_path, capsys):
+    _, path = looping
+    history = _train(tmp_path, path, **{"loss.a": 0.0})
+    assert len(history) == 1 and 0.0 <= history[0]["test_accuracy"] <= 100.0
+    first = capsys.readouterr().err.strip().splitlines()[0]
+    assert first.startswith("mb-dfkd: torchscript teacher, run as TorchScript, without hooks: torch's converter failed")
+
+
+@pytest.mark.parametrize("form", ["exported", "torchscript"])
+def test_a_graph_teacher_serves_dfq(saved, tmp_path, capsys, form):
     _, paths = saved
-    history = _train(tmp_path / "dfq", paths["exported"], method="dfq")
+    history = _train(tmp_path, paths[form], method="dfq")
     assert history[0]["gen_bn"] > 0
-    history = _train(tmp_path / "act", paths["exported"], **{"loss.a": 0.5})
-    assert history[0]["gen_act"] != 0
-
-
-def test_a_torchscript_teacher_refuses_dfq(saved, tmp_path):
-    _, paths = saved
-    with pytest.raises(ConfigError, match="--teacher-factory"):
-        _train(tmp_path, paths["torchscript"], method="dfq")
+    first = capsys.readouterr().err.strip().splitlines()[0]
+    note = ", converted to a torch.export program" if form == "torchscript" else ""
+    assert first.startswith(f"dfq: {form} teacher{note} (")
 
 
 def _load(path, **fields):

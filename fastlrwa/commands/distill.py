@@ -17,6 +17,7 @@ from fastlrwa.config.schema import TrainConfig, apply_overrides, to_dict
 from fastlrwa.data import evaluate
 from fastlrwa.distributed import DistributedContext
 from fastlrwa.errors import CheckpointError
+from fastlrwa.models.foreign_teacher import ForeignTeacher
 from fastlrwa.progress import EpochProgress, epoch_progress
 from fastlrwa.report.table import run_stats
 from fastlrwa.runtime import environment_versions, seed_everything
@@ -178,6 +179,11 @@ def _command(context: DistributedContext) -> str:
     return "fastlrwa train"
 
 
+def _teacher_note(teacher: object) -> str:
+    """How a teacher from outside fastlrwa runs (a TorchScript one converted or not), for the run's first line."""
+    return f", {teacher.note}" if isinstance(teacher, ForeignTeacher) and teacher.note else ""
+
+
 def _start_run_dir(run: RunDir, parts: RunParts, teacher_sha256: str, progress: EpochProgress) -> None:
     """Rank 0: clear the previous run's files and write config.json for this one."""
     config = parts.config
@@ -188,7 +194,8 @@ def _start_run_dir(run: RunDir, parts: RunParts, teacher_sha256: str, progress: 
     else:
         teacher_accuracy, measured = None, "no test data: accuracy not measured"
     progress.log(
-        f"{config.method}: {parts.teacher_meta.arch} teacher ({measured}) -> {config.student.arch} student, "
+        f"{config.method}: {parts.teacher_meta.arch} teacher{_teacher_note(parts.teacher)} ({measured}) -> "
+        f"{config.student.arch} student, "
         f"{config.schedule.epochs} epochs"
         + (f", {parts.context.world_size} processes" if parts.context.is_distributed else "")
     )

@@ -5,6 +5,10 @@ weights and running statistics, the classifier head an ``aten.linear`` call. Eac
 call becomes a call of an ``nn.BatchNorm`` module, and the last ``aten.linear`` call an ``nn.Linear``, holding
 the very same tensors, so the graph computes what it did, and DFQ (the inputs of the BatchNorm layers) and the
 activation prior (the input of the last Linear) can hook them as in a Python module.
+
+The graph's weights may be buffers rather than parameters (torch's TorchScript converter makes every tensor of
+the script a buffer: ``fastlrwa.models.script_conversion``); the modules then hold them as frozen parameters
+that share their storage.
 """
 
 from __future__ import annotations
@@ -33,6 +37,13 @@ def _attr(module: torch.fx.GraphModule, node: object) -> torch.Tensor | None:
     return value if isinstance(value, torch.Tensor) else None
 
 
+def _as_parameter(tensor: torch.Tensor | None) -> nn.Parameter | None:
+    """``tensor`` as a parameter of a module (the same storage; frozen where it was a buffer), None for None."""
+    if tensor is None or isinstance(tensor, nn.Parameter):
+        return tensor
+    return nn.Parameter(tensor, requires_grad=False)
+
+
 def _replace(module: torch.fx.GraphModule, node: torch.fx.Node, name: str, replacement: nn.Module) -> None:
     module.add_submodule(name, replacement)
     with module.graph.inserting_before(node):
@@ -55,8 +66,8 @@ def materialise_modules(module: nn.Module) -> nn.Module:
         stats = (_attr(module, mean), _attr(module, var))
         if training or stats[0] is None or stats[1] is None:
             continue  # a train-mode graph normalises by the batch: no statistics to match
-        affine = (_attr(module, weight), _attr(module, bias))
-        if not all(isinstance(tensor, nn.Parameter) for tensor in affine):
+        affine = (_as_parameter(_attr(module, weight)), _as_parameter(_attr(module, bias)))
+        if affine[0] is None or affine[1] is None:
             continue
         layer = GraphBatchNorm(stats[0].numel(), eps=eps, momentum=momentum)
         layer.weight, layer.bias = affine
@@ -66,8 +77,8 @@ def materialise_modules(module: nn.Module) -> nn.Module:
     linears = [node for node in nodes if node.op == "call_function" and node.target is _ATEN.linear.default]
     if linears and not linears[-1].kwargs and len(linears[-1].args) == 3:
         _, weight, bias = linears[-1].args
-        weight_tensor, bias_tensor = _attr(module, weight), _attr(module, bias)
-        if isinstance(weight_tensor, nn.Parameter) and isinstance(bias_tensor, nn.Parameter):
+        weight_tensor, bias_tensor = _as_parameter(_attr(module, weight)), _as_parameter(_attr(module, bias))
+        if weight_tensor is not None and bias_tensor is not None:
             head = nn.Linear(weight_tensor.shape[1], weight_tensor.shape[0], device="meta")
             head.weight, head.bias = weight_tensor, bias_tensor
             _replace(module, linears[-1], "fastlrwa_head", head)

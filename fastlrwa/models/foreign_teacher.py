@@ -8,8 +8,10 @@ the identity where the two agree.
 
 Features (the activation prior's input): the input of the teacher's last ``nn.Linear``, read with a forward
 pre-hook in the same pass (an exported graph's last ``aten.linear`` is made an ``nn.Linear`` when it is loaded:
-``fastlrwa.models.exported_graph``). A TorchScript module takes no hooks, so it has no features
-(``has_features`` is False) and ``forward(x, return_features=True)`` gives ``None`` for it.
+``fastlrwa.models.exported_graph``; so is a TorchScript teacher's, converted to an exported program where torch
+can: ``fastlrwa.models.script_conversion``). A TorchScript module that could not be converted takes no hooks
+(``takes_hooks`` is False): it has no features (``has_features`` is False), ``forward(x, return_features=True)``
+gives ``None`` for them, and ``note`` says why it runs so.
 
 The wrapped model stays in eval mode: ``train()`` switches this wrapper alone (an exported graph cannot be
 switched at all, and a frozen teacher's BatchNorm must use its running statistics).
@@ -33,10 +35,13 @@ class ForeignTeacher(nn.Module):
         in_channels: int,
         dataset_norm: tuple[Sequence[float], Sequence[float]],
         teacher_norm: tuple[Sequence[float], Sequence[float]],
+        note: str = "",
     ) -> None:
         super().__init__()
         self.model = model
         self.arch = arch
+        self.note = note  # how the file runs, for the run's first line ("" where there is nothing to say)
+        self.takes_hooks = not isinstance(model, torch.jit.ScriptModule)
         self.num_classes = num_classes
         self.in_channels = in_channels
         (mean_d, std_d), (mean_t, std_t) = dataset_norm, teacher_norm

@@ -121,25 +121,26 @@ def _replay(
 
 
 def _check_teacher_serves(spec: MethodSpec, config: TrainConfig, teacher: nn.Module, meta: ModelMeta) -> None:
-    """A TorchScript teacher has no features and no BatchNorm layers to hook (an exported one may lack the
-    features): the priors that read them are refused rather than trained without; ZSKD needs the last linear
-    layer's weights."""
+    """A TorchScript teacher that torch could not convert to an exported program takes no hooks, so it has no
+    features and no BatchNorm layers to hook (an exported one may lack the features): the priors that read them
+    are refused rather than trained without; ZSKD needs the last linear layer's weights."""
     if spec.generator_objective == "impressions":
         class_vectors(teacher, meta.arch)
     if not isinstance(teacher, ForeignTeacher):
         return
     flags = flag_names(TrainConfig)
+    why = f" ({teacher.note})" if teacher.note else ""
     if not teacher.has_features and spec.generator_objective in ("dafl", "js_priors") and config.loss.a != 0:
         raise ConfigError(
-            f"the activation prior reads the input of the teacher's last nn.Linear, which this {meta.arch} teacher "
-            f"does not expose; pass {flags['loss.a']} 0, or load the teacher from its own class with "
+            f"the activation prior reads the input of the teacher's last nn.Linear, which this {meta.arch} teacher"
+            f"{why} does not expose; pass {flags['loss.a']} 0, or load the teacher from its own class with "
             f"{flags['teacher.factory']}"
         )
-    if spec.generator_objective == "dfq" and meta.arch == "torchscript":
+    if spec.generator_objective == "dfq" and not teacher.takes_hooks:
         raise ConfigError(
-            "dfq matches the inputs of the teacher's BatchNorm layers, which a torchscript teacher does not "
-            f"expose; save it with torch.export.save, or load it from its own class with {flags['teacher.factory']}, "
-            "or use another method"
+            f"dfq matches the inputs of the teacher's BatchNorm layers, which this {meta.arch} teacher{why} does "
+            f"not expose; save it with torch.export.save, or load it from its own class with "
+            f"{flags['teacher.factory']}, or use another method"
         )
 
 

@@ -79,11 +79,11 @@ def load_foreign_teacher(
             )
         model = build_from_factory(config.factory)
         load_user_state_dict(path, model, config.factory)
-        arch = config.factory
+        arch, note = config.factory, ""
     else:
-        model = load_graph_teacher(path, form)
+        model, note = load_graph_teacher(path, form, (info.channels, info.image_size, info.image_size))
         arch = form
-    if form != "exported":  # an exported graph keeps the mode it was exported in, and cannot be switched
+    if form == "checkpoint":  # a graph keeps the mode it was exported (or converted) in, and cannot be switched
         model.eval()
     mean, std = teacher_normalisation(config, info)
     teacher = ForeignTeacher(
@@ -93,6 +93,7 @@ def load_foreign_teacher(
         in_channels=info.channels,
         dataset_norm=(info.mean, info.std),
         teacher_norm=(mean, std),
+        note=note,
     )
     _check_output(teacher, path, info)
     meta = ModelMeta(
