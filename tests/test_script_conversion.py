@@ -85,4 +85,4 @@ def test_a_translation_whose_outputs_differ_from_the_scripts_is_not_kept(script,
 
     monkeypatch.setattr(script_conversion, "materialise_modules", shifted)
     kept = script_teacher(script, SHAPE)
-    assert kept.module is script and "outputs differ (by up to 0.001)" in kept.note
+    assert kept.module is script and "outputs differ from the script's (by up to 0.001)" in kept.note

@@ -32,6 +32,7 @@ EXAMPLE_BATCH, CHECK_BATCH = 3, 5
 _EXPORT_LOGGERS = ("torch._export", "torch.export", "torch.fx.experimental.symbolic_shapes", "torch._dynamo")
 
 CONVERTED = "converted to a torch.export program"
+KEPT = "run as TorchScript, without hooks"
 
 
 @dataclass(frozen=True)
@@ -84,13 +85,13 @@ def script_teacher(script: torch.jit.ScriptModule, input_shape: tuple[int, ...])
         with torch.no_grad():
             expected, got = script(check), module(check)
     except Exception as error:  # the converter raises many types on what it cannot translate
-        return ScriptTeacher(script, f"run as TorchScript, without hooks: torch's converter failed ({_first_line(error)})")
+        return ScriptTeacher(script, f"{KEPT}: torch's converter failed ({_first_line(error)})")
     if not (isinstance(got, torch.Tensor) and isinstance(expected, torch.Tensor)) or got.shape != expected.shape:
-        return ScriptTeacher(script, "run as TorchScript, without hooks: the converted program's output differs")
+        return ScriptTeacher(script, f"{KEPT}: the converted program's output is not the script's")
     if not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
         difference = (got - expected).abs().max().item()
         return ScriptTeacher(
             script,
-            f"run as TorchScript, without hooks: the converted program's outputs differ (by up to {difference:.2g})",
+            f"{KEPT}: the converted program's outputs differ from the script's (by up to {difference:.2g})",
         )
     return ScriptTeacher(module, CONVERTED)
