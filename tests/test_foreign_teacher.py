@@ -20,6 +20,7 @@ from fastlrwa.data import dataset_info
 from fastlrwa.errors import CheckpointError, ConfigError
 from fastlrwa.models.batchnorm import tracked_batchnorms
 from fastlrwa.models.teacher_forms import teacher_form
+from fastlrwa.trainer.impressions import class_vectors
 from fastlrwa.trainer.teacher import load_frozen_teacher
 
 DIGITS = dataset_info("digits")
@@ -113,7 +114,8 @@ def _batchnorm_inputs(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Ten
 @pytest.mark.parametrize("form", ["exported", "torchscript"])
 def test_a_graph_teacher_has_its_batchnorms_and_head_back_as_modules(saved, form):
     """The exported program, and the program torch converts a TorchScript file to, read as the Python module:
-    its penultimate features, its BatchNorm statistics and the inputs of its BatchNorm layers."""
+    its penultimate features, its head's weights (ZSKD's class vectors), its BatchNorm statistics and the inputs
+    of its BatchNorm layers."""
     model, paths = saved
     path = paths[form]
     teacher, _ = load_frozen_teacher(path, _config(path), DIGITS, torch.device("cpu"))
@@ -121,6 +123,7 @@ def test_a_graph_teacher_has_its_batchnorms_and_head_back_as_modules(saved, form
     x = torch.randn(5, 1, 32, 32)
     _, features = teacher(x, return_features=True)
     torch.testing.assert_close(features, model.body(x))
+    torch.testing.assert_close(class_vectors(teacher, form), model.head.weight, rtol=0, atol=0)
     norms = [layer for _, layer in tracked_batchnorms(teacher)]
     reference = [layer for _, layer in tracked_batchnorms(model)]
     assert len(norms) == 3 and not any(layer.training for layer in norms)
