@@ -20,7 +20,7 @@ from fastlrwa.config.input_space import run_input
 from fastlrwa.config.schema import TrainConfig, from_dict
 from fastlrwa.data import DatasetInfo
 from fastlrwa.errors import CheckpointError, ConfigError, UserFacingError
-from fastlrwa.models import build_generator
+from fastlrwa.trainer.build import run_generator
 from fastlrwa.trainer.checkpoint import CHECKPOINT_FORMAT
 from fastlrwa.trainer.diagnostics import fixed_latents, generated_samples, image_grid
 from fastlrwa.trainer.run_dir import RunDir
@@ -75,12 +75,7 @@ def samples_grid(run_dir: str | os.PathLike, count: int | None = None):
     state = _read_state(Path(run_dir))
     config = from_dict(TrainConfig, state["config"])
     info = run_input(config.data, config.teacher)
-    generator = build_generator(
-        latent_dim=config.generator.latent_dim,
-        channels=info.channels,
-        image_size=info.image_size,
-        width=config.generator.width,
-    )
+    generator = run_generator(config, info)
     generator.load_state_dict(state["generator"])
     count = count or config.diagnostics.sample_grid or DEFAULT_COUNT
     latents = fixed_latents(count, config.generator.latent_dim, config.runtime.seed, torch.device("cpu"))

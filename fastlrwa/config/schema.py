@@ -167,6 +167,14 @@ class GeneratorConfig(Options):
     lr: float = option(0.02, flag="--lr-generator", help="generator Adam learning rate")
     beta1: float = 0.9
     beta2: float = 0.999
+    # standardised: tanh then a BatchNorm without affine, the authors' (each batch standardised, so its values can
+    # reach far outside what a real image takes) | pixels: tanh read as pixels in [0, 1], in the dataset's
+    # normalisation, so every generated value is one a real image can have
+    output: Literal["standardised", "pixels"] = option(
+        "standardised",
+        flag="--generator-output",
+        help="generator's last layer: standardised per batch (the authors') or pixels in [0, 1] (the real range)",
+    )
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,28 @@ LEAKY_SLOPE = 0.2
 INIT_BOUND = 0.08
 
 
+class PixelRange(nn.Module):
+    """tanh's output in [-1, 1] taken as pixels ``p = (t + 1) / 2`` in [0, 1], in the dataset's normalisation
+    ``(p - mean) / std`` per channel: the generator's images then stay inside the values a real image can take."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        # Fixed by the dataset, not learnt or saved: the run's config names the dataset.
+        self.register_buffer("scale", 0.5 / std_t, persistent=False)
+        self.register_buffer("shift", (0.5 - mean_t) / std_t, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift.to(x.dtype), x, self.scale.to(x.dtype))
+
+
 class Generator(nn.Module):
     """Linear(latent -> W*(s/4)^2) -> (W, s/4, s/4) -> BN -> up x2 -> SN conv3x3 W -> BN(eps 0.8)
     -> LeakyReLU(0.2) -> up x2 -> SN conv3x3 W/2 -> BN(eps 0.8) -> LeakyReLU(0.2) -> SN conv3x3 to
     ``channels`` -> tanh -> BN without affine; W = ``width``, 128 in the paper. SN: spectral norm.
+    With ``pixel_norm = (mean, std)`` the last BatchNorm is :class:`PixelRange` instead (the
+    ``pixels`` output: images inside the real pixel range, not standardised per batch).
 
     This is the authors' generator (their ``networks/generator.py``): spectral norm on all three
     convolutions, computed as their ``torch.nn.utils.spectral_norm`` does (see
@@ -36,7 +54,14 @@ class Generator(nn.Module):
     (updated in train mode, like BatchNorm statistics).
     """
 
-    def __init__(self, latent_dim: int, channels: int, image_size: int, width: int = BASE_CHANNELS) -> None:
+    def __init__(
+        self,
+        latent_dim: int,
+        channels: int,
+        image_size: int,
+        width: int = BASE_CHANNELS,
+        pixel_norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+    ) -> None:
         super().__init__()
         self.width = width
         self.latent_dim = latent_dim
@@ -56,7 +81,7 @@ class Generator(nn.Module):
             nn.LeakyReLU(LEAKY_SLOPE),
             _conv(width // 2, channels),
             nn.Tanh(),
-            nn.BatchNorm2d(channels, affine=False),
+            nn.BatchNorm2d(channels, affine=False) if pixel_norm is None else PixelRange(*pixel_norm),
         )
         # A dtype the generator computes in on its own (autocast), whatever the rest of the run does; None: the
         # run's precision. Its images then come back in float32, so the classifiers see them at full precision.
@@ -100,7 +125,7 @@ class Generator(nn.Module):
         x = F.conv2d(upsample2(x), unnormalised_weight(conv2), conv2.bias, padding=conv2.padding)
         x = act2(train_batchnorm_per_chunk(x, norm2, chunks, inverse_sigmas[2]))
         x = tanh(F.conv2d(x, unnormalised_weight(conv3), conv3.bias, padding=conv3.padding))
-        return train_batchnorm_per_chunk(x, norm3, chunks)
+        return norm3(x) if isinstance(norm3, PixelRange) else train_batchnorm_per_chunk(x, norm3, chunks)
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
         x = self.project(z).unflatten(1, (self.width, self.base_size, self.base_size))
@@ -121,8 +146,16 @@ def _conv(in_channels: int, out_channels: int) -> nn.Module:
     return spectral_norm(_uniform_init(nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1)))
 
 
-def build_generator(*, latent_dim: int, channels: int, image_size: int, width: int = BASE_CHANNELS) -> Generator:
-    """The paper's generator; ``image_size`` must be a multiple of 4 (two x2 upsamplings)."""
+def build_generator(
+    *,
+    latent_dim: int,
+    channels: int,
+    image_size: int,
+    width: int = BASE_CHANNELS,
+    pixel_norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+) -> Generator:
+    """The paper's generator; ``image_size`` must be a multiple of 4 (two x2 upsamplings). ``pixel_norm``:
+    the dataset's per-channel (mean, std) for the ``pixels`` output, None for the paper's standardised one."""
     for label, value in (
         ("latent_dim", latent_dim),
         ("channels", channels),
@@ -135,4 +168,6 @@ def build_generator(*, latent_dim: int, channels: int, image_size: int, width: i
         raise ConfigError(f"generator image_size must be a multiple of 4, got {image_size}; use 32 or 64")
     if width < 2:
         raise ConfigError(f"generator width must be at least 2 (its second conv has width/2 channels), got {width}")
-    return Generator(latent_dim, channels, image_size, width)
+    if pixel_norm is not None and not (len(pixel_norm[0]) == len(pixel_norm[1]) == channels):
+        raise ConfigError(f"generator pixel_norm needs a mean and a std for each of the {channels} channels")
+    return Generator(latent_dim, channels, image_size, width, pixel_norm)

@@ -16,7 +16,7 @@ from fastlrwa.data import ArraySplit, DatasetInfo, DeviceImageSet, load_split
 from fastlrwa.data.user_test_set import load_test_data
 from fastlrwa.distributed import DistributedContext, rank_seed
 from fastlrwa.errors import ConfigError
-from fastlrwa.models import ModelMeta, build_generator, build_model, layer_default_init
+from fastlrwa.models import Generator, ModelMeta, build_generator, build_model, layer_default_init
 from fastlrwa.models.batchnorm import tracked_batchnorms
 from fastlrwa.models.foreign_teacher import ForeignTeacher
 from fastlrwa.options import flag_names
@@ -184,12 +184,7 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
         if config.student.init == "layer_default":
             layer_default_init(student)
         student = student.to(device)
-        generator = build_generator(
-            latent_dim=config.generator.latent_dim,
-            channels=info.channels,
-            image_size=info.image_size,
-            width=config.generator.width,
-        ).to(device)
+        generator = run_generator(config, info).to(device)
     # The generator, the teacher and the student convolve generated images channels_last on every device: oneDNN
     # (CPU) and cuDNN both run their convolutions fastest in it. On the CPU the student's own update runs as fast
     # either way, but the generator step's backward through a contiguous-format student took 10 % longer (a
@@ -280,6 +275,17 @@ def build_run(config: TrainConfig, teacher_path: Path, context: DistributedConte
         student_batch=student_batch,
         student_update=student_update,
         impressions=_impression_batches(config, spec, info, teacher, device, rng, autocast),
+    )
+
+
+def run_generator(config: TrainConfig, info: DatasetInfo) -> Generator:
+    """The run's generator as its config describes it (the trainer and ``fastlrwa samples`` build the same)."""
+    return build_generator(
+        latent_dim=config.generator.latent_dim,
+        channels=info.channels,
+        image_size=info.image_size,
+        width=config.generator.width,
+        pixel_norm=(info.mean, info.std) if config.generator.output == "pixels" else None,
     )
 
 
