@@ -11,9 +11,11 @@ from fastlrwa.models import build_generator
 from fastlrwa.models.batchnorm import train_batchnorm_per_chunk
 
 
-def _generator(seed: int, dtype: torch.dtype, channels_last: bool) -> torch.nn.Module:
+def _generator(seed: int, dtype: torch.dtype, channels_last: bool, pixels: bool = False) -> torch.nn.Module:
     torch.manual_seed(seed)
-    generator = build_generator(latent_dim=11, channels=3, image_size=12, width=6).to(dtype).train()
+    pixel_norm = ((0.3, 0.45, 0.5), (0.2, 0.3, 0.25)) if pixels else None
+    generator = build_generator(latent_dim=11, channels=3, image_size=12, width=6, pixel_norm=pixel_norm)
+    generator = generator.to(dtype).train()
     # Moved off their initial values, so that a missed running-statistics update shows.
     for layer in generator.modules():
         if isinstance(layer, torch.nn.BatchNorm2d):
@@ -22,10 +24,10 @@ def _generator(seed: int, dtype: torch.dtype, channels_last: bool) -> torch.nn.M
     return generator.to(memory_format=torch.channels_last) if channels_last else generator
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("channels_last,pixels", [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize("chunks,rows", [(3, 7), (5, 4), (1, 9)])
-def test_chunks_equal_separate_forwards_in_float64(chunks, rows, channels_last):
-    generator = _generator(seed=chunks * 10 + rows, dtype=torch.float64, channels_last=channels_last)
+def test_chunks_equal_separate_forwards_in_float64(chunks, rows, channels_last, pixels):
+    generator = _generator(seed=chunks * 10 + rows, dtype=torch.float64, channels_last=channels_last, pixels=pixels)
     reference = copy.deepcopy(generator)
     for _ in range(2):  # the second call starts from the moved statistics and vectors
         z = torch.randn(chunks * rows, 11, dtype=torch.float64)

@@ -53,6 +53,28 @@ def test_output_is_standardised_by_a_final_batchnorm_without_affine() -> None:
     torch.testing.assert_close(images, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_pixels_output_is_tanh_read_as_pixels_in_the_datasets_normalisation() -> None:
+    mean = tuple(torch.empty(3).uniform_(0.2, 0.6).tolist())
+    std = tuple(torch.empty(3).uniform_(0.15, 0.4).tolist())
+    generator = build_generator(latent_dim=23, channels=3, image_size=20, width=10, pixel_norm=(mean, std)).train()
+    assert not any(isinstance(m, nn.BatchNorm2d) and not m.affine for m in generator.modules())
+    assert not any(name.startswith("decode.10") for name in generator.state_dict())
+    tanh = next(m for m in generator.modules() if isinstance(m, nn.Tanh))
+    captured = {}
+    tanh.register_forward_hook(lambda module, inputs, output: captured.update(tanh=output.detach().double()))
+    images = generator(torch.randn(9, 23)).detach().double()
+    m = torch.tensor(mean, dtype=torch.float64).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float64).view(1, 3, 1, 1)
+    torch.testing.assert_close(images, ((captured["tanh"] + 1) / 2 - m) / s, rtol=1e-5, atol=1e-5)
+    # Every value is one a real image in [0, 1] can take, and the batch is not standardised.
+    assert (images >= -m / s - 1e-5).all() and (images <= (1 - m) / s + 1e-5).all()
+
+
+def test_pixels_output_needs_a_mean_and_std_per_channel() -> None:
+    with pytest.raises(ConfigError, match="each of the 3 channels"):
+        build_generator(latent_dim=8, channels=3, image_size=8, pixel_norm=((0.5,), (0.25,)))
+
+
 def test_inner_batchnorms_use_the_authors_eps_and_every_conv_is_spectrally_normalised() -> None:
     generator = build_generator(latent_dim=100, channels=3, image_size=32)
     eps = [m.eps for m in generator.modules() if isinstance(m, nn.BatchNorm2d)]
@@ -193,3 +215,19 @@ def test_without_its_own_dtype_the_generator_follows_the_runs_autocast() -> None
     computing, _ = _twins(None)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert computing(torch.randn(5, 9)).dtype is torch.bfloat16
+
+
+@pytest.mark.parametrize("preset", ["digits", "fashion-mnist"])
+def test_a_pixels_run_builds_its_generator_in_its_datasets_normalisation(preset: str) -> None:
+    from fastlrwa.config.input_space import run_input
+    from fastlrwa.config.presets import train_config
+    from fastlrwa.trainer.build import run_generator
+
+    config = train_config(preset, {"generator.output": "pixels"})
+    info = run_input(config.data, config.teacher)
+    generator = run_generator(config, info).train()
+    images = generator(torch.randn(5, config.generator.latent_dim)).detach().double()
+    low, high = -info.mean[0] / info.std[0], (1 - info.mean[0]) / info.std[0]
+    assert (images >= low - 1e-5).all() and (images <= high + 1e-5).all() and images.std() > 0
+    standardised = run_generator(train_config(preset), info)
+    assert isinstance(list(standardised.modules())[-1], nn.BatchNorm2d)
