@@ -136,7 +136,11 @@ cli(sys.argv[4:], prog_name="fastlrwa")
 
 @pytest.mark.parametrize(
     ("first", "second", "code"),
-    [(signal.SIGTERM, signal.SIGTERM, 143), (signal.SIGINT, signal.SIGINT, 130), (signal.SIGINT, signal.SIGTERM, 143)],
+    [
+        (signal.SIGTERM, signal.SIGTERM, 143),
+        pytest.param(signal.SIGINT, signal.SIGINT, 130, marks=pytest.mark.slow),
+        pytest.param(signal.SIGINT, signal.SIGTERM, 143, marks=pytest.mark.slow),
+    ],
 )
 def test_a_second_signal_stops_at_once_keeping_the_last_checkpoint(tmp_path, lenet_teacher, first, second, code):
     out = tmp_path / "run"
@@ -226,6 +230,8 @@ def _fill(disk: Path, left: int) -> Path:
     return filler
 
 
+# slow: a whole run and its resume; the default run keeps the full disk at the first checkpoint
+@pytest.mark.slow
 def test_a_full_disk_ends_in_one_line_and_resume_after_freeing_space_matches(tmp_path, lenet_teacher, undisturbed):
     disk = tmp_path / "disk"
     if not _mount_tmpfs(disk, 8):
@@ -295,6 +301,8 @@ def test_processes_started_together_never_choose_the_same_run_directory(tmp_path
     assert sorted(taken) == sorted([str(base)] + [f"{base}-{number}" for number in range(2, 46)])
 
 
+# slow: two whole trainings; the default run keeps the directory choice of processes started together
+@pytest.mark.slow
 def test_two_trainings_started_together_without_out_get_a_directory_each(tmp_path, lenet_teacher):
     command = [sys.executable, "-m", "fastlrwa", "train", "--teacher", str(lenet_teacher), *TINY_TRAIN_FLAGS]
     processes = [subprocess.Popen(command, cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -343,6 +351,8 @@ def _stopped_while_loading(slow: str, out: Path, teacher: Path, *extra: str) -> 
     return process.returncode, _errors(rest)
 
 
+# slow: a run started and stopped per loading stage; the default run keeps SIGTERM as the run starts
+@pytest.mark.slow
 def test_sigterm_while_loading_ends_in_one_line_and_writes_nothing(tmp_path, lenet_teacher):
     out = tmp_path / "run"
     code, errors = _stopped_while_loading("build", out, lenet_teacher)
@@ -387,7 +397,9 @@ cli(sys.argv[2:], prog_name="fastlrwa")
 """
 
 
-@pytest.mark.parametrize(("where", "again"), [("config", ()), ("loop", ("--resume",))])
+@pytest.mark.parametrize(
+    ("where", "again"), [pytest.param("config", (), marks=pytest.mark.slow), ("loop", ("--resume",))]
+)
 def test_sigterm_as_the_run_starts_leaves_a_run_the_same_command_or_resume_starts(
     tmp_path, lenet_teacher, undisturbed, where, again
 ):

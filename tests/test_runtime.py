@@ -31,6 +31,8 @@ def _fresh_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {**env, "FASTLRWA_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1", **extra}
 
 
+# slow: a fresh process compiles; the default run keeps the cache folder the user chose
+@pytest.mark.slow
 def test_a_compiled_function_writes_into_the_fastlrwa_cache_after_torchvision_was_imported(tmp_path):
     done = subprocess.run(
         [sys.executable, "-c", COMPILE_IN_FRESH_PROCESS],

@@ -269,6 +269,8 @@ def _sweep_while_held(args: list[str], run_dir: Path):
     return busy, holder.pid
 
 
+# slow: two sweeps and a held run; the default run keeps a run taken as it starts
+@pytest.mark.slow
 def test_a_run_another_process_holds_is_busy_not_failed_and_the_next_sweep_runs_it(tmp_path, lenet_teacher) -> None:
     """The held run was paused after an epoch (it looks interrupted), so a sweep without --resume that took it
     for an interrupted run would refuse to start."""
