@@ -100,7 +100,8 @@ class TeacherConfig(Options):
         None,
         flag="--teacher",
         help="teacher file: a fastlrwa model file, a state_dict (with --teacher-arch or --teacher-factory), a "
-        "TorchScript file (torch.jit.save) or a torch.export program (torch.export.save), told apart by content "
+        "TorchScript file (torch.jit.save; converted to a torch.export program where torch can, for the priors that "
+        "read its layers) or a torch.export program (torch.export.save), told apart by content "
         "(default: the dataset's cached teacher in ~/.cache/fastlrwa/teachers, or $FASTLRWA_CACHE/teachers, "
         "trained on first use)",
     )
