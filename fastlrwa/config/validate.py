@@ -55,6 +55,18 @@ def validate_train_config(config: TrainConfig, flags: Mapping[str, str] | None =
         raise ConfigError(
             f"{setting('loss.entropy_log_base', config.loss.entropy_log_base, flags)}: must be > 1 (10 or e)"
         )
+    for name in ("tv", "div"):
+        _positive(f"loss.{name}", getattr(config.loss, name), flags, allow_zero=True)
+        if getattr(config.loss, name) > 0 and spec.generator_objective == "impressions":
+            raise ConfigError(
+                f"{setting(f'loss.{name}', getattr(config.loss, name), flags)}: an image prior of the generator, "
+                f"and method {config.method} has none (it optimises data impressions); leave it at 0"
+            )
+    if config.loss.div > 0 and s.batch_size < 2:
+        raise ConfigError(
+            f"{setting('loss.div', config.loss.div, flags)} pairs the samples of a batch: "
+            f"{setting('schedule.batch_size', s.batch_size, flags)} must be >= 2"
+        )
     r = config.replay
     if spec.replay == "memory":
         for name in ("slots", "slot_size", "push_every"):

@@ -7,6 +7,8 @@
   authors' JS form the disagreement term is ``adv * (1 - clamp(JS, 0, 1))``; with the paper's it is ``-adv * JS``.
   The teacher's logits enter JS detached, as in the authors' code (``outputs_T.detach()``): the
   disagreement reaches the generator through the student alone, the priors through the teacher.
+
+Any of them can add two image priors, off unless weighted: ``tv*R_TV`` (smoothness) and ``div*L_MS`` (diversity).
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ import torch
 
 from fastlrwa.kernels import fused_js, fused_mae
 from fastlrwa.losses.options import GeneratorLossOptions, GeneratorObjective
-from fastlrwa.losses.priors import activation_loss, adversarial_kl, batch_entropy_loss, one_hot_loss
+from fastlrwa.losses.priors import (
+    activation_loss,
+    adversarial_kl,
+    batch_entropy_loss,
+    mode_seeking_loss,
+    one_hot_loss,
+    total_variation_loss,
+)
 
 
 def generator_loss(
@@ -25,11 +34,14 @@ def generator_loss(
     student_logits: torch.Tensor | None,
     weights: GeneratorLossOptions,
     bn_loss: torch.Tensor | None = None,
+    images: torch.Tensor | None = None,
+    latents: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss the generator minimises, and its parts (0-dim tensors, for logging).
 
     ``teacher_features`` is None for a teacher whose features cannot be read (a TorchScript or exported graph):
-    the activation prior is then left out, which the trainer allows only at weight 0.
+    the activation prior is then left out, which the trainer allows only at weight 0. ``images`` (the generated
+    batch) and ``latents`` (the generator's input) are needed only where the image priors are weighted.
     """
     parts: dict[str, torch.Tensor] = {}
     if objective in ("dafl", "js_priors"):
@@ -51,10 +63,22 @@ def generator_loss(
         parts["adv"] = 1.0 - js.clamp(0.0, 1.0) if weights.js_variant == "official" else -js
     elif objective != "dafl":
         raise ValueError(f"unknown generator objective {objective!r}")
+    if weights.tv > 0:
+        parts["tv"] = total_variation_loss(images)
+    if weights.div > 0:
+        parts["div"] = mode_seeking_loss(images, latents)
     return sum(weighted_terms(parts, weights).values()), parts
 
 
 def weighted_terms(parts: dict[str, torch.Tensor], weights: GeneratorLossOptions) -> dict[str, torch.Tensor]:
     """The terms the generator's loss sums, each times its weight, by name (``js`` is logged, not summed)."""
-    scale = {"oh": weights.oh, "act": weights.a, "ie": weights.ie, "adv": weights.adv, "bn": weights.bn}
+    scale = {
+        "oh": weights.oh,
+        "act": weights.a,
+        "ie": weights.ie,
+        "adv": weights.adv,
+        "bn": weights.bn,
+        "tv": weights.tv,
+        "div": weights.div,
+    }
     return {name: scale[name] * value for name, value in parts.items() if name in scale}

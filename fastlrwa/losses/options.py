@@ -28,6 +28,10 @@ class GeneratorLossOptions(Options):
     # The authors' code uses log10; 2.718281828459045 for the paper's natural log.
     entropy_log_base: float = option(10.0, flag="--entropy-log-base", help="log base of L_EM (authors: 10)")
     bn: float = option(1.0, flag="--w-bn", help="weight of DFQ's BatchNorm-statistics loss")
+    # Image priors any generator objective can add (0: off, every method's default): smoothness (DeepInversion's
+    # R_TV) and diversity between the images of distinct latents (MSGAN's mode-seeking term).
+    tv: float = option(0.0, flag="--w-tv", help="weight of the total-variation image prior R_TV (0: off)")
+    div: float = option(0.0, flag="--w-div", help="weight of the mode-seeking diversity term (0: off)")
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,25 @@ def batch_entropy_loss(teacher_logits: torch.Tensor, log_base: float = math.e) -
     return (p_bar * torch.log(p_bar)).sum() / math.log(log_base)
 
 
+def total_variation_loss(images: torch.Tensor) -> torch.Tensor:
+    """R_TV (DeepInversion's image prior, L1 form): the mean absolute difference between vertically and between
+    horizontally neighbouring pixels, summed. Small for images made of smooth regions, as real ones are."""
+    x = at_least_float32(images)
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+
+
+def mode_seeking_loss(images: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    """Minus MSGAN's mode-seeking ratio: the first half of the batch paired with the second, the mean absolute
+    difference of each pair's images over that of their latents, averaged over pairs. Minimising it pulls apart
+    the images of distinct latents, against a generator that maps every latent to one texture."""
+    half = images.shape[0] // 2
+    x = at_least_float32(images).flatten(1)
+    z = at_least_float32(latents).flatten(1)
+    image_distance = (x[:half] - x[half : 2 * half]).abs().mean(dim=1)
+    latent_distance = (z[:half] - z[half : 2 * half]).abs().mean(dim=1)
+    return -(image_distance / latent_distance).mean()
+
+
 def adversarial_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
     """DFQ's disagreement: KL(p_T || p_S), batch mean (the generator maximises it)."""
     return F.kl_div(

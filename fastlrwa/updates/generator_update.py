@@ -114,6 +114,8 @@ class GeneratorUpdate:
             None if student_logits is None else at_least_float32(student_logits),
             self.weights,
             bn_loss,
+            images,
+            z,
         )
         return weighted_terms(parts, self.weights), parts, images, teacher_logits, student_logits
 
