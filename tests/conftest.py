@@ -119,6 +119,19 @@ TINY_TRAIN_FLAGS = [
 ]
 
 
+def assert_train_refused_in_one_line(tmp_path: Path, flags, named: str) -> None:
+    """A tiny ``fastlrwa train`` with ``flags`` exits 2 with one line naming ``named``, and makes no run directory."""
+    from click.testing import CliRunner
+
+    from fastlrwa.cli import cli
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--out", str(out), *TINY_TRAIN_FLAGS, *flags])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and named in lines[0] and not out.exists()
+
+
 TIMING_KEYS = {"epoch_time_s", "step_time_s", "samples_per_s", "eval_time_s", "wall_time_s"}
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import TINY_TRAIN_FLAGS
+from conftest import TINY_TRAIN_FLAGS, assert_train_refused_in_one_line
 from fastlrwa.cli import cli
 from fastlrwa.losses.generator_objectives import generator_loss
 from fastlrwa.losses.options import GeneratorLossOptions
@@ -138,8 +138,4 @@ def test_a_run_logs_the_priors_and_they_change_the_generator(tmp_path):
     ],
 )
 def test_bad_image_prior_settings_are_refused_in_one_line(flags, named, tmp_path):
-    out = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["train", "--out", str(out), *TINY_TRAIN_FLAGS, *flags])
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and named in lines[0] and not out.exists()
+    assert_train_refused_in_one_line(tmp_path, flags, named)

@@ -10,10 +10,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-from conftest import TINY_TRAIN_FLAGS
-from fastlrwa.cli import cli
+from conftest import assert_train_refused_in_one_line
 from fastlrwa.data import affine_warp, random_affine
 from fastlrwa.models import build_generator, build_model
 from fastlrwa.updates.options import StudentAugmentOptions
@@ -147,8 +145,4 @@ def test_no_augmentation_draws_no_random_numbers_and_keeps_the_images():
     [(("--augment-rotate", "200"), "--augment-rotate"), (("--augment-shift", "-1"), "--augment-shift")],
 )
 def test_out_of_range_augmentation_is_refused_in_one_line(flags, named, tmp_path):
-    out = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["train", "--out", str(out), *TINY_TRAIN_FLAGS, *flags])
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and named in lines[0] and not out.exists()
+    assert_train_refused_in_one_line(tmp_path, flags, named)
