@@ -56,10 +56,11 @@ def validate_train_config(config: TrainConfig, flags: Mapping[str, str] | None =
             f"{setting('loss.entropy_log_base', config.loss.entropy_log_base, flags)}: must be > 1 (10 or e)"
         )
     for name in ("tv", "div"):
-        _positive(f"loss.{name}", getattr(config.loss, name), flags, allow_zero=True)
-        if getattr(config.loss, name) > 0 and spec.generator_objective == "impressions":
+        weight = getattr(config.loss, name)
+        _positive(f"loss.{name}", weight, flags, allow_zero=True)
+        if weight > 0 and spec.generator_objective == "impressions":
             raise ConfigError(
-                f"{setting(f'loss.{name}', getattr(config.loss, name), flags)}: an image prior of the generator, "
+                f"{setting(f'loss.{name}', weight, flags)}: an image prior of the generator, "
                 f"and method {config.method} has none (it optimises data impressions); leave it at 0"
             )
     if config.loss.div > 0 and s.batch_size < 2:
