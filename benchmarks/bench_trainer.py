@@ -477,8 +477,8 @@ def markdown_table(result: dict[str, Any]) -> str:
         "the train process's peak RSS. Generator step GFLOP/s: its counted floating-point work over its median "
         "time, and that as a share of the matmul peak in the precision the generator computes in.",
         "",
-        "Matmul peak (2048-square, best of 5): "
-        + ", ".join(f"{dtype} {gflops:.0f} GFLOP/s" for dtype, gflops in result["matmul_peak_gflops"].items())
+        f"Matmul peak ({result['matmul_peak_size']}-square, best of 5, in the generators' precisions): "
+        + (", ".join(f"{dtype} {gflops:.0f} GFLOP/s" for dtype, gflops in result["matmul_peak_gflops"].items()) or "—")
         + ".",
         "",
         "| setup | mode | precision: generator / classifiers | student | batch | samples/s train | samples/s harness "
@@ -554,10 +554,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     runs = [measure(setup, mode, args) for setup in args.setup for mode in args.modes]
     device = torch.device(args.device)
+    # Only the precisions a generator computed in: a CPU without native bf16 emulates a bf16 matmul at well under
+    # 1 GFLOP/s, minutes at 2048-square, for a peak no row is compared against.
+    precisions = sorted(
+        {run["harness"]["generator_precision"] for run in runs if "generator_precision" in run.get("harness", {})}
+    )
+    peak_size = 512 if args.tiny else 2048
     result = {
+        "matmul_peak_size": peak_size,
         "matmul_peak_gflops": {
-            "float32": matmul_peak(device, torch.float32),
-            "bfloat16": matmul_peak(device, torch.bfloat16),
+            precision: matmul_peak(device, getattr(torch, precision), size=peak_size) for precision in precisions
         },
         "device": device_description(args.device),
         "device_type": torch.device(args.device).type,
