@@ -244,8 +244,9 @@ elif wanted prewarm; then
             --out-dir \"$WORK/prewarm/kernels-\$dtype\" || exit 1; done"
 fi
 if wanted tests; then
+    # -n 0: the GPU tests share one device, so they run one after another in one process.
     stage tests 200 "1-2 min (one CUDA-graph compile of a small LRWA step)" \
-        "$PY" -m pytest -m gpu -q -rA -p no:cacheprovider --timeout 180 --ignore tests/test_export_runner.py \
+        "$PY" -m pytest -m gpu -n 0 -q -rA -p no:cacheprovider --timeout 180 --ignore tests/test_export_runner.py \
         --junitxml "$WORK/tests/junit-tests.xml" "${GPU_TESTS[@]}"
 fi
 if ((${#BACKGROUND[@]})); then
@@ -290,7 +291,7 @@ if wanted tests_export && [[ $DRY_RUN == 1 ]]; then
     skip tests_export "needs a CUDA device (its only test exports for and runs on the GPU)"
 elif wanted tests_export; then
     stage tests_export 180 "2-3 min: CMake build of the C++ runner and AOTInductor compiles" \
-        "$PY" -m pytest -m gpu -q -rA -p no:cacheprovider --timeout 170 \
+        "$PY" -m pytest -m gpu -n 0 -q -rA -p no:cacheprovider --timeout 170 \
         --junitxml "$WORK/tests/junit-tests_export.xml" tests/test_export_runner.py
 fi
 

@@ -1,8 +1,9 @@
 """Distributed training on CPU with gloo and 2 processes: averaged gradients, identical weights, agreement on
 errors, NaN and Ctrl-C, and exact resume, through forked workers and through torchrun itself.
 
-The workers are forked from the test process where that is safe (no second import of torch: a worker
-starts in well under a second); they report what they saw in files and the assertions run here.
+The workers are forked from a fork server, a fresh process that imports torch once for all the tests (a fork of
+the test process itself is refused by autograd once an earlier test in it ran a backward pass that started the
+engine's threads, as under pytest-xdist); they report what they saw in files and the assertions run here.
 """
 
 from __future__ import annotations
@@ -55,11 +56,9 @@ def _join_as(rank: int, port: int) -> None:
 def _on_two_ranks(worker: Callable[..., None], *args: Any) -> None:
     """Run ``worker(rank, *args)`` in 2 processes; a worker's exception fails the test with its traceback.
 
-    Forked when this process has not touched CUDA (a forked child cannot use a CUDA context it inherits,
-    and checkpoints capture the CUDA random state where CUDA exists), spawned otherwise.
+    Forked from the fork server, which has touched neither CUDA nor autograd, whatever this process has.
     """
-    start_method = "spawn" if torch.cuda.is_initialized() else "fork"
-    mp.start_processes(worker, args=args, nprocs=WORLD, join=True, start_method=start_method)
+    mp.start_processes(worker, args=args, nprocs=WORLD, join=True, start_method="forkserver")
 
 
 def _train(out: Path, teacher: Path, *, resume: bool = False, **extra: Any) -> list[dict]:
