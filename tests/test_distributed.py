@@ -1,9 +1,10 @@
 """Distributed training on CPU with gloo and 2 processes: averaged gradients, identical weights, agreement on
 errors, NaN and Ctrl-C, and exact resume, through forked workers and through torchrun itself.
 
-The workers are forked from a fork server, a fresh process that imports torch once for all the tests (a fork of
-the test process itself is refused by autograd once an earlier test in it ran a backward pass that started the
-engine's threads, as under pytest-xdist); they report what they saw in files and the assertions run here.
+The workers are forked from a fork server, a fresh process that has run nothing of the tests: a fork of the test
+process itself can be refused by autograd after what earlier tests in that process ran ("Unable to handle
+autograd's threading in combination with fork-based multiprocessing", seen under pytest-xdist). They report what
+they saw in files and the assertions run here.
 """
 
 from __future__ import annotations
